@@ -1,0 +1,1 @@
+"""Domain layer (data): no Dagster imports here."""

@@ -1,0 +1,149 @@
+"""Atomic writes and line-checked JSONL reading.
+
+Every writer goes through a temp file in the destination folder and an `os.replace`, so an
+interrupted run leaves either the old file or the new one, never half of one. Readers
+report each bad line as `path:line: reason`, count it, and never drop it silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+
+class BadInputError(ValueError):
+    """Raised when input lines are rejected; the message lists `file:line: reason`."""
+
+    def __init__(self, problems: list[BadLine], total: int | None = None):
+        self.problems = problems
+        shown = "\n".join(f"  {p}" for p in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__(f"{len(problems)} bad input line(s):\n{shown}{more}")
+
+
+@dataclass(frozen=True)
+class BadLine:
+    path: Path
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass
+class LineReport:
+    """What a reader saw: rows read and every rejected line with its location."""
+
+    rows: int = 0
+    bad: list[BadLine] = field(default_factory=list)
+
+    def add(self, path: Path, line: int, reason: str) -> None:
+        self.bad.append(BadLine(Path(path), line, reason))
+
+    @property
+    def bad_count(self) -> int:
+        return len(self.bad)
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "rows_read": self.rows,
+            "bad_lines": self.bad_count,
+            "bad_line_examples": [str(b) for b in self.bad[:10]],
+        }
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path next to `dest`; rename it over `dest` only if the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(dest: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    with atomic_path(dest) as tmp:
+        kwargs = {} if "b" in mode else {"encoding": "utf-8"}
+        with open(tmp, mode, **kwargs) as fh:
+            yield fh
+
+
+def write_json(dest: str | os.PathLike[str], obj: Any) -> Path:
+    with atomic_open(dest) as fh:
+        json.dump(obj, fh, indent=2, ensure_ascii=False, sort_keys=False, default=_json_default)
+        fh.write("\n")
+    return Path(dest)
+
+
+def write_jsonl(dest: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> int:
+    n = 0
+    with atomic_open(dest) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=_json_default))
+            fh.write("\n")
+            n += 1
+    return n
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def iter_jsonl(
+    path: str | os.PathLike[str],
+    report: LineReport | None = None,
+    validate: Callable[[dict[str, Any]], str | None] | None = None,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield `(line_number, record)` for each good line of a JSONL file.
+
+    A line that is not a JSON object, or that `validate` rejects (it returns a reason),
+    is recorded in `report` with its location; without a report it raises at once.
+    Blank lines are skipped (they carry no record).
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            reason: str | None
+            try:
+                rec = json.loads(raw)
+                reason = None if isinstance(rec, dict) else f"expected a JSON object, got {type(rec).__name__}"
+            except json.JSONDecodeError as exc:
+                rec, reason = None, f"malformed JSON ({exc.msg} at column {exc.colno})"
+            if reason is None and validate is not None:
+                reason = validate(rec)
+            if reason is not None:
+                if report is None:
+                    raise BadInputError([BadLine(path, lineno, reason)])
+                report.add(path, lineno, reason)
+                continue
+            if report is not None:
+                report.rows += 1
+            yield lineno, rec
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,1 @@
+"""The Dagster layer: one thin module per plan phase, each exporting `defs`."""

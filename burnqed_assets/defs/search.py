@@ -1,0 +1,5 @@
+"""(stub) see DESIGN.md for what this module holds."""
+
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,1 @@
+"""Domain layer (joint): no Dagster imports here."""

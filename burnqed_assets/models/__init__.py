@@ -1,0 +1,1 @@
+"""Domain layer (models): no Dagster imports here."""

@@ -1,0 +1,45 @@
+"""Model and tokenizer loading by path, hub offline (no download at run time)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    if preference != "auto":
+        return torch.device(preference)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _require(path: str | Path, how_to_obtain: str = "") -> Path:
+    path = Path(path)
+    if not (path / "config.json").exists() and not (path / "tokenizer.json").exists() \
+            and not (path / "tokenizer_config.json").exists():
+        hint = f"\n  obtain it: {how_to_obtain}" if how_to_obtain else ""
+        raise ModelNotFoundError(f"no Hugging Face model directory at {path}{hint}")
+    return path
+
+
+def load_tokenizer(path: str | Path, how_to_obtain: str = ""):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(_require(path, how_to_obtain)), local_files_only=True)
+
+
+def load_causal_lm(path: str | Path, device: str = "auto", dtype: str = "float32", how_to_obtain: str = ""):
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(str(_require(path, how_to_obtain)), dtype=torch_dtype,
+                                                 local_files_only=True)
+    return model.to(pick_device(device))

@@ -1,0 +1,1 @@
+"""Domain layer (reports): no Dagster imports here."""

@@ -1,0 +1,1 @@
+"""Domain layer (search): no Dagster imports here."""

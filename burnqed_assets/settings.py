@@ -1,0 +1,454 @@
+"""Profiles (`demo` | `full`) and every number the graph uses.
+
+`BURNQED_PROFILE` picks the profile (default `demo`); `BURNQED_DATA_ROOT` moves the
+generated data (default `<repo>/data`). The `full` profile carries the plan's numbers;
+`demo` scales inputs, budgets and thresholds to the shipped samples so the whole graph
+runs offline on a 2-core CPU in minutes. A demo number is never a research result.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_INPUTS = REPO_ROOT / "data" / "demo"
+PROFILE_ENV = "BURNQED_PROFILE"
+DATA_ROOT_ENV = "BURNQED_DATA_ROOT"
+
+# Tag that routes an op to the GPU concurrency pool (executor tag_concurrency_limits).
+GPU_TAG_KEY = "burnqed/resource"
+GPU_TAG = {GPU_TAG_KEY: "gpu"}
+
+
+class MissingInputError(FileNotFoundError):
+    """A profile input is absent; the message names the path and how to obtain it."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One raw input of the plan, with the instruction a user needs when it is missing."""
+
+    path: Path
+    how_to_obtain: str
+
+
+@dataclass(frozen=True)
+class Inputs:
+    goedel_proofs: InputSpec
+    goedel_recorded_traces: InputSpec
+    lean_github: InputSpec
+    minif2f_v2s: InputSpec
+    minif2f_v2c: InputSpec
+    minif2f_v1: InputSpec
+    lean_repl_transcripts: InputSpec
+    rename_table: InputSpec
+
+    def all(self) -> dict[str, InputSpec]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The plan's data/ layout under one root (plan: Directory Structure)."""
+
+    root: Path
+
+    def __getattr__(self, name: str) -> Path:  # pragma: no cover - only for typos
+        raise AttributeError(f"Paths has no entry {name!r}; add it to settings.Paths")
+
+    # Phase M
+    @property
+    def goedel_source_dir(self) -> Path:
+        return self.root / "lean" / "workbook" / "goedel_proofs_source"
+
+    @property
+    def goedel_427_dir(self) -> Path:
+        return self.root / "lean" / "workbook" / "goedel_proofs_427"
+
+    @property
+    def benchmarks(self) -> Path:
+        return self.root / "benchmarks"
+
+    @property
+    def traced(self) -> Path:
+        return self.root / "traced"
+
+    @property
+    def goedel_traced_pairs(self) -> Path:
+        return self.traced / "goedel_427_pairs.jsonl"
+
+    @property
+    def clean_pairs(self) -> Path:
+        return self.traced / "goedel_427_clean_pairs.jsonl"
+
+    @property
+    def lean_github_pairs(self) -> Path:
+        return self.traced / "lean_github_pairs.jsonl"
+
+    @property
+    def token_geometry(self) -> Path:
+        return self.traced / "token_geometry.json"
+
+    @property
+    def exploration_report(self) -> Path:
+        return self.traced / "exploration_report.json"
+
+    @property
+    def exploration_plots(self) -> Path:
+        return self.traced / "exploration_plots"
+
+    @property
+    def sft(self) -> Path:
+        return self.root / "sft"
+
+    @property
+    def release(self) -> Path:
+        return self.root / "release"
+
+    # Phase 1+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def trajectories(self) -> Path:
+        return self.root / "trajectories"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.root / "embeddings"
+
+    @property
+    def evals(self) -> Path:
+        return self.root / "evals"
+
+    def merged_model(self, iteration: int) -> Path:
+        return self.models / "merged" / f"iter_{iteration}"
+
+    def lora_checkpoint(self, iteration: int) -> Path:
+        return self.checkpoints / "lora" / f"iter_{iteration}"
+
+    def ebm_checkpoint(self, iteration: int) -> Path:
+        return self.checkpoints / "ebm" / f"iter_{iteration}" / "goal_conditioned_head.pt"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    # Directory of a standard HF model; in demo the `base_model` asset builds it.
+    base_model_path: Path
+    base_model_id: str
+    how_to_obtain: str
+    dtype: str = "float32"  # "bfloat16" on GPU
+    device: str = "auto"  # "auto" picks cuda when present
+
+
+@dataclass(frozen=True)
+class LeanSettings:
+    backend: str  # "replay" (demo, recorded transitions) | "repl" (lean-interact)
+    lean_version: str = "v4.27.0"
+    project_dir: Path | None = None
+    command_timeout_s: float = 60.0
+    theorem_timeout_s: float = 120.0
+    memory_cap_mb: int = 8192
+    restart_every: int = 200
+    trace_chunk_size: int = 500
+    trace_workers: int = field(default_factory=lambda: min(16, max(1, int((os.cpu_count() or 1) * 0.75))))
+    allowed_axioms: tuple[str, ...] = ("propext", "Classical.choice", "Quot.sound")
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    kind: str  # "multiprocess" | "in_process"
+    max_concurrent: int
+    gpu_concurrency: int = 1
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    seed: int = 42
+    val_fraction: float = 0.05
+    lean_github_trivial_keep_rate: float = 0.1
+    lean_github_max_state_chars: int = 4096
+    contrastive_min_depth: int = 3
+    contrastive_fallback_depth: int = 2
+    contrastive_min_theorems: int = 3000
+    token_length_percentiles: tuple[int, ...] = (50, 75, 90, 95, 99)
+    sft_max_length_candidates: tuple[int, ...] = (1024, 1536, 2048, 3072)
+    encode_max_length_candidates: tuple[int, ...] = (256, 384, 512, 768, 1024)
+    truncation_budget: float = 0.02
+
+
+@dataclass(frozen=True)
+class SftSettings:
+    lora_r: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.05
+    learning_rate: float = 3e-5
+    warmup_ratio: float = 0.05
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 2
+    grad_accumulation: int = 8
+    eval_steps: int = 500
+    save_steps: int = 500
+    default_max_length: int = 2048
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    max_nodes: int = 800
+    timeout_s: float = 300.0
+    eval_max_nodes: int = 600
+    num_candidates: int = 16
+    temperature: float = 1.3
+    concurrency: int = 10
+    length_normalised: bool = False
+    ebm_lambda: float = 1.0
+    max_theorems: int = 2000
+    max_eval_theorems: int | None = None  # None = all benchmark problems
+    sglang_url: str = "http://127.0.0.1:30000"
+    encode_server_host: str = "127.0.0.1"
+    encode_server_port: int = 8081
+
+
+@dataclass(frozen=True)
+class EbmSettings:
+    epochs: int = 20
+    learning_rate: float = 3e-5
+    weight_decay: float = 0.01
+    k_negatives: int = 7
+    hard_ratio: float = 0.6
+    batch_size: int = 32
+    encode_max_length: int = 512
+    embed_batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class JointSettings:
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_dropout: float = 0.05
+    lr_lora: float = 2e-5
+    lr_ebm: float = 3e-5
+    lambda_ebm: float = 0.1
+    total_steps: int = 6000
+    warmup_steps: int = 300
+    k_negatives: int = 3
+    hard_ratio: float = 0.6
+    log_every: int = 50
+    eval_every: int = 500
+    save_every: int = 1000
+    abort_after_step: int = 2000
+    temperature_stuck_steps: int = 500
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Gates (ERROR, blocking) and success metrics (WARN). Plan: Success Metrics, ABORT lines."""
+
+    # Phase M / 0 gates
+    max_contaminated_pairs: int = 0
+    min_clean_pool_fraction: float = 0.90
+    min_sft_pairs: int = 150_000
+    max_top5_tactic_share: float = 0.70
+    min_contrastive_pool: int = 3000
+    migration_survival_target: float = 0.95
+    migration_survival_red_line: float = 0.90
+    max_tracing_failure_rate: float = 0.20
+    min_benchmark_compile_rate: float = 1.0
+    # Phase 1
+    sft_val_loss_target: float = 0.50
+    sft_val_loss_red_line: float = 0.65
+    minif2f_llm_target: float = 0.35
+    minif2f_llm_red_line: float = 0.25
+    min_deep_state_share: float = 0.20  # depth >= 4
+    # Phase 2
+    minif2f_ebm_target: float = 0.40
+    minif2f_ebm_red_line: float = 0.35
+    centroid_l2_target: float = 5.0
+    centroid_l2_red_line: float = 3.0
+    linear_probe_target: float = 0.75
+    linear_probe_red_line: float = 0.65
+    rank1_d4_target: float = 0.30
+    rank1_d4_red_line: float = 0.25
+    sibling_discrimination_target: float = 0.12
+    sibling_discrimination_red_line: float = 0.10
+    # Phase 3 joint abort conditions
+    joint_centroid_l2_abort: float = 3.0
+    joint_sft_loss_abort: float = 0.5
+    joint_rank1_abort: float = 0.25
+    temperature_floor: float = 0.1
+    temperature_ceiling: float = 10.0
+    # Red lines are ERROR (blocking) in full; demo reports them as WARN.
+    red_lines_block: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    data_root: Path
+    inputs: Inputs
+    model: ModelSettings
+    lean: LeanSettings
+    executor: ExecutorSettings
+    data: DataSettings = DataSettings()
+    sft: SftSettings = SftSettings()
+    search: SearchSettings = SearchSettings()
+    ebm: EbmSettings = EbmSettings()
+    joint: JointSettings = JointSettings()
+    thresholds: Thresholds = Thresholds()
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(self.data_root)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.profile == "demo"
+
+    def require_inputs(self, *names: str) -> None:
+        """Fail at once, naming the path and how to obtain it, when an input is missing."""
+        specs = self.inputs.all()
+        wanted = names or tuple(specs)
+        missing = [(n, specs[n]) for n in wanted if not specs[n].path.exists()]
+        if missing:
+            lines = [f"profile {self.profile!r}: missing input(s):"]
+            for name, spec in missing:
+                lines.append(f"  - {name}: {spec.path}\n    obtain it: {spec.how_to_obtain}")
+            raise MissingInputError("\n".join(lines))
+
+
+def _demo(data_root: Path) -> Settings:
+    d = DEMO_INPUTS
+    shipped = "shipped with the repository under data/demo (restore it with `git checkout data/demo`)"
+    return Settings(
+        profile="demo",
+        data_root=data_root,
+        inputs=Inputs(
+            goedel_proofs=InputSpec(d / "goedel" / "goedel_workbook_proofs.jsonl", shipped),
+            goedel_recorded_traces=InputSpec(d / "traced" / "goedel_recorded_traces.jsonl", shipped),
+            lean_github=InputSpec(d / "lean_github" / "lean_github_rows.jsonl", shipped),
+            minif2f_v2s=InputSpec(d / "benchmarks" / "miniF2F_v2s.jsonl", shipped),
+            minif2f_v2c=InputSpec(d / "benchmarks" / "miniF2F_v2c.jsonl", shipped),
+            minif2f_v1=InputSpec(d / "benchmarks" / "minif2f_v1.jsonl", shipped),
+            lean_repl_transcripts=InputSpec(d / "lean_repl", shipped),
+            rename_table=InputSpec(d / "migration" / "rename_table.json", shipped),
+        ),
+        model=ModelSettings(
+            base_model_path=data_root / "models" / "base" / "demo-tiny-llama",
+            base_model_id="burnqed/demo-tiny-llama",
+            how_to_obtain="built by the `base_model` asset (materialize it first)",
+        ),
+        lean=LeanSettings(backend="replay", command_timeout_s=10.0, theorem_timeout_s=20.0,
+                          trace_chunk_size=25, restart_every=100),
+        executor=ExecutorSettings(kind="in_process", max_concurrent=2),
+        data=DataSettings(contrastive_min_theorems=20),
+        sft=SftSettings(epochs=1.0, max_steps=60, batch_size=8, grad_accumulation=1,
+                        learning_rate=2e-3, eval_steps=20, save_steps=20, warmup_ratio=0.05),
+        search=SearchSettings(max_nodes=40, timeout_s=30.0, eval_max_nodes=24, num_candidates=4,
+                              concurrency=2, max_theorems=30, max_eval_theorems=40),
+        ebm=EbmSettings(epochs=30, learning_rate=1e-3, k_negatives=3, batch_size=16,
+                        encode_max_length=256, embed_batch_size=16),
+        joint=JointSettings(lora_r=8, lora_alpha=16, lr_lora=1e-3, lr_ebm=1e-3, total_steps=40,
+                            warmup_steps=4, log_every=5, eval_every=20, save_every=20,
+                            abort_after_step=30, temperature_stuck_steps=25),
+        thresholds=Thresholds(
+            min_sft_pairs=100,
+            min_contrastive_pool=20,
+            min_clean_pool_fraction=0.90,
+            sft_val_loss_target=2.5,
+            sft_val_loss_red_line=4.0,
+            minif2f_llm_target=0.05,
+            minif2f_llm_red_line=0.0,
+            min_deep_state_share=0.05,
+            minif2f_ebm_target=0.05,
+            minif2f_ebm_red_line=0.0,
+            centroid_l2_target=0.5,
+            centroid_l2_red_line=0.0,
+            linear_probe_target=0.55,
+            linear_probe_red_line=0.0,
+            rank1_d4_target=0.2,
+            rank1_d4_red_line=0.0,
+            sibling_discrimination_target=0.05,
+            sibling_discrimination_red_line=0.0,
+            joint_centroid_l2_abort=0.0,
+            joint_sft_loss_abort=6.0,
+            joint_rank1_abort=0.0,
+            red_lines_block=False,
+        ),
+    )
+
+
+def _full(data_root: Path) -> Settings:
+    r = data_root
+    return Settings(
+        profile="full",
+        data_root=data_root,
+        inputs=Inputs(
+            goedel_proofs=InputSpec(
+                r / "lean" / "workbook" / "Lean-workbook-proofs",
+                "git clone the Goedel-LM/Lean-workbook-proofs dataset into this directory "
+                "(HF: `huggingface-cli download Goedel-LM/Lean-workbook-proofs --repo-type dataset --local-dir <path>`)",
+            ),
+            goedel_recorded_traces=InputSpec(
+                r / "traced" / "goedel_427_pairs.jsonl",
+                "produced by the `goedel_traced_pairs` asset (LeanDojo tracing); not needed as a raw input",
+            ),
+            lean_github=InputSpec(
+                r / "lean" / "lean_github",
+                "`huggingface-cli download internlm/Lean-Github --repo-type dataset --local-dir <path>`",
+            ),
+            minif2f_v2s=InputSpec(
+                r / "benchmarks" / "minif2f_v2" / "miniF2F_v2s.jsonl",
+                "copy datasets/miniF2F_v2s.jsonl from the miniF2F-v2 repository (roozbeh-yz/miniF2F_v2)",
+            ),
+            minif2f_v2c=InputSpec(
+                r / "benchmarks" / "minif2f_v2" / "miniF2F_v2c.jsonl",
+                "copy datasets/miniF2F_v2c.jsonl from the miniF2F-v2 repository (roozbeh-yz/miniF2F_v2)",
+            ),
+            minif2f_v1=InputSpec(
+                r / "benchmarks" / "minif2f_v1" / "minif2f.jsonl",
+                "copy datasets/minif2f.jsonl from deepseek-ai/DeepSeek-Prover-V1.5",
+            ),
+            lean_repl_transcripts=InputSpec(
+                DEMO_INPUTS / "lean_repl", "shipped with the repository under data/demo/lean_repl"
+            ),
+            rename_table=InputSpec(
+                DEMO_INPUTS / "migration" / "rename_table.json",
+                "shipped with the repository under data/demo/migration",
+            ),
+        ),
+        model=ModelSettings(
+            base_model_path=r / "models" / "base" / "deepseek-prover-v2-7b",
+            base_model_id="deepseek-ai/DeepSeek-Prover-V2-7B",
+            how_to_obtain="`huggingface-cli download deepseek-ai/DeepSeek-Prover-V2-7B --local-dir <path>` "
+            "on a machine with network access, then copy the directory here",
+            dtype="bfloat16",
+        ),
+        lean=LeanSettings(backend="repl", project_dir=r / "lean" / "lean427_project"),
+        executor=ExecutorSettings(kind="multiprocess", max_concurrent=8),
+        sft=SftSettings(epochs=1.0),
+    )
+
+
+PROFILES = {"demo": _demo, "full": _full}
+
+
+def get_settings(profile: str | None = None, data_root: str | Path | None = None) -> Settings:
+    """The active profile's settings (`BURNQED_PROFILE`, default demo)."""
+    name = (profile or os.environ.get(PROFILE_ENV) or "demo").strip().lower()
+    if name not in PROFILES:
+        raise ValueError(f"unknown {PROFILE_ENV}={name!r}; choose one of {sorted(PROFILES)}")
+    root = Path(data_root or os.environ.get(DATA_ROOT_ENV) or (REPO_ROOT / "data")).resolve()
+    return PROFILES[name](root)
+
+
+def with_overrides(settings: Settings, **sections: object) -> Settings:
+    """A copy with whole sections replaced (tests use this to shrink budgets)."""
+    return replace(settings, **sections)

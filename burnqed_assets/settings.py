@@ -332,7 +332,7 @@ def _demo(data_root: Path) -> Settings:
         data_root=data_root,
         inputs=Inputs(
             goedel_proofs=InputSpec(d / "goedel" / "goedel_workbook_proofs.jsonl", shipped),
-            goedel_recorded_traces=InputSpec(d / "traced" / "goedel_recorded_traces.jsonl", shipped),
+            goedel_recorded_traces=InputSpec(d / "traced", shipped),  # *_traces.jsonl recorded/derived traces
             lean_github=InputSpec(d / "lean_github" / "lean_github_rows.jsonl", shipped),
             minif2f_v2s=InputSpec(d / "benchmarks" / "miniF2F_v2s.jsonl", shipped),
             minif2f_v2c=InputSpec(d / "benchmarks" / "miniF2F_v2c.jsonl", shipped),

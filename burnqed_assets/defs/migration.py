@@ -19,9 +19,12 @@ def goedel_traced_pairs(context: dg.AssetExecutionContext, burnqed: BurnqedConfi
     settings.require_inputs("goedel_recorded_traces")
     src = settings.inputs.goedel_recorded_traces.path
     dest = settings.paths.goedel_traced_pairs
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(src, tmp)
-    return dg.MaterializeResult(metadata={"path": str(dest), "source": str(src)})
+    files = sorted(src.glob("*_traces.jsonl")) if src.is_dir() else [src]
+    with atomic_path(dest) as tmp, open(tmp, "wb") as out:
+        for f in files:
+            with open(f, "rb") as fh:
+                shutil.copyfileobj(fh, out)
+    return dg.MaterializeResult(metadata={"path": str(dest), "sources": [str(f) for f in files]})
 
 
 defs = dg.Definitions(assets=[goedel_traced_pairs])

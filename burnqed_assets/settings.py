@@ -225,8 +225,17 @@ class EbmSettings:
     k_negatives: int = 7
     hard_ratio: float = 0.6
     batch_size: int = 32
-    encode_max_length: int = 512
+    encode_max_length: int = 512  # fallback when token_geometry.json is absent
     embed_batch_size: int = 16
+    val_fraction: float = 0.1  # theorem-level split of the trajectories (stratified by proved)
+    split_seed: int = 42
+    train_seed: int = 0
+    probe_folds: int = 5  # linear-probe CV folds (plan: cv=5)
+    probe_max_samples: int = 20_000  # subsample for the probe and the silhouette (plan: 2000)
+    collision_threshold: float = 1.0  # sibling L2 below this is a collision (plan)
+    active_margin: float = 1.0  # margin of the active-ratio metric (plan)
+    silhouette_min_states: int = 100  # plan: a depth bucket needs > 100 states
+    silhouette_sample_size: int = 2000
 
 
 @dataclass(frozen=True)
@@ -354,7 +363,8 @@ def _demo(data_root: Path) -> Settings:
         search=SearchSettings(max_nodes=40, timeout_s=30.0, eval_max_nodes=24, num_candidates=4,
                               concurrency=2, max_theorems=30, max_eval_theorems=40),
         ebm=EbmSettings(epochs=30, learning_rate=1e-3, k_negatives=3, batch_size=16,
-                        encode_max_length=256, embed_batch_size=16),
+                        encode_max_length=256, embed_batch_size=16, val_fraction=0.25,
+                        silhouette_min_states=10),
         joint=JointSettings(lora_r=8, lora_alpha=16, lr_lora=1e-3, lr_ebm=1e-3, total_steps=40,
                             warmup_steps=4, log_every=5, eval_every=20, save_every=20,
                             abort_after_step=30, temperature_stuck_steps=25),

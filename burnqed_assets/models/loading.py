@@ -10,6 +10,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+
 
 class ModelNotFoundError(FileNotFoundError):
     pass
@@ -27,6 +30,23 @@ def _require(path: str | Path, how_to_obtain: str = "") -> Path:
             and not (path / "tokenizer_config.json").exists():
         hint = f"\n  obtain it: {how_to_obtain}" if how_to_obtain else ""
         raise ModelNotFoundError(f"no Hugging Face model directory at {path}{hint}")
+    return path
+
+
+def require_model_dir(path: str | Path, how_to_obtain: str = "") -> Path:
+    """A complete HF model directory (config, weights, tokenizer) or an error naming what is missing."""
+    path = Path(path)
+    missing = []
+    if not (path / "config.json").exists():
+        missing.append("config.json")
+    if not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
+        missing.append("weights (*.safetensors or *.bin)")
+    if not any((path / f).exists() for f in TOKENIZER_FILES):
+        missing.append("tokenizer (tokenizer.json / tokenizer.model)")
+    if missing:
+        hint = f"\n  obtain it: {how_to_obtain}" if how_to_obtain else ""
+        state = "does not exist" if not path.exists() else f"lacks {', '.join(missing)}"
+        raise ModelNotFoundError(f"model directory {path} {state}{hint}")
     return path
 
 

@@ -1,1 +1,15 @@
-"""Domain layer (lean): no Dagster imports here."""
+"""Domain layer (lean): no Dagster imports here.
+
+Public API: `make_lean_env(settings)`, `ReplayLeanEnv`, `verify_proof`, `static_scan`,
+the `LeanEnv` protocol and its records (`ProofState`, `TacticResult`, `CheckResult`).
+"""
+
+from burnqed_assets.lean.env import CheckResult, LeanEnv, Message, ProofState, TacticResult
+from burnqed_assets.lean.factory import make_lean_env, make_replay_env
+from burnqed_assets.lean.replay import ReplayLeanEnv, UnknownTheoremError
+from burnqed_assets.lean.verify import VerifyResult, static_scan, verify_proof
+
+__all__ = [
+    "CheckResult", "LeanEnv", "Message", "ProofState", "TacticResult", "make_lean_env", "make_replay_env",
+    "ReplayLeanEnv", "UnknownTheoremError", "VerifyResult", "static_scan", "verify_proof",
+]

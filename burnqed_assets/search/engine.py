@@ -1,0 +1,429 @@
+"""Best-first proof search over a `LeanEnv` (plan Tasks 1.3, 1.4, 2.6; replaces the Rust prover-core).
+
+One search per theorem: pop the open state with the best priority, sample
+`num_candidates` tactics at `temperature`, apply each to the whole state (LeanDojo style:
+a tactic acts on the state with all its goals), push the new states. Priority is the
+cumulative log-prob of the tactic path (optionally divided by depth, optionally minus
+λ·energy of an EBM scorer). Identical states (same pretty print) are kept once.
+
+Budget: `max_nodes` counts tactic applications (one per distinct candidate sent to Lean;
+with 16 candidates per expansion, 800 nodes ≈ 50 expansions, as the plan reasons) plus the
+root; `timeout_s` bounds the wall clock. A search succeeds only when a tactic closes every
+goal AND the verifier accepts the assembled proof; otherwise it keeps searching.
+
+The whole tree is returned and turned into `TRAJECTORY_SCHEMA` rows: states on the proof
+path are `positive`, the other expanded states `negative`, states never expanded and every
+state of an unproved search `unknown`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from burnqed_assets.lean.env import LeanEnv, ProofState
+from burnqed_assets.search.policy import Policy, dedup_candidates
+
+log = logging.getLogger(__name__)
+
+PROVED_STATE_PP = "no goals"  # LeanDojo's pretty print of a closed proof
+
+
+class EnergyScorer(Protocol):
+    """EBM guidance: energies (lower = more promising) of states under a theorem's root goal."""
+
+    def score(self, states: Sequence[str], goal: str) -> list[float]:
+        ...
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    ok: bool
+    reason: str = ""
+
+
+Verifier = Callable[[str, str, Sequence[str]], VerifyOutcome]  # (header, statement, tactics) -> verdict
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    max_nodes: int = 800
+    timeout_s: float = 300.0
+    num_candidates: int = 16
+    temperature: float = 1.3
+    length_normalised: bool = False
+    ebm_lambda: float = 1.0  # used only when a scorer is given
+
+    @classmethod
+    def from_settings(cls, search_settings: Any, evaluation: bool = False) -> SearchConfig:
+        s = search_settings
+        return cls(max_nodes=s.eval_max_nodes if evaluation else s.max_nodes, timeout_s=s.timeout_s,
+                   num_candidates=s.num_candidates, temperature=s.temperature,
+                   length_normalised=s.length_normalised, ebm_lambda=s.ebm_lambda)
+
+
+@dataclass(frozen=True)
+class Theorem:
+    """What a search needs to open a theorem: its name, Lean statement (ending in `:= by`), header."""
+
+    name: str
+    formal_statement: str
+    header: str = ""
+    source: str = ""
+
+
+@dataclass
+class Node:
+    id: int
+    parent_id: int
+    state: ProofState | None  # None for the closing node ("no goals")
+    state_pp: str
+    tactic: str
+    depth: int
+    llm_logprob: float
+    cumulative_logprob: float
+    energy: float | None
+    elapsed_s: float
+    proved: bool = False  # this node has no goals left
+    expanded: bool = False
+
+
+@dataclass
+class SearchResult:
+    theorem: str
+    proved: bool
+    proof: list[str] = field(default_factory=list)  # tactics root → end, when proved
+    nodes: list[Node] = field(default_factory=list)
+    expansions: int = 0
+    tactic_calls: int = 0
+    tactic_errors: int = 0
+    duplicate_states: int = 0
+    verify_rejections: int = 0
+    elapsed_s: float = 0.0
+    policy_s: float = 0.0
+    lean_s: float = 0.0
+    scorer_s: float = 0.0
+    stop_reason: str = ""  # proved | exhausted | max_nodes | timeout | error
+    error: str | None = None
+    source: str = ""
+
+    @property
+    def max_depth(self) -> int:
+        return max((n.depth for n in self.nodes), default=0)
+
+    def summary(self) -> dict[str, Any]:
+        """One row of per-problem results (no tree)."""
+        return {
+            "theorem": self.theorem, "source": self.source, "proved": self.proved,
+            "proof": "\n".join(self.proof) if self.proved else None, "proof_length": len(self.proof),
+            "nodes": len(self.nodes), "expansions": self.expansions, "tactic_calls": self.tactic_calls,
+            "tactic_errors": self.tactic_errors, "duplicate_states": self.duplicate_states,
+            "verify_rejections": self.verify_rejections, "max_depth": self.max_depth,
+            "elapsed_s": round(self.elapsed_s, 4), "policy_s": round(self.policy_s, 4),
+            "lean_s": round(self.lean_s, 4), "scorer_s": round(self.scorer_s, 4),
+            "stop_reason": self.stop_reason, "error": self.error,
+        }
+
+
+def assemble_proof(formal_statement: str, tactics: Sequence[str], indent: str = "  ") -> str:
+    """The statement (ending in `:= by`) followed by the tactic path, each line indented."""
+    statement = formal_statement.rstrip()
+    if not statement.endswith("by"):
+        statement += " := by"
+    body = []
+    for tactic in tactics:
+        lines = tactic.splitlines() or [""]
+        # keep a multi-line tactic's relative indentation
+        base = min((len(ln) - len(ln.lstrip()) for ln in lines if ln.strip()), default=0)
+        body.extend(indent + ln[base:] for ln in lines)
+    return statement + "\n" + "\n".join(body) + "\n"
+
+
+def env_check_file_verifier(env: LeanEnv) -> Verifier:
+    """Fallback verifier: Lean compiles header + statement + proof with no error and no sorry."""
+
+    def verify(header: str, statement: str, tactics: Sequence[str]) -> VerifyOutcome:
+        code = (header.rstrip() + "\n\n" if header.strip() else "") + assemble_proof(statement, tactics)
+        res = env.check_file(code)
+        if res.error:
+            return VerifyOutcome(False, f"backend error: {res.error}")
+        if not res.ok or res.sorries:
+            errors = [m.text for m in res.messages if m.severity == "error"][:2]
+            return VerifyOutcome(False, f"rejected: sorries={res.sorries} errors={errors}")
+        return VerifyOutcome(True)
+
+    return verify
+
+
+def make_verifier(env: LeanEnv, settings: Any = None) -> Verifier:
+    """The Lean layer's `verify_proof` when available (axiom and banned-construct checks),
+    else `env_check_file_verifier`."""
+    try:
+        from burnqed_assets.lean.verify import verify_proof  # type: ignore[attr-defined]
+    except ImportError:
+        return env_check_file_verifier(env)
+
+    def verify(header: str, statement: str, tactics: Sequence[str]) -> VerifyOutcome:
+        code = (header.rstrip() + "\n\n" if header.strip() else "") + assemble_proof(statement, tactics)
+        verdict = _call_verify_proof(verify_proof, env, code, settings)
+        ok = bool(getattr(verdict, "ok", verdict if isinstance(verdict, bool) else False))
+        reason = str(getattr(verdict, "reason", "") or "")
+        return VerifyOutcome(ok, reason)
+
+    return verify
+
+
+def _call_verify_proof(verify_proof: Callable[..., Any], env: LeanEnv, code: str, settings: Any) -> Any:
+    allowed = getattr(getattr(settings, "lean", None), "allowed_axioms", None)
+    try:
+        return verify_proof(env, code, allowed_axioms=allowed) if allowed else verify_proof(env, code)
+    except TypeError:
+        return verify_proof(code, env)
+
+
+def _priority(cum_logprob: float, depth: int, energy: float | None, cfg: SearchConfig) -> float:
+    score = cum_logprob / max(depth, 1) if cfg.length_normalised else cum_logprob
+    if energy is not None:
+        score -= cfg.ebm_lambda * energy
+    return score
+
+
+def search_theorem(theorem: Theorem, env: LeanEnv, policy: Policy, cfg: SearchConfig,
+                   scorer: EnergyScorer | None = None, verifier: Verifier | None = None,
+                   clock: Callable[[], float] = time.perf_counter) -> SearchResult:
+    """Best-first search of one theorem. Never raises for a Lean or policy failure: the result
+    carries `stop_reason="error"` and the message, with the tree built so far."""
+    t0 = clock()
+    result = SearchResult(theorem=theorem.name, proved=False, source=theorem.source)
+    verifier = verifier or env_check_file_verifier(env)
+    try:
+        _search(theorem, env, policy, cfg, scorer, verifier, clock, t0, result)
+    except Exception as exc:  # noqa: BLE001 - one theorem's failure never stops a run
+        result.stop_reason = "error"
+        result.error = f"{type(exc).__name__}: {exc}"[:2000]
+        log.warning("search %s failed: %s", theorem.name, result.error)
+    result.elapsed_s = clock() - t0
+    return result
+
+
+def _search(theorem: Theorem, env: LeanEnv, policy: Policy, cfg: SearchConfig, scorer: EnergyScorer | None,
+            verifier: Verifier, clock: Callable[[], float], t0: float, result: SearchResult) -> None:
+    t = clock()
+    root_state = env.open_theorem(theorem.formal_statement, theorem.header)
+    result.lean_s += clock() - t
+    goal = root_state.pp
+    root_energy = None
+    if scorer is not None:
+        t = clock()
+        root_energy = float(scorer.score([goal], goal)[0])
+        result.scorer_s += clock() - t
+    nodes = result.nodes
+    nodes.append(Node(0, -1, root_state, goal, "", 0, 0.0, 0.0, root_energy, clock() - t0))
+    seen = {goal: 0}
+    tie = itertools.count()  # FIFO among equal priorities, and avoids comparing nodes
+    frontier: list[tuple[float, int, int]] = [(-_priority(0.0, 0, root_energy, cfg), next(tie), 0)]
+    budget = cfg.max_nodes - 1  # the root counts as a node
+
+    while frontier:
+        if clock() - t0 > cfg.timeout_s:
+            result.stop_reason = "timeout"
+            return
+        if result.tactic_calls >= budget:
+            result.stop_reason = "max_nodes"
+            return
+        _, _, node_id = heapq.heappop(frontier)
+        parent = nodes[node_id]
+        parent.expanded = True
+        result.expansions += 1
+
+        t = clock()
+        candidates = dedup_candidates(policy.generate(parent.state_pp, cfg.num_candidates, cfg.temperature))
+        result.policy_s += clock() - t
+
+        new_ids: list[int] = []
+        for cand in candidates:
+            if result.tactic_calls >= budget or clock() - t0 > cfg.timeout_s:
+                break
+            t = clock()
+            try:
+                outcome = env.run_tactic(parent.state, cand.tactic)
+            finally:
+                result.lean_s += clock() - t
+                result.tactic_calls += 1
+            if outcome.status == "error" or (outcome.status == "open" and outcome.state is None):
+                result.tactic_errors += 1
+                continue
+            depth = parent.depth + 1
+            cum = parent.cumulative_logprob + cand.logprob
+            if outcome.status == "proved":
+                closing = Node(len(nodes), parent.id, None, PROVED_STATE_PP, cand.tactic, depth, cand.logprob,
+                               cum, None, clock() - t0, proved=True)
+                path = _path_tactics(nodes, parent.id) + [cand.tactic]
+                t = clock()
+                verdict = verifier(theorem.header, theorem.formal_statement, path)
+                result.lean_s += clock() - t
+                if verdict.ok:
+                    nodes.append(closing)
+                    result.proved = True
+                    result.proof = path
+                    result.stop_reason = "proved"
+                    _score_new(nodes, new_ids, scorer, goal, result, clock)  # siblings found so far
+                    return
+                result.verify_rejections += 1
+                log.info("%s: verifier rejected a closed proof: %s", theorem.name, verdict.reason)
+                continue
+            state = outcome.state
+            assert state is not None
+            pp = state.pp
+            if pp in seen:
+                result.duplicate_states += 1
+                continue
+            node = Node(len(nodes), parent.id, state, pp, cand.tactic, depth, cand.logprob, cum, None,
+                        clock() - t0)
+            seen[pp] = node.id
+            nodes.append(node)
+            new_ids.append(node.id)
+
+        _score_new(nodes, new_ids, scorer, goal, result, clock)
+        for nid in new_ids:
+            n = nodes[nid]
+            heapq.heappush(frontier, (-_priority(n.cumulative_logprob, n.depth, n.energy, cfg), next(tie), nid))
+    result.stop_reason = "exhausted"
+
+
+def _score_new(nodes: list[Node], new_ids: list[int], scorer: EnergyScorer | None, goal: str,
+               result: SearchResult, clock: Callable[[], float]) -> None:
+    if scorer is None or not new_ids:
+        return
+    t = clock()
+    energies = scorer.score([nodes[i].state_pp for i in new_ids], goal)
+    result.scorer_s += clock() - t
+    for nid, e in zip(new_ids, energies):
+        nodes[nid].energy = float(e)
+
+
+def _path_ids(nodes: Sequence[Node], node_id: int) -> list[int]:
+    path = []
+    while node_id >= 0:
+        path.append(node_id)
+        node_id = nodes[node_id].parent_id
+    return path[::-1]
+
+
+def _path_tactics(nodes: Sequence[Node], node_id: int) -> list[str]:
+    return [nodes[i].tactic for i in _path_ids(nodes, node_id)[1:]]
+
+
+def trajectory_rows(result: SearchResult) -> list[dict[str, Any]]:
+    """`TRAJECTORY_SCHEMA` rows of one search tree."""
+    positive: set[int] = set()
+    if result.proved and result.nodes:
+        positive = set(_path_ids(result.nodes, result.nodes[-1].id))
+    rows = []
+    for n in result.nodes:
+        if not result.proved:
+            label = "unknown"
+        elif n.id in positive:
+            label = "positive"
+        else:
+            label = "negative" if n.expanded else "unknown"
+        rows.append({
+            "theorem": result.theorem, "state_id": n.id, "parent_id": n.parent_id, "state_pp": n.state_pp,
+            "tactic": n.tactic, "depth": n.depth, "llm_logprob": n.llm_logprob,
+            "cumulative_logprob": n.cumulative_logprob, "energy": n.energy, "label": label,
+            "sibling_group": n.parent_id, "proved": result.proved, "expanded": n.expanded,
+            "elapsed_s": n.elapsed_s,
+        })
+    return rows
+
+
+# --------------------------------------------------------------------------- many theorems
+
+
+EnvSource = LeanEnv | Callable[[], LeanEnv]
+
+
+class _LockedEnv:
+    """Serialises calls to one shared env (a single Lean process is not thread-safe)."""
+
+    def __init__(self, env: LeanEnv):
+        self._env = env
+        self._lock = threading.Lock()
+        self.name = getattr(env, "name", "env")
+
+    def open_theorem(self, statement: str, header: str = "") -> ProofState:
+        with self._lock:
+            return self._env.open_theorem(statement, header)
+
+    def run_tactic(self, state: ProofState, tactic: str) -> Any:
+        with self._lock:
+            return self._env.run_tactic(state, tactic)
+
+    def check_file(self, code: str) -> Any:
+        with self._lock:
+            return self._env.check_file(code)
+
+    def stats(self) -> dict[str, int | float]:
+        return self._env.stats()
+
+    def close(self) -> None:  # the owner closes the shared env
+        pass
+
+
+def search_many(theorems: Iterable[Theorem], env: EnvSource, policy: Policy, cfg: SearchConfig,
+                concurrency: int = 1, scorer: EnergyScorer | None = None,
+                verifier_factory: Callable[[LeanEnv], Verifier] | None = None,
+                on_result: Callable[[SearchResult], None] | None = None) -> list[SearchResult]:
+    """Search theorems on `concurrency` worker threads (Lean and the policy release the GIL
+    while they wait). `env` is one shared env (calls serialised) or a factory giving each
+    worker its own (closed at the end). `on_result` runs in the worker as each theorem ends."""
+    theorems = list(theorems)
+    verifier_factory = verifier_factory or env_check_file_verifier
+    if not isinstance(env, type) and (isinstance(env, LeanEnv) or not callable(env)):
+        shared: Any = _LockedEnv(env) if concurrency > 1 else env  # type: ignore[arg-type]
+        make_env: Callable[[], Any] = lambda: shared  # noqa: E731
+        owned = False
+    else:
+        make_env, owned = env, True
+    local = threading.local()
+    created: list[Any] = []
+    created_lock = threading.Lock()
+
+    def worker_env() -> Any:
+        if getattr(local, "env", None) is None:
+            local.env = make_env()
+            local.verifier = verifier_factory(local.env)
+            with created_lock:
+                created.append(local.env)
+        return local.env
+
+    def run_one(th: Theorem) -> SearchResult:
+        try:
+            e = worker_env()
+        except Exception as exc:  # noqa: BLE001
+            return SearchResult(theorem=th.name, proved=False, source=th.source, stop_reason="error",
+                                error=f"could not start the Lean env: {type(exc).__name__}: {exc}")
+        res = search_theorem(th, e, policy, cfg, scorer, local.verifier)
+        if on_result is not None:
+            on_result(res)
+        return res
+
+    try:
+        if concurrency <= 1:
+            return [run_one(th) for th in theorems]
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="search") as pool:
+            return list(pool.map(run_one, theorems))
+    finally:
+        if owned:
+            for e in created:
+                try:
+                    e.close()
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("closing env failed: %s", exc)

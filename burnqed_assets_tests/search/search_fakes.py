@@ -1,0 +1,69 @@
+"""Fakes for search tests: a transition-table LeanEnv and a table-driven policy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from burnqed_assets.lean.env import CheckResult, Message, ProofState, TacticResult
+from burnqed_assets.search.policy import BasePolicy, Candidate
+
+PROVED = "<proved>"
+
+
+class FakeEnv:
+    """`transitions[state][tactic]` = next state pp, or PROVED. Unknown tactic → error.
+    A statement opens the state `roots[statement]`. `check_file` accepts files without 'bad'."""
+
+    name = "fake"
+
+    def __init__(self, roots: dict[str, str], transitions: dict[str, dict[str, str]],
+                 raise_on: set[str] | None = None, reject_words: Sequence[str] = ("bad",)):
+        self.roots = roots
+        self.transitions = transitions
+        self.raise_on = raise_on or set()
+        self.reject_words = tuple(reject_words)
+        self.calls = 0
+        self.checked: list[str] = []
+        self.closed = False
+
+    def open_theorem(self, statement: str, header: str = "") -> ProofState:
+        if statement in self.raise_on:
+            raise RuntimeError(f"Lean crashed on {statement}")
+        if statement not in self.roots:
+            raise ValueError(f"cannot elaborate {statement!r}")
+        pp = self.roots[statement]
+        return ProofState(handle=pp, goals=tuple(pp.split("\n\n")))
+
+    def run_tactic(self, state: ProofState, tactic: str) -> TacticResult:
+        self.calls += 1
+        nxt = self.transitions.get(state.handle, {}).get(tactic)
+        if nxt is None:
+            return TacticResult("error", error=f"unknown tactic {tactic!r}")
+        if nxt == PROVED:
+            return TacticResult("proved")
+        return TacticResult("open", ProofState(handle=nxt, goals=tuple(nxt.split("\n\n"))))
+
+    def check_file(self, code: str) -> CheckResult:
+        self.checked.append(code)
+        if any(w in code for w in self.reject_words):
+            return CheckResult(ok=False, messages=[Message("error", "rejected by fake Lean")])
+        return CheckResult(ok=True)
+
+    def stats(self) -> dict[str, int | float]:
+        return {"calls": self.calls}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class TablePolicy(BasePolicy):
+    """`table[state]` = list of (tactic, logprob); states not in the table get `default`."""
+
+    def __init__(self, table: dict[str, list[tuple[str, float]]], default: Sequence[tuple[str, float]] = ()):
+        self.table = table
+        self.default = list(default)
+        self.calls = 0
+
+    def generate(self, state: str, n: int, temperature: float) -> list[Candidate]:
+        self.calls += 1
+        return [Candidate(t, lp) for t, lp in self.table.get(state, self.default)][:n]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -10,9 +10,10 @@ import torch
 class EmbeddingExtractor:
     """Last-layer hidden state of each text's last content token.
 
-    Right padding, no special tokens appended: the index is `attention_mask.sum(1) - 1`,
-    which is the last real token only when padding is on the right and no EOS/pad was added
-    after the content (a tokenizer that appends EOS would make us embed EOS instead).
+    Right padding. The index is the last position that is attended AND is not an EOS/pad token:
+    `attention_mask.sum(1) - 1` alone is right only when padding is on the right and the tokenizer
+    appended nothing after the content; a tokenizer that appends EOS would make us embed EOS
+    (Gotcha 4). A leading BOS (DeepSeek's tokenizer adds one) is kept: the model was trained with it.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, max_length: int = 512):
@@ -22,14 +23,27 @@ class EmbeddingExtractor:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.max_length = max_length
+        self.trailing_ids = sorted({i for i in (tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None})
 
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         return self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
-                              max_length=max_length or self.max_length, add_special_tokens=False)
+                              max_length=max_length or self.max_length)
 
     @staticmethod
-    def last_content_index(attention_mask: torch.Tensor) -> torch.Tensor:
-        return attention_mask.sum(dim=1) - 1
+    def last_content_index(attention_mask: torch.Tensor, input_ids: torch.Tensor | None = None,
+                           exclude_ids: Iterable[int] = ()) -> torch.Tensor:
+        """Per row, the last attended position whose token is not in `exclude_ids` (EOS/pad).
+
+        Falls back to the last attended position when a row holds only excluded tokens.
+        """
+        attended = attention_mask.bool()
+        exclude = list(exclude_ids)
+        if input_ids is not None and exclude:
+            content = attended & ~torch.isin(input_ids, torch.tensor(exclude, device=input_ids.device))
+            has_content = content.any(dim=1)
+            attended = torch.where(has_content.unsqueeze(1), content, attended)
+        positions = torch.arange(attended.size(1), device=attended.device).expand_as(attended)
+        return torch.where(attended, positions, torch.full_like(positions, -1)).max(dim=1).values.clamp(min=0)
 
     def encode(self, texts: Sequence[str], max_length: int | None = None, grad: bool = False) -> torch.Tensor:
         device = next(self.model.parameters()).device
@@ -39,5 +53,5 @@ class EmbeddingExtractor:
             out = self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                              output_hidden_states=True)
             hidden = out.hidden_states[-1]
-            idx = self.last_content_index(inputs["attention_mask"])
+            idx = self.last_content_index(inputs["attention_mask"], inputs["input_ids"], self.trailing_ids)
             return hidden[torch.arange(hidden.size(0), device=hidden.device), idx]

@@ -163,29 +163,19 @@ def env_check_file_verifier(env: LeanEnv) -> Verifier:
 
 
 def make_verifier(env: LeanEnv, settings: Any = None) -> Verifier:
-    """The Lean layer's `verify_proof` when available (axiom and banned-construct checks),
-    else `env_check_file_verifier`."""
-    try:
-        from burnqed_assets.lean.verify import verify_proof  # type: ignore[attr-defined]
-    except ImportError:
-        return env_check_file_verifier(env)
+    """The Lean layer's `verify_proof` (static cheat scan, Lean's verdict, axioms within the
+    allowed set, the file must prove the expected statement) on header + assembled proof."""
+    from burnqed_assets.lean.verify import verify_proof
+
+    allowed = getattr(getattr(settings, "lean", None), "allowed_axioms", None)
+    kwargs: dict[str, Any] = {"allowed_axioms": tuple(allowed)} if allowed else {}
 
     def verify(header: str, statement: str, tactics: Sequence[str]) -> VerifyOutcome:
         code = (header.rstrip() + "\n\n" if header.strip() else "") + assemble_proof(statement, tactics)
-        verdict = _call_verify_proof(verify_proof, env, code, settings)
-        ok = bool(getattr(verdict, "ok", verdict if isinstance(verdict, bool) else False))
-        reason = str(getattr(verdict, "reason", "") or "")
-        return VerifyOutcome(ok, reason)
+        verdict = verify_proof(code, env, expected_statement=statement, **kwargs)
+        return VerifyOutcome(bool(verdict.ok), verdict.reason)
 
     return verify
-
-
-def _call_verify_proof(verify_proof: Callable[..., Any], env: LeanEnv, code: str, settings: Any) -> Any:
-    allowed = getattr(getattr(settings, "lean", None), "allowed_axioms", None)
-    try:
-        return verify_proof(env, code, allowed_axioms=allowed) if allowed else verify_proof(env, code)
-    except TypeError:
-        return verify_proof(code, env)
 
 
 def _priority(cum_logprob: float, depth: int, energy: float | None, cfg: SearchConfig) -> float:

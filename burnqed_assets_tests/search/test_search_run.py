@@ -1,0 +1,148 @@
+"""Resumable runs, theorem selection, stats, evaluate_benchmark, and the real replay backend."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from burnqed_assets.search.engine import SearchConfig, Theorem, make_verifier, search_theorem
+from burnqed_assets.search.run import (
+    evaluate_benchmark,
+    hardness_tier,
+    load_benchmark,
+    run_search,
+    select_contrastive_pool,
+    trajectory_stats,
+)
+from burnqed_assets.settings import get_settings
+from search_fakes import PROVED, FakeEnv, TablePolicy
+
+CFG = SearchConfig(max_nodes=50, timeout_s=10, num_candidates=4, temperature=1.0)
+
+
+def world(n: int = 6):
+    names = [f"thm{i}" for i in range(n)]
+    roots = {n_: f"⊢ r{i}" for i, n_ in enumerate(names)}
+    tr = {}
+    for i in range(n):
+        tr[f"⊢ r{i}"] = {"step": f"⊢ m{i}", "junk": f"⊢ j{i}"}
+        tr[f"⊢ m{i}"] = {"step": f"⊢ n{i}"}
+        tr[f"⊢ n{i}"] = {"step": PROVED} if i % 3 else {}
+    policy = TablePolicy({}, default=[("junk", -0.1), ("step", -0.5)])
+    return [Theorem(n_, n_) for n_ in names], roots, tr, policy
+
+
+def test_interrupted_run_resumes_without_duplicates(tmp_path):
+    theorems, roots, tr, policy = world()
+    out = tmp_path / "traj.parquet"
+
+    class Interrupt(Exception):
+        pass
+
+    seen = []
+
+    def progress(done, total, res):
+        seen.append(res.theorem)
+        if len(seen) == 3:
+            raise Interrupt  # the run dies after three theorems were committed
+
+    with pytest.raises(Interrupt):
+        run_search(theorems, FakeEnv(roots, tr), policy, CFG, out, progress=progress)
+    assert not out.exists()
+    parts = list((tmp_path / "traj.parquet.parts").glob("*.parquet"))
+    assert len(parts) == 3
+
+    env2 = FakeEnv(roots, tr)
+    run = run_search(theorems + theorems[:2], env2, policy, CFG, out)  # duplicates in the input, too
+    assert run.resumed == 3 and run.searched == 3
+    table = pq.read_table(out)
+    per_theorem = table.group_by("theorem").aggregate([("state_id", "count")]).to_pylist()
+    assert len(per_theorem) == 6
+    pairs = list(zip(table.column("theorem").to_pylist(), table.column("state_id").to_pylist()))
+    assert len(pairs) == len(set(pairs))
+    assert [r["theorem"] for r in run.results] == [t.name for t in theorems]
+    assert run.proved == 4  # i % 3 != 0
+    assert not (tmp_path / "traj.parquet.parts").exists()
+
+    stats = trajectory_stats(run.trajectories, run.results)
+    assert stats["theorems_proved"] == 4 and stats["theorems_attempted"] == 6
+    assert stats["label_counts"]["positive"] == 4 * 4  # root, m, n, no goals
+    assert stats["label_counts"]["negative"] >= 4  # the expanded junk states
+    assert stats["depth_distribution"]["3"] > 0
+    assert 0 < stats["deep_state_share"] or stats["max_depth"] < 4
+
+
+def test_changed_configuration_discards_old_parts(tmp_path):
+    theorems, roots, tr, policy = world(2)
+    out = tmp_path / "t.parquet"
+    run_search(theorems, FakeEnv(roots, tr), policy, CFG, out, keep_parts=True)
+    run = run_search(theorems, FakeEnv(roots, tr), policy, CFG, out, fingerprint={"model": "other"})
+    assert run.resumed == 0 and run.searched == 2
+
+
+def test_one_failing_theorem_never_stops_the_run(tmp_path):
+    theorems, roots, tr, policy = world(4)
+    env = FakeEnv(roots, tr, raise_on={"thm1"})
+    run = run_search(theorems, env, policy, CFG, tmp_path / "x.parquet", concurrency=2)
+    assert run.errors == 1 and run.attempted == 4
+    bad = [r for r in run.results if r["theorem"] == "thm1"][0]
+    assert bad["stop_reason"] == "error" and "crashed" in bad["error"]
+
+
+def test_select_contrastive_pool_orders_hard_first_and_counts_skips():
+    pool = [
+        {"theorem": "goedel::lean_workbook_1", "max_depth": 5, "num_pairs": 5, "source": "goedel_workbook",
+         "formal_statement": "theorem a : True := by"},
+        {"theorem": "goedel::amc12_2000_p1", "max_depth": 3, "num_pairs": 3, "source": "goedel_workbook",
+         "formal_statement": "theorem b : True := by"},
+        {"theorem": "goedel::imo_1959_p1", "max_depth": 4, "num_pairs": 4, "source": "goedel_workbook",
+         "formal_statement": "theorem c : True := by"},
+        {"theorem": "goedel::shallow", "max_depth": 2, "num_pairs": 2, "source": "goedel_workbook",
+         "formal_statement": "theorem d : True := by"},
+        {"theorem": "goedel::nostmt", "max_depth": 6, "num_pairs": 6, "source": "goedel_workbook",
+         "formal_statement": None},
+    ]
+    sel = select_contrastive_pool(pool, max_theorems=2, min_depth=3)
+    assert [e["theorem"] for e in sel.selected] == ["goedel::imo_1959_p1", "goedel::amc12_2000_p1"]
+    assert sel.too_shallow == 1 and sel.missing_statement == 1
+    assert "nostmt" in sel.missing_statement_examples[0]
+    assert hardness_tier({"theorem": "mathd_algebra_1"}) > hardness_tier({"theorem": "usamo_2000"})
+
+
+def test_evaluate_benchmark_writes_results(tmp_path):
+    theorems, roots, tr, policy = world(3)
+    problems = [{"name": t.name, "formal_statement": t.formal_statement, "header": "", "source": "fake"}
+                for t in theorems]
+    settings = get_settings("demo", tmp_path)
+    out = evaluate_benchmark(problems, FakeEnv(roots, tr), policy, settings, out_path=tmp_path / "res.parquet")
+    assert out["attempted"] == 3 and out["proved"] == 2 and abs(out["rate"] - 2 / 3) < 1e-9
+    res = pq.read_table(tmp_path / "res.parquet").to_pylist()
+    assert [r["proved"] for r in res] == [False, True, True]
+    assert res[1]["proof"] == "step\nstep\nstep"
+
+
+def test_load_benchmark_names_bad_records(tmp_path):
+    p = tmp_path / "b.json"
+    p.write_text('[{"name": "a", "formal_statement": "theorem a : True := by"}, {"name": "b"}]')
+    with pytest.raises(Exception, match="b.json:2"):
+        load_benchmark(p)
+    p.write_text('[{"name": "a", "formal_statement": "theorem a : True := by"}]')
+    assert len(load_benchmark(p, limit=5)) == 1
+
+
+def test_replay_backend_proves_a_recorded_minif2f_theorem(tmp_path):
+    """The real replay table: a policy offering the recorded tactic proves mathd_algebra_478 and
+    the Lean layer's verifier accepts it (verified by replay)."""
+    from burnqed_assets.lean import make_lean_env
+
+    settings = get_settings("demo", tmp_path)
+    env = make_lean_env(settings)
+    stmt = ("theorem mathd_algebra_478 (b h v : ℝ) (h₀ : 0 < b ∧ 0 < h ∧ 0 < v) (h₁ : v = 1 / 3 * (b * h))\n"
+            "    (h₂ : b = 30) (h₃ : h = 13 / 2) : v = 65 := by")
+    root = env.open_theorem(stmt, "import Mathlib")
+    policy = TablePolicy({root.pp: [("simp", -0.2), ("field_simp [h₁, h₂, h₃] <;> ring", -1.0)]})
+    res = search_theorem(Theorem("mathd_algebra_478", stmt, "import Mathlib"), env, policy, CFG,
+                         verifier=make_verifier(env, settings))
+    assert res.proved, res
+    assert res.proof == ["field_simp [h₁, h₂, h₃] <;> ring"]
+    assert res.tactic_errors == 1  # "simp" is not in the replay table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 
 from burnqed_assets.defs import (
@@ -22,11 +24,17 @@ from burnqed_assets.settings import GPU_TAG_KEY, Settings, get_settings
 PHASE_MODULES = (migration, exploration, sft_data, sft, search, embeddings, ebm, joint, reports, operations)
 
 
-def executor_for(settings: Settings) -> dg.ExecutorDefinition:
-    """Multiprocess with the GPU tag limited to one concurrent step, or in-process (demo)."""
+def executor_for(settings: Settings, gpu_steps: Sequence[str] = ()) -> dg.ExecutorDefinition:
+    """Multiprocess with the GPU tag limited to one concurrent step, in-process, or Kubernetes.
+
+    The kind comes from the profile, overridden by `BURNQED_EXECUTOR` (docs/operations.md).
+    """
     ex = settings.executor
-    if ex.kind == "in_process":
+    kind = operations.executor_kind(settings)
+    if kind == "in_process":
         return dg.in_process_executor
+    if kind == "k8s":
+        return operations.k8s_executor(settings, gpu_steps)
     return dg.multiprocess_executor.configured(
         {
             "max_concurrent": ex.max_concurrent,
@@ -37,8 +45,13 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or get_settings()
-    base = dg.Definitions(resources=default_resources(), executor=executor_for(settings))
-    return dg.Definitions.merge(base, *(m.defs for m in PHASE_MODULES))
+    # Automation conditions, sensors and schedules are derived from the merged asset graph.
+    assets = operations.with_automation(dg.Definitions.merge(*(m.defs for m in PHASE_MODULES)))
+    base = dg.Definitions(
+        resources=default_resources(),
+        executor=executor_for(settings, operations.gpu_step_keys(assets)),
+    )
+    return dg.Definitions.merge(base, assets, operations.build_operations(assets, settings))
 
 
 defs = build_definitions()

@@ -1,0 +1,156 @@
+"""SGLang HTTP client against a fake /generate server on 127.0.0.1 (normal, slow, failing, flaky)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from burnqed_assets.models.prompt import PROMPT_PREFIX
+from burnqed_assets.search.policy import BatchingPolicy, PolicyError, SGLangPolicy
+
+
+class FakeSGLang:
+    """Answers like SGLang's native /generate: len(text) * n outputs, prompt-major."""
+
+    def __init__(self, mode: str = "normal", delay_s: float = 0.0, fail_times: int = 0):
+        self.mode = mode
+        self.delay_s = delay_s
+        self.fail_times = fail_times
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_GET(self):
+                self._send(200, {"ok": True})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                if outer.delay_s:
+                    time.sleep(outer.delay_s)
+                if outer.mode == "failing" or len(outer.requests) <= outer.fail_times:
+                    return self._send(503, {"error": "overloaded"})
+                if outer.mode == "bad_request":
+                    return self._send(400, {"error": "max_new_tokens must be positive"})
+                texts = body["text"] if isinstance(body["text"], list) else [body["text"]]
+                n = body["sampling_params"]["n"]
+                outs = []
+                for i, t in enumerate(texts):
+                    state = t[len(PROMPT_PREFIX):].split("\n-/")[0]
+                    for j in range(n):
+                        outs.append({"text": f"tac_{state}_{j}\n```",
+                                     "meta_info": {"output_token_logprobs": [[-0.5, 11, None], [-0.25 * j, 12, None]],
+                                                   "finish_reason": {"type": "stop"}}})
+                self._send(200, outs)
+
+            def _send(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_batch_of_prompts_with_n_samples_and_logprobs():
+    with FakeSGLang() as srv:
+        pol = SGLangPolicy(srv.url, max_new_tokens=32, timeout_s=5, retries=0, max_batch=2)
+        out = pol.generate_batch(["s0", "s1", "s2"], n=3, temperature=1.3)
+        assert pol.health()
+        pol.close()
+    assert [[c.tactic for c in group] for group in out] == [[f"tac_s{i}_{j}" for j in range(3)] for i in range(3)]
+    assert out[1][2].logprob == pytest.approx(-0.5 - 0.5)
+    assert len(srv.requests) == 2  # batches of at most 2 prompts
+    req = srv.requests[0]
+    assert req["return_logprob"] is True
+    assert req["sampling_params"]["n"] == 3 and req["sampling_params"]["temperature"] == 1.3
+    assert req["sampling_params"]["max_new_tokens"] == 32
+    assert req["text"][0].startswith(PROMPT_PREFIX) and "s0" in req["text"][0]
+
+
+def test_slow_server_times_out_with_a_clear_error():
+    with FakeSGLang(delay_s=1.0) as srv:
+        pol = SGLangPolicy(srv.url, timeout_s=0.2, retries=1, backoff_s=0.01)
+        t0 = time.monotonic()
+        with pytest.raises(PolicyError, match="after 2 attempt.*Timeout"):
+            pol.generate("s", 2, 1.0)
+        assert time.monotonic() - t0 < 1.5  # two 0.2 s timeouts, not two full 1 s responses
+        pol.close()
+
+
+def test_failing_server_is_retried_with_backoff_then_fails():
+    with FakeSGLang(mode="failing") as srv:
+        pol = SGLangPolicy(srv.url, timeout_s=2, retries=2, backoff_s=0.05)
+        t0 = time.monotonic()
+        with pytest.raises(PolicyError, match="3 attempt.*HTTP 503"):
+            pol.generate("s", 1, 1.0)
+        assert time.monotonic() - t0 >= 0.05 + 0.1  # backoff 0.05 then 0.1
+        assert len(srv.requests) == 3 and pol.retries_used == 2
+        pol.close()
+
+
+def test_flaky_server_recovers_after_a_retry():
+    with FakeSGLang(fail_times=1) as srv:
+        pol = SGLangPolicy(srv.url, timeout_s=2, retries=2, backoff_s=0.01)
+        out = pol.generate("s", 2, 1.0)
+        assert [c.tactic for c in out] == ["tac_s_0", "tac_s_1"] and len(srv.requests) == 2
+        pol.close()
+
+
+def test_client_error_is_not_retried():
+    with FakeSGLang(mode="bad_request") as srv:
+        pol = SGLangPolicy(srv.url, timeout_s=2, retries=3, backoff_s=0.01)
+        with pytest.raises(PolicyError, match="HTTP 400.*max_new_tokens"):
+            pol.generate("s", 1, 1.0)
+        assert len(srv.requests) == 1
+        pol.close()
+
+
+def test_server_down_is_a_clear_error():
+    pol = SGLangPolicy("http://127.0.0.1:9", timeout_s=0.5, retries=1, backoff_s=0.01)
+    with pytest.raises(PolicyError, match="127.0.0.1:9/generate failed after 2"):
+        pol.generate("s", 1, 1.0)
+    assert not pol.health()
+
+
+def test_wrong_output_count_is_rejected():
+    with pytest.raises(PolicyError, match="3 outputs for 2 prompt"):
+        SGLangPolicy.parse_response([{"text": "a", "meta_info": {"output_token_logprobs": []}}] * 3, 2, 1)
+
+
+def test_batching_policy_merges_concurrent_calls_into_one_request():
+    with FakeSGLang(delay_s=0.05) as srv:
+        pol = BatchingPolicy(SGLangPolicy(srv.url, timeout_s=5, retries=0), max_batch=8, max_wait_s=0.2)
+        results: dict[int, list] = {}
+
+        def call(i):
+            results[i] = pol.generate(f"s{i}", 2, 1.0)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for i in range(6):
+        assert [c.tactic for c in results[i]] == [f"tac_s{i}_0", f"tac_s{i}_1"]
+    assert pol.states_sent == 6 and pol.batches_sent < 6
+    assert len(srv.requests) == pol.batches_sent

@@ -8,7 +8,6 @@ A policy maps a pretty-printed proof state to `n` sampled tactics with their log
 from __future__ import annotations
 
 import logging
-import math
 import random
 import threading
 import time
@@ -111,43 +110,10 @@ class TransformersPolicy(BasePolicy):
         return [Candidate(clean_tactic(text), float(lp)) for text, lp in pairs]
 
     def _generate_locked(self, state: str, n: int, temperature: float) -> list[tuple[str, float]]:
-        try:  # the models engineer's shared implementation, when present
-            from burnqed_assets.models.generation import generate_tactics
-        except ImportError:
-            generate_tactics = None
-        if generate_tactics is not None:
-            return list(generate_tactics(self.model, self.tokenizer, state, n=n, temperature=temperature,
-                                         max_new_tokens=self.max_new_tokens))
-        return self._generate_builtin(state, n, temperature)
+        from burnqed_assets.models.generation import generate_tactics
 
-    def _generate_builtin(self, state: str, n: int, temperature: float) -> list[tuple[str, float]]:
-        import torch
-
-        tok = self.tokenizer
-        device = next(self.model.parameters()).device
-        inputs = tok(format_prompt(state), return_tensors="pt").to(device)
-        prompt_len = inputs["input_ids"].shape[1]
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        with torch.no_grad():
-            out = self.model.generate(
-                **inputs, do_sample=temperature > 0, temperature=max(temperature, 1e-5),
-                num_return_sequences=n, max_new_tokens=self.max_new_tokens, pad_token_id=pad_id,
-                output_scores=True, return_dict_in_generate=True, top_k=0,
-            )
-        # Log-prob of each sampled token under the temperature-scaled distribution.
-        scores = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-        results = []
-        for seq, tok_scores in zip(out.sequences, scores):
-            gen = seq[prompt_len:]
-            keep = gen != pad_id if pad_id is not None else torch.ones_like(gen, dtype=torch.bool)
-            if tok.eos_token_id is not None:  # count the EOS itself, drop what follows it
-                eos_pos = (gen == tok.eos_token_id).nonzero()
-                if len(eos_pos):
-                    keep = torch.arange(len(gen), device=gen.device) <= eos_pos[0, 0]
-            text = tok.decode(gen[keep], skip_special_tokens=True)
-            lp = float(tok_scores[keep[: len(tok_scores)]].float().clamp(min=-1e4).sum())
-            results.append((text, lp if math.isfinite(lp) else -1e4))
-        return results
+        return list(generate_tactics(self.model, self.tokenizer, state, n=n, temperature=temperature,
+                                     max_new_tokens=self.max_new_tokens))
 
 
 # --------------------------------------------------------------------------- SGLang over HTTP (full)

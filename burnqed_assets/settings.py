@@ -215,6 +215,13 @@ class SearchSettings:
     sglang_url: str = "http://127.0.0.1:30000"
     encode_server_host: str = "127.0.0.1"
     encode_server_port: int = 8081
+    # Policy backend: "sglang" (HTTP to sglang_url, full) | "transformers" (in process, demo CPU).
+    policy_backend: str = "sglang"
+    max_new_tokens: int = 128
+    http_timeout_s: float = 120.0
+    http_retries: int = 3
+    http_max_batch: int = 32  # prompts per SGLang request (concurrent expansions are batched)
+    encode_max_batch: int = 256  # (state, goal) pairs per encode-server request
 
 
 @dataclass(frozen=True)
@@ -361,7 +368,8 @@ def _demo(data_root: Path) -> Settings:
         sft=SftSettings(epochs=1.0, max_steps=60, batch_size=8, grad_accumulation=1,
                         learning_rate=2e-3, eval_steps=20, save_steps=20, warmup_ratio=0.05),
         search=SearchSettings(max_nodes=40, timeout_s=30.0, eval_max_nodes=24, num_candidates=4,
-                              concurrency=2, max_theorems=30, max_eval_theorems=40),
+                              concurrency=2, max_theorems=30, max_eval_theorems=40,
+                              policy_backend="transformers", max_new_tokens=48),
         ebm=EbmSettings(epochs=30, learning_rate=1e-3, k_negatives=3, batch_size=16,
                         encode_max_length=256, embed_batch_size=16, val_fraction=0.25,
                         silhouette_min_states=10),

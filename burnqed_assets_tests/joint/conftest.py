@@ -1,0 +1,32 @@
+"""Fixtures for the joint tests (builders live in joint_fixtures.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from joint_fixtures import build_tiny_model, build_tiny_tokenizer, make_sft_records, make_trajectory_rows
+
+from burnqed_assets.data.schema import trajectory_table
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("joint_base") / "tiny-llama"
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(tokenizer).save_pretrained(str(dest))
+    tokenizer.save_pretrained(str(dest))
+    return dest
+
+
+@pytest.fixture()
+def joint_files(tmp_path) -> tuple[Path, Path]:
+    sft = tmp_path / "sft" / "train.jsonl"
+    sft.parent.mkdir(parents=True)
+    sft.write_text("".join(json.dumps(r) + "\n" for r in make_sft_records()), encoding="utf-8")
+    traj = tmp_path / "trajectories" / "search_iter0.parquet"
+    traj.parent.mkdir(parents=True)
+    pq.write_table(trajectory_table(make_trajectory_rows()), traj)
+    return sft, traj

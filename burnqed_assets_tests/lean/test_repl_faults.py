@@ -1,0 +1,129 @@
+"""Faults of the REPL process: hang, crash, garbage, memory growth, orphans, recycling."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import psutil
+import pytest
+from lean_fakes import fake_argv
+
+from burnqed_assets.lean.repl_client import (
+    ReplCrashError,
+    ReplMemoryError,
+    ReplProcess,
+    ReplProtocolError,
+    ReplTimeoutError,
+)
+from burnqed_assets.lean.repl_env import ReplLeanEnv
+from burnqed_assets.settings import get_settings
+
+CMD = {"cmd": "theorem t : 1 = 1 := by rfl"}
+
+
+def _gone(pid: int) -> bool:
+    """No process, or a zombie already dead (PID 1 of a container may reap it late)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _child_pid(proc: ReplProcess) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        if kids:
+            return kids[0].pid
+        time.sleep(0.05)
+    raise AssertionError("fake REPL did not spawn its child")
+
+
+def _wait_gone(*pids: int) -> bool:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if all(_gone(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("fault,error,counter", [
+    ("--hang-on", ReplTimeoutError, "timeouts"),
+    ("--crash-on", ReplCrashError, "crashes"),
+    ("--garbage-on", ReplProtocolError, "protocol_errors"),
+    ("--grow-on", ReplMemoryError, "memory_kills"),
+])
+def test_fault_recovers_without_orphans(fault, error, counter):
+    proc = ReplProcess(fake_argv("--rules", "--spawn-child", fault, "2"), timeout_s=2.0, memory_cap_mb=400)
+    try:
+        assert proc.send(CMD)["env"] == 0
+        pid, child = proc.pid, _child_pid(proc)
+        with pytest.raises(error) as info:
+            proc.send({"cmd": "theorem u : 2 = 2 := by rfl"})
+        # The caller is told what failed and on which request.
+        assert "theorem u" in str(info.value) and info.value.request == {"cmd": "theorem u : 2 = 2 := by rfl"}
+        assert proc.counters[counter] == 1
+        assert _wait_gone(pid, child), "REPL or its child survived the failure"
+        # The next call gets a fresh process (the fault is on request 2 of each process only).
+        assert proc.send(CMD)["env"] == 0
+        assert proc.counters["restarts"] == 1 and proc.pid != pid
+    finally:
+        proc.close()
+
+
+def test_crash_error_carries_stderr():
+    with ReplProcess(fake_argv("--rules", "--crash-on", "1"), timeout_s=5) as proc:
+        with pytest.raises(ReplCrashError, match="simulated segfault"):
+            proc.send(CMD)
+
+
+def test_close_kills_process_group():
+    proc = ReplProcess(fake_argv("--rules", "--spawn-child"), timeout_s=5)
+    proc.send(CMD)
+    pid, child = proc.pid, _child_pid(proc)
+    proc.close()
+    assert _wait_gone(pid, child)
+
+
+def test_recycle_every_n_commands():
+    with ReplProcess(fake_argv("--rules"), timeout_s=5, restart_every=3) as proc:
+        for _ in range(3):
+            proc.send(CMD)
+        first = proc.pid
+        assert proc.recycle_if_due() is True
+        assert _wait_gone(first)
+        assert proc.send(CMD)["env"] == 0  # fresh process: env ids restart
+        assert proc.counters["recycles"] == 1 and proc.generation == 2
+
+
+def test_one_theorem_failure_does_not_poison_the_next():
+    settings = get_settings("demo")
+    env = ReplLeanEnv.from_argv(fake_argv("--rules"), settings)
+    env.process.timeout_s = 1.5
+    env.theorem_timeout_s = 1.5
+    try:
+        s1 = env.open_theorem("theorem a (x : Nat) : x = x := by", header="import Mathlib\n")  # requests 1, 2
+        res = env.run_tactic(s1, "hang")  # the fake REPL never answers this tactic
+        assert res.status == "error" and "timeout" in res.error
+        stale = env.run_tactic(s1, "rfl")
+        assert stale.status == "error" and "lost" in stale.error
+        s2 = env.open_theorem("theorem b (x : Nat) : x = x := by", header="import Mathlib\n")
+        assert env.run_tactic(s2, "rfl").status == "proved"
+        stats = env.stats()
+        assert stats["repl_timeouts"] == 1 and stats["repl_restarts"] == 1 and stats["stale_states"] == 1
+    finally:
+        env.close()
+
+
+def test_settings_timeouts_reach_the_process():
+    settings = get_settings("demo")
+    env = ReplLeanEnv.from_argv(fake_argv("--rules"), settings)
+    try:
+        assert env.process.timeout_s == settings.lean.command_timeout_s
+        assert env.process.memory_cap_mb == settings.lean.memory_cap_mb
+        assert env.process.restart_every == settings.lean.restart_every
+        assert re.search(r"\d", str(env.stats()))
+    finally:
+        env.close()

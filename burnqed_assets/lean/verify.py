@@ -172,7 +172,8 @@ def static_scan(code: str) -> list[Violation]:
 
     for rule in RULES:
         for m in rule.pattern.finditer(clean):
-            add(rule.code, rule.reason, m.start())
+            lead = len(m.group(0)) - len(m.group(0).lstrip(" \t\n]"))  # a rule may start at the separator
+            add(rule.code, rule.reason, m.start() + lead)
     for m in _SET_OPTION.finditer(clean):
         option = m.group(1)
         if not any(option == p.rstrip(".") or option.startswith(p) for p in ALLOWED_SET_OPTION_PREFIXES):

@@ -1,0 +1,162 @@
+"""Trajectories joined with their frozen embeddings, the theorem-level split, contrastive sampling.
+
+Used by decoupled EBM training (plan Task 2.4), the EBM metrics (Task 2.5) and, for configs
+A/B/C, by the joint-training comparison: everything takes explicit paths, nothing reads settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+STATE_EMBEDDINGS_FILE = "state_embeddings.parquet"
+GOAL_EMBEDDINGS_FILE = "goal_embeddings.parquet"
+TRAJECTORY_COLUMNS = ["theorem", "state_id", "parent_id", "state_pp", "depth", "label", "sibling_group", "proved"]
+
+
+class EmbeddingDataError(ValueError):
+    """Embeddings and trajectories do not fit together; the message names the file."""
+
+
+@dataclass
+class EmbeddedTrajectories:
+    """One row per trajectory state that has an embedding; `states[i]` is row i's z_state."""
+
+    frame: pd.DataFrame  # TRAJECTORY_COLUMNS + goal_index (-1 when the theorem has no goal)
+    states: np.ndarray  # [N, d] float32
+    goals: np.ndarray  # [T, d] float32
+    goal_theorems: list[str]
+    missing_state_embeddings: int = 0  # trajectory rows without a state embedding (reported)
+    theorems_without_goal: list[str] = field(default_factory=list)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.states.shape[1])
+
+    def subset(self, theorems: set[str]) -> np.ndarray:
+        """Row indices of the given theorems."""
+        return np.flatnonzero(self.frame["theorem"].isin(theorems).to_numpy())
+
+
+def _embedding_matrix(column) -> np.ndarray:
+    values = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    if len(values) == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    flat = np.array(values.values.to_numpy(zero_copy_only=False), dtype=np.float32)  # writable copy
+    return flat.reshape(len(values), -1)
+
+
+def load_embedded_trajectories(trajectories_path: str | Path, embeddings_dir: str | Path) -> EmbeddedTrajectories:
+    """Join trajectory rows (theorem, state_id) with state embeddings and each theorem's goal.
+
+    Rows without a state embedding, and theorems without a goal embedding, are counted and
+    listed (they can't be scored); rows of theorems without a goal are dropped with that count.
+    """
+    trajectories_path, embeddings_dir = Path(trajectories_path), Path(embeddings_dir)
+    for p in (trajectories_path, embeddings_dir / STATE_EMBEDDINGS_FILE, embeddings_dir / GOAL_EMBEDDINGS_FILE):
+        if not p.exists():
+            raise FileNotFoundError(f"missing input {p}")
+    traj = pq.read_table(trajectories_path, columns=TRAJECTORY_COLUMNS).to_pandas()
+    state_table = pq.read_table(embeddings_dir / STATE_EMBEDDINGS_FILE)
+    goal_table = pq.read_table(embeddings_dir / GOAL_EMBEDDINGS_FILE)
+    state_matrix = _embedding_matrix(state_table.column("embedding"))
+    goal_matrix = _embedding_matrix(goal_table.column("embedding"))
+    if len(goal_matrix) and len(state_matrix) and goal_matrix.shape[1] != state_matrix.shape[1]:
+        raise EmbeddingDataError(f"{embeddings_dir}: state dim {state_matrix.shape[1]} != goal dim {goal_matrix.shape[1]}")
+
+    keys = pd.DataFrame({"theorem": state_table.column("theorem").to_pylist(),
+                         "state_id": state_table.column("state_id").to_pylist(),
+                         "emb_row": np.arange(state_table.num_rows)})
+    dup = keys.duplicated(["theorem", "state_id"])
+    if dup.any():
+        first = keys[dup].iloc[0]
+        raise EmbeddingDataError(f"{embeddings_dir / STATE_EMBEDDINGS_FILE}: {int(dup.sum())} duplicated "
+                                 f"(theorem, state_id) keys, e.g. ({first.theorem}, {first.state_id})")
+    joined = traj.merge(keys, on=["theorem", "state_id"], how="left")
+    missing = int(joined["emb_row"].isna().sum())
+    joined = joined[joined["emb_row"].notna()].copy()
+
+    goal_theorems = goal_table.column("theorem").to_pylist()
+    goal_index = {t: i for i, t in enumerate(goal_theorems)}
+    joined["goal_index"] = joined["theorem"].map(goal_index).fillna(-1).astype(np.int64)
+    without_goal = sorted(set(joined.loc[joined["goal_index"] < 0, "theorem"]))
+    joined = joined[joined["goal_index"] >= 0].reset_index(drop=True)
+
+    states = state_matrix[joined["emb_row"].astype(np.int64).to_numpy()] if len(joined) else \
+        np.zeros((0, goal_matrix.shape[1] if goal_matrix.size else 0), dtype=np.float32)
+    frame = joined.drop(columns=["emb_row"])
+    frame["depth"] = frame["depth"].astype(np.int64)
+    frame["sibling_group"] = frame["sibling_group"].fillna(frame["parent_id"]).astype(np.int64)
+    return EmbeddedTrajectories(frame=frame, states=np.ascontiguousarray(states), goals=goal_matrix,
+                                goal_theorems=goal_theorems, missing_state_embeddings=missing,
+                                theorems_without_goal=without_goal)
+
+
+def _stable_rank(theorem: str, seed: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{theorem}".encode()).digest()[:8], "big")
+
+
+def theorem_split(frame: pd.DataFrame, val_fraction: float, seed: int) -> tuple[set[str], set[str]]:
+    """Theorem-level train/val split, stratified by whether the theorem was proved.
+
+    Deterministic (hash of seed and name), so configs A/B/C evaluate the same validation
+    theorems. Each stratum with at least two theorems gives ceil(fraction × n) to validation.
+    """
+    proved = frame.groupby("theorem")["proved"].any()
+    train, val = set(), set()
+    for flag in (True, False):
+        names = sorted(proved.index[proved == flag], key=lambda t: _stable_rank(t, seed))
+        n_val = math.ceil(val_fraction * len(names)) if len(names) >= 2 else 0
+        val.update(names[:n_val])
+        train.update(names[n_val:])
+    return train, val
+
+
+@dataclass
+class ContrastiveBatch:
+    """Row indices: positive [P], negatives [P, K], goal of the positive's theorem [P]."""
+
+    positive: np.ndarray
+    negatives: np.ndarray
+    goal: np.ndarray
+    hard_count: np.ndarray  # how many of the K negatives are siblings of the positive
+
+    def __len__(self) -> int:
+        return len(self.positive)
+
+
+def sample_contrastive(data: EmbeddedTrajectories, rows: np.ndarray, k_negatives: int, hard_ratio: float,
+                       rng: np.random.Generator) -> ContrastiveBatch:
+    """For each positive row in `rows`: round(K·hard_ratio) hard negatives (negative siblings:
+    same theorem and parent) when there are that many, the rest random negatives from `rows`."""
+    frame = data.frame.iloc[rows]
+    labels = frame["label"].to_numpy()
+    neg_rows = rows[labels == "negative"]
+    pos_rows = rows[labels == "positive"]
+    if len(pos_rows) == 0 or len(neg_rows) == 0:
+        return ContrastiveBatch(np.zeros(0, np.int64), np.zeros((0, k_negatives), np.int64),
+                                np.zeros(0, np.int64), np.zeros(0, np.int64))
+    n_hard_wanted = int(round(k_negatives * hard_ratio))
+    siblings: dict[tuple[str, int], list[int]] = {}
+    neg_frame = data.frame.iloc[neg_rows]
+    for row, theorem, group in zip(neg_rows, neg_frame["theorem"], neg_frame["sibling_group"]):
+        siblings.setdefault((theorem, int(group)), []).append(int(row))
+    pos_frame = data.frame.iloc[pos_rows]
+    negatives = np.empty((len(pos_rows), k_negatives), dtype=np.int64)
+    hard_count = np.zeros(len(pos_rows), dtype=np.int64)
+    for i, (theorem, group, depth) in enumerate(zip(pos_frame["theorem"], pos_frame["sibling_group"],
+                                                    pos_frame["depth"])):
+        hard = siblings.get((theorem, int(group)), []) if depth > 0 else []
+        n_hard = min(n_hard_wanted, len(hard))
+        chosen = list(rng.choice(hard, size=n_hard, replace=False)) if n_hard else []
+        chosen.extend(rng.choice(neg_rows, size=k_negatives - n_hard, replace=True).tolist())
+        negatives[i] = chosen
+        hard_count[i] = n_hard
+    return ContrastiveBatch(positive=pos_rows.astype(np.int64), negatives=negatives,
+                            goal=pos_frame["goal_index"].to_numpy(np.int64), hard_count=hard_count)

@@ -1,0 +1,181 @@
+"""Decoupled training of GoalConditionedEnergyHead on frozen embeddings (plan Task 2.4).
+
+InfoNCE without a temperature (Gotcha 1: the head's learned temperature scales energies),
+K negatives per positive with hard_ratio of them siblings of the positive, AdamW, a
+theorem-level train/val split; the temperature is logged every epoch (Gotcha 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from burnqed_assets.ebm.dataset import (
+    ContrastiveBatch,
+    EmbeddedTrajectories,
+    load_embedded_trajectories,
+    sample_contrastive,
+    theorem_split,
+)
+from burnqed_assets.ebm.head import GoalConditionedEnergyHead, save_head
+from burnqed_assets.ebm.losses import info_nce_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EbmTrainConfig:
+    epochs: int = 20
+    learning_rate: float = 3e-5
+    weight_decay: float = 0.01
+    k_negatives: int = 7
+    hard_ratio: float = 0.6
+    batch_size: int = 32
+    val_fraction: float = 0.1
+    split_seed: int = 42
+    seed: int = 0
+    hidden_dims: tuple[int, ...] | None = None  # None: d/2, d/4, d/8 (the plan's 2048/1024/512 at d=4096)
+    device: str = "cpu"
+
+    @classmethod
+    def from_ebm_settings(cls, ebm: object, device: str = "cpu") -> "EbmTrainConfig":
+        """From `settings.ebm` (an EbmSettings); fields it lacks keep their defaults."""
+        names = {f for f in cls.__dataclass_fields__ if f not in ("hidden_dims", "device", "seed")}
+        values = {name: getattr(ebm, name) for name in names if hasattr(ebm, name)}
+        if hasattr(ebm, "train_seed"):
+            values["seed"] = ebm.train_seed
+        return cls(device=device, **values)
+
+
+def default_hidden_dims(d_model: int) -> tuple[int, ...]:
+    """The plan's 12288 → 2048 → 1024 → 512 → 1 at d=4096, scaled to d (at least 16 wide)."""
+    return tuple(max(16, d_model // f) for f in (2, 4, 8))
+
+
+@dataclass
+class EbmTrainResult:
+    head: GoalConditionedEnergyHead
+    history: list[dict[str, float]]  # one entry per epoch: loss, val_loss, temperature, val_rank1
+    train_theorems: set[str]
+    val_theorems: set[str]
+    train_positives: int = 0
+    val_positives: int = 0
+    hard_negative_share: float = 0.0
+    seconds: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        last = self.history[-1] if self.history else {}
+        return {
+            "d_model": self.head.d_model, "hidden_dims": list(self.head.hidden_dims),
+            "train_theorems": len(self.train_theorems), "val_theorems": len(self.val_theorems),
+            "train_positives": self.train_positives, "val_positives": self.val_positives,
+            "hard_negative_share": round(self.hard_negative_share, 4),
+            "epochs": len(self.history), "final_loss": last.get("loss"), "final_val_loss": last.get("val_loss"),
+            "final_temperature": last.get("temperature"), "final_val_rank1": last.get("val_rank1"),
+            "seconds": round(self.seconds, 2), **self.extra,
+        }
+
+
+def _energies(head: GoalConditionedEnergyHead, states: torch.Tensor, goals: torch.Tensor,
+              batch: ContrastiveBatch, sel: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive energies [B] and negative energies [B, K] of the selected items, goal of the positive."""
+    pos = torch.as_tensor(batch.positive[sel])
+    neg = torch.as_tensor(batch.negatives[sel])
+    goal = goals[torch.as_tensor(batch.goal[sel])]
+    k = neg.shape[1]
+    rows = torch.cat([pos, neg.reshape(-1)])
+    goal_rows = torch.cat([goal, goal.repeat_interleave(k, dim=0)])
+    energy = head.energy(states[rows], goal_rows)
+    return energy[: len(pos)], energy[len(pos):].reshape(len(pos), k)
+
+
+def sibling_rank1(head: GoalConditionedEnergyHead, data: EmbeddedTrajectories, rows: np.ndarray,
+                  device: str = "cpu") -> float | None:
+    """Share of sibling groups (both labels present) whose lowest-energy child is positive."""
+    from burnqed_assets.ebm.metrics import rank1_accuracy, score_rows
+
+    if len(rows) == 0:
+        return None
+    energy = score_rows(head, data, rows, device=device)
+    value, _ = rank1_accuracy(data.frame.iloc[rows], energy)
+    return value
+
+
+def train_decoupled_ebm(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: set[str],
+                        config: EbmTrainConfig, progress: Callable[[str], None] | None = None) -> EbmTrainResult:
+    """Train a fresh head on frozen embeddings; returns the head (eval mode) and per-epoch history."""
+    say = progress or log.info
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = torch.device(config.device)
+    states = torch.as_tensor(data.states, device=device)
+    goals = torch.as_tensor(data.goals, device=device)
+    head = GoalConditionedEnergyHead(d_model=data.d_model,
+                                     hidden_dims=config.hidden_dims or default_hidden_dims(data.d_model)).to(device)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    train_rows, val_rows = data.subset(train_theorems), data.subset(val_theorems)
+    # Validation negatives fixed once, so val loss is comparable across epochs.
+    val_batch = sample_contrastive(data, val_rows, config.k_negatives, config.hard_ratio, np.random.default_rng(12345))
+    started = time.monotonic()
+    history: list[dict[str, float]] = []
+    hard_total = hard_slots = 0
+    train_positives = 0
+    for epoch in range(1, config.epochs + 1):
+        batch = sample_contrastive(data, train_rows, config.k_negatives, config.hard_ratio, rng)
+        if len(batch) == 0:
+            raise ValueError("no training positives with negatives: the training theorems need both labels "
+                             f"({len(train_rows)} rows over {len(train_theorems)} theorems)")
+        train_positives = len(batch)
+        hard_total += int(batch.hard_count.sum())
+        hard_slots += batch.negatives.size
+        head.train()
+        order = rng.permutation(len(batch))
+        losses = []
+        for start in range(0, len(order), config.batch_size):
+            sel = order[start:start + config.batch_size]
+            pos_e, neg_e = _energies(head, states, goals, batch, sel)
+            loss = info_nce_loss(pos_e, neg_e)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite EBM loss at epoch {epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        head.eval()
+        entry = {"epoch": epoch, "loss": float(np.mean(losses)), "temperature": float(head.temperature.detach())}
+        with torch.no_grad():
+            if len(val_batch):
+                pos_e, neg_e = _energies(head, states, goals, val_batch, np.arange(len(val_batch)))
+                entry["val_loss"] = float(info_nce_loss(pos_e, neg_e))
+            rank1 = sibling_rank1(head, data, val_rows, device=config.device)
+            if rank1 is not None:
+                entry["val_rank1"] = rank1
+        history.append(entry)
+        say(f"epoch {epoch}/{config.epochs} loss={entry['loss']:.4f} val_loss={entry.get('val_loss', math.nan):.4f} "
+            f"T={entry['temperature']:.3f} val_rank1={entry.get('val_rank1', math.nan):.3f}")
+    head.eval()
+    return EbmTrainResult(head=head.cpu(), history=history, train_theorems=train_theorems, val_theorems=val_theorems,
+                          train_positives=train_positives, val_positives=len(val_batch),
+                          hard_negative_share=hard_total / hard_slots if hard_slots else 0.0,
+                          seconds=time.monotonic() - started)
+
+
+def train_ebm_from_files(trajectories_path: str | Path, embeddings_dir: str | Path, head_path: str | Path,
+                         config: EbmTrainConfig, progress: Callable[[str], None] | None = None) -> EbmTrainResult:
+    """Load trajectories + embeddings of one iteration, split by theorem, train, save the head."""
+    data = load_embedded_trajectories(trajectories_path, embeddings_dir)
+    train, val = theorem_split(data.frame, config.val_fraction, config.split_seed)
+    result = train_decoupled_ebm(data, train, val, config, progress)
+    save_head(result.head, str(head_path))
+    result.extra.update({"head_path": str(head_path), "missing_state_embeddings": data.missing_state_embeddings,
+                         "theorems_without_goal": len(data.theorems_without_goal),
+                         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}})
+    return result

@@ -1,5 +1,214 @@
-"""(stub) see DESIGN.md for what this module holds."""
+"""Phase M.9–M.11 and 0.x: lean_github_pairs, sft_dataset, contrastive_pool, release_bundle."""
+# No `from __future__ import annotations` in defs/: Dagster inspects the context annotation.
+
+import json
 
 import dagster as dg
 
-defs = dg.Definitions()
+from burnqed_assets.data.io import read_json, write_json
+from burnqed_assets.data.lean_github import filter_lean_github
+from burnqed_assets.data.release import build_release
+from burnqed_assets.data.sft import (
+    benchmark_names,
+    build_contrastive_pool,
+    build_sft_dataset,
+    load_statements,
+    verify_split,
+)
+from burnqed_assets.defs.checks import gate, target
+from burnqed_assets.defs.exploration import clean_pool_report_path
+from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.settings import Settings
+
+GROUP = "phase_m_sft_data"
+
+
+def lean_github_report_path(settings: Settings):
+    return settings.paths.traced / "lean_github_report.json"
+
+
+def _benchmarks(settings: Settings) -> set[str]:
+    i = settings.inputs
+    return benchmark_names([i.minif2f_v2s.path, i.minif2f_v2c.path, i.minif2f_v1.path])
+
+
+def _preview(path, n: int = 3) -> str:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if len(rows) >= n:
+                break
+            rows.append(json.loads(line))
+    return "\n\n".join(f"**{r['theorem']}**\n```\n{r['prompt']}{r['completion']}\n```" for r in rows)
+
+
+@dg.asset(group_name=GROUP,
+          description="Task M.9: LEAN-GitHub rows filtered (long states, no-goals, sorry; trivial tactics "
+          "subsampled at a fixed seed) into github::-prefixed traced pairs (data/traced/lean_github_pairs.jsonl).")
+def lean_github_pairs(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+    settings = burnqed.settings()
+    settings.require_inputs("lean_github")
+    d = settings.data
+    res = filter_lean_github(settings.inputs.lean_github.path, settings.paths.lean_github_pairs, seed=d.seed,
+                             trivial_keep_rate=d.lean_github_trivial_keep_rate,
+                             max_state_chars=d.lean_github_max_state_chars)
+    write_json(lean_github_report_path(settings), res.as_dict())
+    for line in res.bad_line_examples:
+        context.log.warning(f"unreadable LEAN-GitHub row: {line}")
+    return dg.MaterializeResult(metadata={
+        "path": str(settings.paths.lean_github_pairs),
+        "input": str(settings.inputs.lean_github.path),
+        "rows_read": res.rows_read,
+        "kept_pairs": res.kept_pairs,
+        "kept_theorems": res.kept_theorems,
+        "keep_rate": float(res.as_dict()["keep_rate"]),
+        "dropped": dg.MetadataValue.json(res.dropped),
+        "trivial_rows": res.trivial_rows,
+        "trivial_kept": res.trivial_kept,
+        "trivial_keep_rate": d.lean_github_trivial_keep_rate,
+        "seed": d.seed,
+        "bad_lines": res.bad_lines,
+        "bad_line_examples": dg.MetadataValue.json(res.bad_line_examples),
+    })
+
+
+@dg.asset_check(asset=lean_github_pairs, description="Every LEAN-GitHub row was readable (bad rows named file:line).")
+def lean_github_rows_readable(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    r = read_json(lean_github_report_path(burnqed.settings()))
+    n, examples = int(r["bad_lines"]), r["bad_line_examples"]
+    return target(n == 0, f"{n} unreadable LEAN-GitHub row(s)" + (f": {'; '.join(examples[:5])}" if n else ""),
+                  bad_lines=n)
+
+
+@dg.asset(group_name=GROUP, deps=["clean_pool", "lean_github_pairs"],
+          description="Task M.10: clean Goedel pool + LEAN-GitHub pairs, deduplicated, sorry-filtered, miniF2F "
+          "names excluded, 95/5 theorem-level split stratified by source → data/sft/{train,val}.jsonl, stats.json.")
+def sft_dataset(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+    settings = burnqed.settings()
+    stats = build_sft_dataset(settings.paths.clean_pairs, settings.paths.lean_github_pairs, settings.paths.sft,
+                              seed=settings.data.seed, val_fraction=settings.data.val_fraction,
+                              benchmark=_benchmarks(settings))
+    return dg.MaterializeResult(metadata={
+        "train_path": str(settings.paths.sft / "train.jsonl"),
+        "val_path": str(settings.paths.sft / "val.jsonl"),
+        "stats_path": str(settings.paths.sft / "stats.json"),
+        "total_pairs": stats["total_pairs"],
+        "train_pairs": stats["train_pairs"],
+        "val_pairs": stats["val_pairs"],
+        "train_theorems": stats["train_theorems"],
+        "val_theorems": stats["val_theorems"],
+        "by_source": dg.MetadataValue.json(stats["by_source"]),
+        "dropped": dg.MetadataValue.json(stats["dropped"]),
+        "preview": dg.MetadataValue.md(_preview(settings.paths.sft / "train.jsonl")),
+    })
+
+
+def _verified(settings: Settings) -> dict:
+    return verify_split(settings.paths.sft, _benchmarks(settings))
+
+
+@dg.asset_check(asset=sft_dataset, blocking=True,
+                description="ABORT gate (Gotcha 11): no theorem appears in both train and val.")
+def sft_no_theorem_leak(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    v = _verified(burnqed.settings())
+    n = v["leaked_theorems"]
+    return gate(n == 0, f"{n} theorems in both train and val" + (f": {v['leak_examples'][:5]}" if n else ""),
+                leaked_theorems=n)
+
+
+@dg.asset_check(asset=sft_dataset, blocking=True,
+                description="ABORT gate (0.6): every prompt has the DeepSeek-native prefix and closing fence; "
+                "every completion is non-empty.")
+def sft_prompt_format(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    v = _verified(burnqed.settings())
+    n, bad = v["bad_format_pairs"], v["unreadable_lines"]
+    desc = f"{n} records with a bad prompt/completion, {bad} unreadable lines"
+    if n or bad:
+        desc += ": " + "; ".join(v["bad_format_examples"][:5] + v["unreadable_examples"][:5])
+    return gate(n == 0 and bad == 0, desc, bad_format_pairs=n, unreadable_lines=bad)
+
+
+@dg.asset_check(asset=sft_dataset, blocking=True,
+                description="ABORT gate (0.1): SFT pairs >= min_sft_pairs and both sources present.")
+def sft_size_and_sources(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    settings = burnqed.settings()
+    v = _verified(settings)
+    total = v["train_pairs"] + v["val_pairs"]
+    need = settings.thresholds.min_sft_pairs
+    by_source = v["pairs_by_source"]
+    missing = [s for s in ("goedel_workbook", "lean_github") if not by_source.get(s)]
+    ok = total >= need and not missing
+    desc = f"{total} SFT pairs (need >= {need}); by source {by_source}" + (f"; missing {missing}" if missing else "")
+    return gate(ok, desc, total_pairs=total, min_sft_pairs=need, pairs_by_source=dg.MetadataValue.json(by_source))
+
+
+@dg.asset_check(asset=sft_dataset, blocking=True,
+                description="Gate: no miniF2F (v2s/v2c/v1) problem name appears in train or val.")
+def sft_no_benchmark_theorems(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    v = _verified(burnqed.settings())
+    hits = v["benchmark_theorems"]
+    return gate(not hits, f"{len(hits)} benchmark theorems in the SFT data" + (f": {hits[:5]}" if hits else ""),
+                benchmark_theorems=len(hits))
+
+
+@dg.asset(group_name=GROUP, deps=["clean_pool", "exploration_report"],
+          description="Task M.10/0.6: Goedel theorems with depth >= 3 (2 when fewer than contrastive_min_theorems "
+          "qualify) with root state, formal statement and header → data/sft/contrastive_pool.json.")
+def contrastive_pool(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+    settings = burnqed.settings()
+    traced_dir = settings.inputs.goedel_recorded_traces.path
+    statement_files = sorted(traced_dir.glob("*statements.jsonl")) if traced_dir.is_dir() else []
+    proofs = settings.inputs.goedel_proofs.path
+    statements = load_statements(statement_files, [proofs] if proofs.is_file() else [])
+    dest = settings.paths.sft / "contrastive_pool.json"
+    d = settings.data
+    info = build_contrastive_pool(settings.paths.clean_pairs, dest, d.contrastive_min_depth,
+                                  d.contrastive_fallback_depth, d.contrastive_min_theorems, statements,
+                                  _benchmarks(settings))
+    context.log.info(info["decision"])
+    return dg.MaterializeResult(metadata={
+        "path": str(dest),
+        "theorems": info["theorems"],
+        "depth_threshold": info["depth_threshold"],
+        "fallback_used": info["fallback_used"],
+        "decision": info["decision"],
+        "eligible_at_min_depth": info["eligible_at_min_depth"],
+        "with_formal_statement": info["with_statement"],
+        "statement_sources": dg.MetadataValue.json([str(p) for p in statement_files] + [str(proofs)]),
+    })
+
+
+@dg.asset_check(asset=contrastive_pool, description="Success metric: contrastive pool >= min_contrastive_pool theorems.")
+def contrastive_pool_size(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    settings = burnqed.settings()
+    n = len(read_json(settings.paths.sft / "contrastive_pool.json"))
+    need = settings.thresholds.min_contrastive_pool
+    return target(n >= need, f"contrastive pool {n} theorems (target >= {need})", theorems=n, target=need)
+
+
+@dg.asset(group_name=GROUP, deps=["clean_pool", "sft_dataset"],
+          description="Task M.11: release bundle (Parquet of proofs and pairs, changelog, dropped list, "
+          "lean-toolchain, manifest) under data/release; nothing is uploaded.")
+def release_bundle(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+    settings = burnqed.settings()
+    proofs = settings.inputs.goedel_proofs.path
+    info = build_release(settings.paths.release, settings.paths.clean_pairs,
+                         read_json(clean_pool_report_path(settings)), settings.lean.lean_version, settings.profile,
+                         lean_dir=settings.paths.goedel_427_dir, proofs_jsonl=proofs if proofs.is_file() else None)
+    changelog = (settings.paths.release / "CHANGELOG.md").read_text(encoding="utf-8")
+    return dg.MaterializeResult(metadata={
+        "release_dir": info["release_dir"],
+        "proofs": info["proofs"],
+        "pairs": info["pairs"],
+        "dropped_theorems": info["dropped_theorems"],
+        "proofs_origin": info["proofs_origin"],
+        "files": dg.MetadataValue.json(info["files"]),
+        "changelog": dg.MetadataValue.md(changelog),
+    })
+
+
+defs = dg.Definitions(
+    assets=[lean_github_pairs, sft_dataset, contrastive_pool, release_bundle],
+    asset_checks=[lean_github_rows_readable, sft_no_theorem_leak, sft_prompt_format, sft_size_and_sources,
+                  sft_no_benchmark_theorems, contrastive_pool_size],
+)

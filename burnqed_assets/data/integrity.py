@@ -1,0 +1,164 @@
+"""Task M.6 / 0.4: integrity sweep of the traced pairs -> the clean pool.
+
+Rules (plan M.6, Gotcha 12):
+- contamination: a banned word (sorry/admit/cheat/sorryAx) in a tactic, or sorry/sorryAx in a
+  state. The whole theorem is dropped; the gate requires zero contaminated pairs in the input.
+- suspicious axioms (`sorryAx`, `Decidable.decide`, `native_decide`, `ofReduceBool`): flagged
+  and counted for review, not dropped (the plan: "not necessarily abort").
+- malformed pairs: empty state, state without `⊢`, state starting with "no goals", empty
+  tactic. The pair is dropped and counted per reason.
+- exact duplicate pairs (same theorem, depth, state, tactic): later copies dropped, counted.
+- unreadable lines (bad JSON, missing fields): reported as file:line, counted as traced-but-lost
+  (they lower the survival fraction) and fail the readability gate: a tracer that writes a
+  broken line has lost a record we cannot account for.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from burnqed_assets.data import duck
+from burnqed_assets.data.io import LineReport
+from burnqed_assets.data.schema import BANNED_STATE_WORDS, BANNED_TACTIC_WORDS, GOEDEL_SOURCE, TURNSTILE
+
+TRACED_COLUMNS = {"theorem": "VARCHAR", "state": "VARCHAR", "tactic": "VARCHAR", "state_after": "VARCHAR",
+                  "depth": "BIGINT", "source": "VARCHAR"}
+TRACED_REQUIRED = ("theorem", "state", "tactic")
+SUSPICIOUS_AXIOMS = ("sorryAx", "Decidable.decide", "native_decide", "ofReduceBool")
+MALFORMED_REASONS = ("empty_state", "no_goals_state", "no_turnstile", "empty_tactic")
+EXAMPLES = 10
+
+
+@dataclass
+class CleanPoolResult:
+    traced_pairs: int  # readable rows + unreadable lines
+    traced_theorems: int
+    bad_lines: int
+    bad_line_examples: list[str]
+    contaminated_pairs: int
+    contaminated_theorems: int
+    contamination_examples: list[str]
+    suspicious_axiom_mentions: dict[str, int]
+    malformed: dict[str, int]
+    malformed_examples: list[str]
+    duplicate_pairs: int
+    duplicate_examples: list[str]
+    clean_pairs: int
+    clean_theorems: int
+    dropped_theorems: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def clean_fraction(self) -> float:
+        return self.clean_pairs / self.traced_pairs if self.traced_pairs else 0.0
+
+    @property
+    def malformed_pairs(self) -> int:
+        return sum(self.malformed.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "traced_pairs": self.traced_pairs,
+            "traced_theorems": self.traced_theorems,
+            "bad_lines": self.bad_lines,
+            "bad_line_examples": self.bad_line_examples,
+            "contaminated_pairs": self.contaminated_pairs,
+            "contaminated_theorems": self.contaminated_theorems,
+            "contamination_examples": self.contamination_examples,
+            "suspicious_axiom_mentions": self.suspicious_axiom_mentions,
+            "malformed_states": self.malformed_pairs,
+            "malformed_by_reason": self.malformed,
+            "malformed_examples": self.malformed_examples,
+            "duplicate_pairs": self.duplicate_pairs,
+            "duplicate_examples": self.duplicate_examples,
+            "clean_pairs": self.clean_pairs,
+            "clean_theorems": self.clean_theorems,
+            "clean_fraction": round(self.clean_fraction, 6),
+            "dropped_theorems": self.dropped_theorems,
+        }
+
+
+def _any_contains(column: str, words: tuple[str, ...]) -> str:
+    return "(" + " OR ".join(f"contains({column}, {duck.sql_str(w)})" for w in words) + ")"
+
+
+def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLike[str],
+                     con=None) -> CleanPoolResult:
+    """Sweep `traced_path` and write the clean pairs to `dest` (JSONL, input order)."""
+    con = con or duck.connect()
+    traced_path = Path(traced_path)
+    report = LineReport()
+    duck.load_jsonl(con, traced_path, "traced", TRACED_COLUMNS, TRACED_REQUIRED, report)
+    where = lambda words, col: _any_contains(col, words)  # noqa: E731
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE flagged AS
+        SELECT *,
+          {where(BANNED_TACTIC_WORDS, 'tactic')} OR {where(BANNED_STATE_WORDS, 'state')} AS contaminated,
+          CASE WHEN trim(state) = '' THEN 'empty_state'
+               WHEN starts_with(ltrim(state), 'no goals') THEN 'no_goals_state'
+               WHEN NOT contains(state, {duck.sql_str(TURNSTILE)}) THEN 'no_turnstile'
+               WHEN trim(tactic) = '' THEN 'empty_tactic'
+               ELSE NULL END AS malformed,
+          row_number() OVER (PARTITION BY theorem, coalesce(depth, 0), state, tactic ORDER BY _line) > 1 AS duplicate
+        FROM traced"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE bad_theorems AS
+        SELECT theorem, min(_line) AS first_line FROM flagged WHERE contaminated GROUP BY theorem"""
+    )
+
+    def loc(line: int) -> str:
+        return f"{traced_path}:{line}"
+
+    contamination_examples = [
+        f"{loc(n)}: {th}: tactic {tac[:60]!r}, state {st[:60]!r}" for n, th, tac, st in con.execute(
+            f"SELECT _line, theorem, tactic, state FROM flagged WHERE contaminated ORDER BY _line LIMIT {EXAMPLES}").fetchall()
+    ]
+    malformed = dict.fromkeys(MALFORMED_REASONS, 0)
+    for reason, n in con.execute("SELECT malformed, count(*) FROM flagged WHERE malformed IS NOT NULL GROUP BY 1").fetchall():
+        malformed[reason] = int(n)
+    malformed_examples = [f"{loc(n)}: {th}: {why}" for n, th, why in con.execute(
+        f"SELECT _line, theorem, malformed FROM flagged WHERE malformed IS NOT NULL ORDER BY _line LIMIT {EXAMPLES}").fetchall()]
+    duplicate_examples = [f"{loc(n)}: {th}: duplicate of an earlier pair" for n, th in con.execute(
+        f"SELECT _line, theorem FROM flagged WHERE duplicate ORDER BY _line LIMIT {EXAMPLES}").fetchall()]
+    suspicious = {}
+    for ax in SUSPICIOUS_AXIOMS:
+        n = duck.scalar(con, f"SELECT count(*) FROM flagged WHERE contains(tactic, ?) OR contains(state, ?)", [ax, ax])
+        if n:
+            suspicious[ax] = int(n)
+
+    clean_query = f"""SELECT theorem, state, tactic, state_after, coalesce(depth, 0) AS depth,
+            coalesce(source, {duck.sql_str(GOEDEL_SOURCE)}) AS source
+        FROM flagged WHERE theorem NOT IN (SELECT theorem FROM bad_theorems)
+          AND malformed IS NULL AND NOT duplicate ORDER BY _line"""
+    clean_pairs = duck.copy_to_jsonl(con, clean_query, dest)
+    clean_theorems = duck.scalar(con, f"SELECT count(DISTINCT theorem) FROM ({clean_query})")
+    dropped = [{"theorem": th, "reason": "contaminated (sorry/admit/cheat/sorryAx)", "first_line": loc(n)}
+               for th, n in con.execute("SELECT theorem, first_line FROM bad_theorems ORDER BY first_line").fetchall()]
+    # theorems that lost every pair to malformed/duplicate rules are dropped too
+    for th, n in con.execute(
+            f"""SELECT theorem, min(_line) FROM flagged WHERE theorem NOT IN (SELECT theorem FROM bad_theorems)
+                GROUP BY theorem HAVING bool_and(malformed IS NOT NULL OR duplicate) ORDER BY 2""").fetchall():
+        dropped.append({"theorem": th, "reason": "no well-formed pair left", "first_line": loc(n)})
+    stats = con.execute(
+        "SELECT count(*) FILTER (WHERE contaminated), count(DISTINCT theorem), count(*) FILTER (WHERE duplicate) FROM flagged"
+    ).fetchall()[0]
+    return CleanPoolResult(
+        traced_pairs=report.rows + report.bad_count,
+        traced_theorems=int(stats[1]),
+        bad_lines=report.bad_count,
+        bad_line_examples=[str(b) for b in report.bad[:EXAMPLES]],
+        contaminated_pairs=int(stats[0]),
+        contaminated_theorems=int(duck.scalar(con, "SELECT count(*) FROM bad_theorems")),
+        contamination_examples=contamination_examples,
+        suspicious_axiom_mentions=suspicious,
+        malformed=malformed,
+        malformed_examples=malformed_examples,
+        duplicate_pairs=int(stats[2]),
+        duplicate_examples=duplicate_examples,
+        clean_pairs=clean_pairs,
+        clean_theorems=int(clean_theorems),
+        dropped_theorems=dropped,
+    )

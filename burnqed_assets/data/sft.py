@@ -1,0 +1,268 @@
+"""Task M.10 / 0.6: merge, filter and split the SFT dataset; the contrastive pool.
+
+Merge rules, in order:
+  1. union of the clean Goedel pool and the filtered LEAN-GitHub pairs; theorem names get their
+     source prefix (`goedel::`, `github::`) if a row lacks it.
+  2. exact duplicate pairs (theorem, state, tactic) are dropped, the first copy kept.
+  3. sorry filter (Gotcha 12): a theorem with any banned word in a tactic or state is dropped whole.
+  4. benchmark guard: a theorem whose unprefixed name (or its last dotted component) is a
+     miniF2F problem name is dropped, so evaluation problems never enter training.
+  5. theorem-level split stratified by source: within each source, theorems are ranked by
+     md5(seed|theorem) and the first round(val_fraction * n) (at least 1 when n >= 2) go to val.
+Records are `{prompt, completion, theorem, source}` with `models.prompt.format_prompt`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from burnqed_assets.data import duck
+from burnqed_assets.data.io import write_json
+from burnqed_assets.data.schema import (
+    BANNED_STATE_WORDS,
+    BANNED_TACTIC_WORDS,
+    GOEDEL_SOURCE,
+    SOURCE_PREFIX,
+)
+from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
+
+PAIR_COLUMNS = {"theorem": "VARCHAR", "state": "VARCHAR", "tactic": "VARCHAR", "depth": "BIGINT", "source": "VARCHAR"}
+PAIR_REQUIRED = ("theorem", "state", "tactic", "source")
+
+
+def _prefix_sql(col: str = "theorem", src: str = "source") -> str:
+    cases = " ".join(
+        f"WHEN {src} = {duck.sql_str(s)} AND NOT starts_with({col}, {duck.sql_str(p)}) THEN {duck.sql_str(p)} || {col}"
+        for s, p in SOURCE_PREFIX.items())
+    return f"CASE {cases} ELSE {col} END"
+
+
+def _bare_sql(col: str = "theorem") -> str:
+    return f"regexp_replace({col}, '^[a-z_]+::', '')"
+
+
+def benchmark_names(paths: Iterable[str | os.PathLike[str]]) -> set[str]:
+    """Problem names of miniF2F-style JSONL files (`name` field); missing files are skipped."""
+    names: set[str] = set()
+    for p in paths:
+        if Path(p).is_file():
+            con = duck.connect(threads=1)
+            duck.load_jsonl(con, p, "bench", {"name": "VARCHAR"}, ("name",))
+            names.update(n for (n,) in con.execute("SELECT name FROM bench").fetchall())
+    return names
+
+
+def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | os.PathLike[str],
+                      out_dir: str | os.PathLike[str], seed: int = 42, val_fraction: float = 0.05,
+                      benchmark: set[str] | None = None, con=None) -> dict[str, Any]:
+    """Write train.jsonl, val.jsonl and stats.json under `out_dir`; return the stats."""
+    con = con or duck.connect()
+    out_dir = Path(out_dir)
+    n_goedel = duck.load_jsonl(con, clean_pairs, "goedel_in", PAIR_COLUMNS, PAIR_REQUIRED)
+    n_github = duck.load_jsonl(con, github_pairs, "github_in", PAIR_COLUMNS, PAIR_REQUIRED) \
+        if Path(github_pairs).exists() else 0
+    if not n_github:
+        con.execute("CREATE OR REPLACE TABLE github_in AS SELECT * FROM goedel_in LIMIT 0")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE merged AS
+        SELECT {_prefix_sql()} AS theorem, state, tactic, depth, source, _part * 10000000000 + _line AS _ord
+        FROM (SELECT *, 0 AS _part FROM goedel_in UNION ALL SELECT *, 1 AS _part FROM github_in)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE dedup AS
+        SELECT * EXCLUDE (rn) FROM (
+            SELECT *, row_number() OVER (PARTITION BY theorem, state, tactic ORDER BY _ord) AS rn FROM merged)
+        WHERE rn = 1"""
+    )
+    duplicates = int(duck.scalar(con, "SELECT (SELECT count(*) FROM merged) - (SELECT count(*) FROM dedup)"))
+    banned = " OR ".join([f"contains(tactic, {duck.sql_str(w)})" for w in BANNED_TACTIC_WORDS]
+                         + [f"contains(state, {duck.sql_str(w)})" for w in BANNED_STATE_WORDS])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE sorry_theorems AS SELECT DISTINCT theorem FROM dedup WHERE {banned}")
+    con.execute("CREATE OR REPLACE TEMP TABLE bench_names (name VARCHAR)")
+    if benchmark:
+        con.executemany("INSERT INTO bench_names VALUES (?)", [[n] for n in sorted(benchmark)])
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE bench_theorems AS SELECT DISTINCT theorem FROM dedup
+        WHERE {_bare_sql()} IN (SELECT name FROM bench_names)
+           OR regexp_extract({_bare_sql()}, '([^.]+)$', 1) IN (SELECT name FROM bench_names)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE kept AS SELECT * FROM dedup
+        WHERE theorem NOT IN (SELECT theorem FROM sorry_theorems) AND theorem NOT IN (SELECT theorem FROM bench_theorems)"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE theorem_split AS
+        WITH t AS (SELECT DISTINCT source, theorem FROM kept),
+        r AS (SELECT source, theorem,
+                     row_number() OVER (PARTITION BY source ORDER BY md5(? || '|' || theorem), theorem) AS rk,
+                     count(*) OVER (PARTITION BY source) AS n FROM t)
+        SELECT source, theorem,
+               rk <= CASE WHEN n < 2 THEN 0 ELSE greatest(1, CAST(round(n * ?) AS BIGINT)) END AS is_val
+        FROM r""",
+        [str(seed), float(val_fraction)],
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE prompt_parts AS SELECT ? AS pre, ? AS suf", [PROMPT_PREFIX, PROMPT_SUFFIX])
+    written = {}
+    for split, flag in (("train", "false"), ("val", "true")):
+        q = f"""SELECT (SELECT pre FROM prompt_parts) || k.state || (SELECT suf FROM prompt_parts) AS prompt,
+                       k.tactic AS completion, k.theorem, k.source
+                FROM kept k JOIN theorem_split s USING (theorem)
+                WHERE s.is_val = {flag} ORDER BY k._ord"""
+        written[split] = duck.copy_to_jsonl(con, q, out_dir / f"{split}.jsonl")
+    by_source: dict[str, dict[str, int]] = {}
+    for src, is_val, pairs, theorems in con.execute(
+            """SELECT k.source, s.is_val, count(*), count(DISTINCT k.theorem)
+               FROM kept k JOIN theorem_split s USING (theorem) GROUP BY 1, 2 ORDER BY 1, 2""").fetchall():
+        d = by_source.setdefault(src, {"train_pairs": 0, "val_pairs": 0, "train_theorems": 0, "val_theorems": 0})
+        key = "val" if is_val else "train"
+        d[f"{key}_pairs"], d[f"{key}_theorems"] = int(pairs), int(theorems)
+    for d in by_source.values():
+        d["pairs"], d["theorems"] = d["train_pairs"] + d["val_pairs"], d["train_theorems"] + d["val_theorems"]
+    depth_rows = con.execute(
+        f"SELECT coalesce(depth, -1), count(*) FROM kept WHERE source = {duck.sql_str(GOEDEL_SOURCE)} GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    stats = {
+        "total_pairs": written["train"] + written["val"],
+        "train_pairs": written["train"],
+        "val_pairs": written["val"],
+        "train_theorems": sum(d["train_theorems"] for d in by_source.values()),
+        "val_theorems": sum(d["val_theorems"] for d in by_source.values()),
+        "by_source": by_source,
+        "sources": sorted(by_source),
+        "input_pairs": {"goedel_clean": n_goedel, "lean_github": n_github},
+        "dropped": {
+            "duplicate_pairs": duplicates,
+            "sorry_theorems": int(duck.scalar(con, "SELECT count(*) FROM sorry_theorems")),
+            "benchmark_theorems": int(duck.scalar(con, "SELECT count(*) FROM bench_theorems")),
+            "benchmark_theorem_names": [t for (t,) in con.execute(
+                "SELECT theorem FROM bench_theorems ORDER BY 1 LIMIT 20").fetchall()],
+        },
+        "goedel_depth_distribution": {str(k): int(v) for k, v in depth_rows},
+        "seed": seed,
+        "val_fraction": val_fraction,
+    }
+    write_json(out_dir / "stats.json", stats)
+    return stats
+
+
+def verify_split(out_dir: str | os.PathLike[str], benchmark: set[str] | None = None) -> dict[str, Any]:
+    """Independent re-read of train/val (Task 0.6): leak, prompt format, sources, benchmark names."""
+    out_dir = Path(out_dir)
+    con = duck.connect()
+    cols = {"prompt": "VARCHAR", "completion": "VARCHAR", "theorem": "VARCHAR", "source": "VARCHAR"}
+    from burnqed_assets.data.io import LineReport
+
+    report = LineReport()
+    duck.load_jsonl(con, out_dir / "train.jsonl", "train", cols, tuple(cols), report)
+    duck.load_jsonl(con, out_dir / "val.jsonl", "val", cols, tuple(cols), report)
+    leak = [t for (t,) in con.execute(
+        "SELECT DISTINCT theorem FROM train INTERSECT SELECT DISTINCT theorem FROM val ORDER BY 1 LIMIT 20").fetchall()]
+    n_leak = int(duck.scalar(con, "SELECT count(*) FROM (SELECT theorem FROM train INTERSECT SELECT theorem FROM val)"))
+    bad_format = con.execute(
+        """SELECT _file, _line FROM (SELECT * FROM train UNION ALL SELECT * FROM val)
+           WHERE NOT starts_with(prompt, ?) OR NOT ends_with(prompt, ?) OR trim(completion) = ''
+           ORDER BY _file, _line LIMIT 20""", [PROMPT_PREFIX, PROMPT_SUFFIX]).fetchall()
+    n_bad_format = int(duck.scalar(
+        con, """SELECT count(*) FROM (SELECT * FROM train UNION ALL SELECT * FROM val)
+                WHERE NOT starts_with(prompt, ?) OR NOT ends_with(prompt, ?) OR trim(completion) = ''""",
+        [PROMPT_PREFIX, PROMPT_SUFFIX]))
+    sources = dict(con.execute(
+        "SELECT source, count(*) FROM (SELECT source FROM train UNION ALL SELECT source FROM val) GROUP BY 1 ORDER BY 1"
+    ).fetchall())
+    bench_hits: list[str] = []
+    if benchmark:
+        names = [t for (t,) in con.execute(
+            "SELECT DISTINCT theorem FROM (SELECT theorem FROM train UNION ALL SELECT theorem FROM val)").fetchall()]
+        bench_hits = sorted(t for t in names
+                            if re.sub(r"^[a-z_]+::", "", t) in benchmark or
+                            re.sub(r"^[a-z_]+::", "", t).rsplit(".", 1)[-1] in benchmark)
+    return {
+        "train_pairs": int(duck.scalar(con, "SELECT count(*) FROM train")),
+        "val_pairs": int(duck.scalar(con, "SELECT count(*) FROM val")),
+        "leaked_theorems": n_leak,
+        "leak_examples": leak,
+        "bad_format_pairs": n_bad_format,
+        "bad_format_examples": [f"{f}:{n}" for f, n in bad_format],
+        "pairs_by_source": {k: int(v) for k, v in sources.items()},
+        "unreadable_lines": report.bad_count,
+        "unreadable_examples": [str(b) for b in report.bad[:10]],
+        "benchmark_theorems": bench_hits,
+    }
+
+
+def load_statements(statement_files: Iterable[Path] = (), proof_files: Iterable[Path] = ()) -> dict[str, dict[str, str]]:
+    """Bare theorem name -> {formal_statement, header}.
+
+    `statement_files`: JSONL `{name, header, formal_statement}`; `proof_files`: Goedel-style JSONL
+    `{problem_id, full_proof}`, split at `theorem <name>` (header before, statement up to `:= by`).
+    """
+    out: dict[str, dict[str, str]] = {}
+    for p in proof_files:
+        if not Path(p).is_file():
+            continue
+        con = duck.connect(threads=1)
+        duck.load_jsonl(con, p, "proofs", {"problem_id": "VARCHAR", "full_proof": "VARCHAR"}, ("problem_id", "full_proof"))
+        for name, proof in con.execute("SELECT problem_id, full_proof FROM proofs").fetchall():
+            m = re.search(rf"(?m)^theorem\s+{re.escape(name)}\b", proof)
+            by = re.search(r":=\s*by\b", proof[m.end():]) if m else None
+            if m and by:
+                header = proof[: m.start()]
+                header = header[: header.find("/-")] if "/-" in header else header  # drop the informal docstring
+                out[name] = {"header": header, "formal_statement": proof[m.start(): m.end() + by.end()]}
+    for p in statement_files:
+        if not Path(p).is_file():
+            continue
+        con = duck.connect(threads=1)
+        duck.load_jsonl(con, p, "st", {"name": "VARCHAR", "header": "VARCHAR", "formal_statement": "VARCHAR"},
+                        ("name", "formal_statement"))
+        for name, header, stmt in con.execute("SELECT name, header, formal_statement FROM st").fetchall():
+            out[name] = {"header": header or "", "formal_statement": stmt}
+    return out
+
+
+def build_contrastive_pool(clean_pairs: str | os.PathLike[str], dest: str | os.PathLike[str],
+                           min_depth: int = 3, fallback_depth: int = 2, min_theorems: int = 3000,
+                           statements: dict[str, dict[str, str]] | None = None,
+                           benchmark: set[str] | None = None) -> dict[str, Any]:
+    """Goedel theorems deep enough for contrastive search (plan 0.6); lower the bar if too few."""
+    con = duck.connect()
+    duck.load_jsonl(con, clean_pairs, "pairs", PAIR_COLUMNS, ("theorem", "state", "tactic"))
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE per_theorem AS
+        SELECT theorem, max(coalesce(depth, 0)) AS max_depth, count(*) AS num_pairs,
+               arg_min(state, coalesce(depth, 0) * 10000000000 + _line) AS root_state,
+               any_value(coalesce(source, {duck.sql_str(GOEDEL_SOURCE)})) AS source
+        FROM pairs WHERE coalesce(source, {duck.sql_str(GOEDEL_SOURCE)}) = {duck.sql_str(GOEDEL_SOURCE)}
+        GROUP BY theorem"""
+    )
+    at_min = int(duck.scalar(con, f"SELECT count(*) FROM per_theorem WHERE max_depth >= {int(min_depth)}"))
+    depth = min_depth if at_min >= min_theorems else fallback_depth
+    decision = (f"depth >= {min_depth}: {at_min} theorems (>= {min_theorems})" if depth == min_depth else
+                f"depth >= {min_depth} gave {at_min} < {min_theorems} theorems: lowered to depth >= {fallback_depth}")
+    statements = statements or {}
+    entries, excluded_benchmark = [], 0
+    for theorem, max_depth, num_pairs, root_state, source in con.execute(
+            f"SELECT * FROM per_theorem WHERE max_depth >= {int(depth)} ORDER BY max_depth DESC, theorem").fetchall():
+        bare = re.sub(r"^[a-z_]+::", "", theorem)
+        if benchmark and bare in benchmark:
+            excluded_benchmark += 1
+            continue
+        st = statements.get(bare, {})
+        entries.append({"theorem": theorem, "max_depth": int(max_depth), "num_pairs": int(num_pairs),
+                        "root_state": root_state, "source": source,
+                        "formal_statement": st.get("formal_statement"), "header": st.get("header")})
+    write_json(dest, entries)
+    return {
+        "theorems": len(entries),
+        "depth_threshold": int(depth),
+        "eligible_at_min_depth": at_min,
+        "fallback_used": depth != min_depth,
+        "decision": decision,
+        "with_statement": sum(e["formal_statement"] is not None for e in entries),
+        "excluded_benchmark": excluded_benchmark,
+    }
+

@@ -1,0 +1,104 @@
+"""State and root-goal embeddings (Task 2.1, Gotchas 4 and 9) with a fake and with the demo model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from ebm_synthetic import synthetic_rows, text_vector
+
+from burnqed_assets.data.schema import GOAL_EMBEDDING_SCHEMA, STATE_EMBEDDING_SCHEMA, trajectory_table
+from burnqed_assets.ebm.dataset import load_embedded_trajectories
+from burnqed_assets.ebm.embed import BadTrajectoryRowError, extract_embeddings, extract_embeddings_from_model, \
+    resolve_encode_max_length
+
+
+class CountingEncoder:
+    def __init__(self, dim: int = 8):
+        self.dim, self.texts = dim, []
+
+    def __call__(self, texts):
+        self.texts.extend(texts)
+        return np.stack([text_vector(t, self.dim) for t in texts])
+
+
+def write_traj(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(trajectory_table(rows), path)
+    return path
+
+
+def test_every_row_gets_a_state_and_every_theorem_its_root_goal(tmp_path):
+    rows = synthetic_rows(n_theorems=5)
+    rows.append(dict(rows[3], theorem="goedel::synthetic_1", state_id=99))  # same text, other theorem
+    traj = write_traj(tmp_path / "t.parquet", rows)
+    enc = CountingEncoder()
+    summary = extract_embeddings(traj, tmp_path / "emb", enc, batch_size=4, chunk_rows=7)
+    states = pq.read_table(tmp_path / "emb" / "state_embeddings.parquet")
+    goals = pq.read_table(tmp_path / "emb" / "goal_embeddings.parquet")
+    assert states.schema.equals(STATE_EMBEDDING_SCHEMA) and goals.schema.equals(GOAL_EMBEDDING_SCHEMA)
+    assert states.num_rows == len(rows) == summary.state_rows
+    assert goals.num_rows == 5 == summary.goals and summary.theorems_without_root == []
+    by_key = {(t, s): np.array(e) for t, s, e in zip(*(states.column(c).to_pylist() for c in states.column_names))}
+    for r in rows:
+        assert np.allclose(by_key[(r["theorem"], r["state_id"])], text_vector(r["state_pp"], 8))
+    for t, e in zip(goals.column("theorem").to_pylist(), goals.column("embedding").to_pylist()):
+        root = next(r for r in rows if r["theorem"] == t and r["depth"] == 0)
+        assert np.allclose(e, text_vector(root["state_pp"], 8))
+    assert len(enc.texts) == summary.unique_texts_encoded <= len(rows)
+    data = load_embedded_trajectories(traj, tmp_path / "emb")
+    assert len(data.frame) == len(rows) and data.missing_state_embeddings == 0
+
+
+def test_rerun_overwrites_without_duplicates(tmp_path):
+    traj = write_traj(tmp_path / "t.parquet", synthetic_rows(n_theorems=2))
+    for _ in range(2):
+        extract_embeddings(traj, tmp_path / "emb", CountingEncoder())
+    assert pq.read_table(tmp_path / "emb" / "state_embeddings.parquet").num_rows == 2 * 21
+
+
+def test_theorem_without_root_is_reported(tmp_path):
+    rows = [r for r in synthetic_rows(n_theorems=3) if not (r["theorem"].endswith("_2") and r["depth"] == 0)]
+    summary = extract_embeddings(write_traj(tmp_path / "t.parquet", rows), tmp_path / "emb", CountingEncoder())
+    assert summary.theorems_without_root == ["goedel::synthetic_2"] and summary.goals == 2
+    assert summary.as_metadata()["theorems_without_root"] == 1
+
+
+def test_empty_state_names_file_and_row(tmp_path):
+    rows = synthetic_rows(n_theorems=1)
+    rows[4] = dict(rows[4], state_pp="  ")
+    traj = write_traj(tmp_path / "t.parquet", rows)
+    with pytest.raises(BadTrajectoryRowError, match=rf"{tmp_path / 't.parquet'}:row 4"):
+        extract_embeddings(traj, tmp_path / "emb", CountingEncoder())
+    assert not (tmp_path / "emb" / "state_embeddings.parquet").exists()  # atomic: nothing half-written
+
+
+def test_encode_max_length_from_token_geometry_or_fallback(tmp_path):
+    path = tmp_path / "token_geometry.json"
+    assert resolve_encode_max_length(path, 512)[0] == 512
+    path.write_text(json.dumps({"recommended_encode_max_length": 384}))
+    value, source = resolve_encode_max_length(path, 512)
+    assert value == 384 and "token_geometry" in source
+
+
+def test_demo_model_batched_embeddings_match_single_text(tmp_path):
+    from burnqed_assets.models.demo_model import DemoModelSpec, build_demo_model
+    from burnqed_assets.models.embedding import EmbeddingExtractor
+    from burnqed_assets.models.loading import load_causal_lm, load_tokenizer
+    from burnqed_assets.settings import DEMO_INPUTS
+
+    model_dir = tmp_path / "model"
+    build_demo_model(model_dir, DEMO_INPUTS, DemoModelSpec())
+    rows = synthetic_rows(n_theorems=2, depth=2)
+    rows[1] = dict(rows[1], state_pp="x y z : ℝ\nh : x + y = 2 * z\n⊢ x ^ 2 + y ^ 2 ≥ 2 * z ^ 2")  # long
+    traj = write_traj(tmp_path / "t.parquet", rows)
+    summary = extract_embeddings_from_model(model_dir, traj, tmp_path / "emb", max_length=64, batch_size=4)
+    assert summary.d_model > 0
+    # Right padding + last content token (Gotcha 4): a text embedded in a padded batch equals itself alone.
+    extractor = EmbeddingExtractor(load_causal_lm(model_dir, device="cpu").eval(), load_tokenizer(model_dir), 64)
+    table = pq.read_table(tmp_path / "emb" / "state_embeddings.parquet")
+    for i in (0, 1, 2):
+        alone = extractor.encode([rows[i]["state_pp"]]).numpy()[0]
+        assert np.allclose(table.column("embedding")[i].as_py(), alone, atol=1e-4)

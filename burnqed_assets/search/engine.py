@@ -348,6 +348,9 @@ class _LockedEnv:
         self._lock = threading.Lock()
         self.name = getattr(env, "name", "env")
 
+    def __getattr__(self, attr: str) -> Any:  # backend attributes (e.g. `verified_by`) pass through
+        return getattr(self._env, attr)
+
     def open_theorem(self, statement: str, header: str = "") -> ProofState:
         with self._lock:
             return self._env.open_theorem(statement, header)

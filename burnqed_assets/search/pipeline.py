@@ -1,0 +1,227 @@
+"""The Phase 1 search deliverables as plain functions (the Dagster assets call one each).
+
+- `build_contrastive_pool_2k`: plan Task 1.3 selection (depth >= 3, harder sources first).
+- `generate_trajectories`: plan Task 1.3 search on the pool → search_iter0.parquet + stats.
+- `evaluate_minif2f`: plan Tasks 1.4 / 2.6, LLM-only (or EBM-guided with a scorer).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from burnqed_assets.data.io import read_json, write_json
+from burnqed_assets.search.engine import SearchConfig, make_verifier
+from burnqed_assets.search.policy import BatchingPolicy, Policy, SGLangPolicy, TransformersPolicy
+from burnqed_assets.search.run import (
+    evaluate_benchmark,
+    load_benchmark,
+    run_search,
+    select_contrastive_pool,
+    theorems_from_records,
+    trajectory_stats,
+    write_results,
+)
+from burnqed_assets.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BENCHMARK_FILES = {"minif2f_v2s": "minif2f_v2s_test_427.json", "minif2f_v1": "minif2f_v1_test.json"}
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def contrastive_pool_path(settings: Settings) -> Path:
+    return settings.paths.sft / "contrastive_pool.json"
+
+
+def contrastive_pool_2k_path(settings: Settings) -> Path:
+    return settings.paths.sft / "contrastive_pool_2k.json"
+
+
+def trajectories_path(settings: Settings, iteration: int = 0) -> Path:
+    return settings.paths.trajectories / f"search_iter{iteration}.parquet"
+
+
+def trajectory_stats_path(settings: Settings) -> Path:
+    return settings.paths.trajectories / "trajectory_stats.json"
+
+
+def benchmark_path(settings: Settings, benchmark: str) -> Path:
+    return settings.paths.benchmarks / BENCHMARK_FILES[benchmark]
+
+
+def eval_paths(settings: Settings, benchmark: str, iteration: int = 0, tag: str = "llm") -> dict[str, Path]:
+    """Plan layout: trajectories under data/trajectories/<bench>_iter<N>[_ebm].parquet;
+    per-problem results and the summary under data/evals/iter_<N>/."""
+    suffix = "" if tag == "llm" else f"_{tag}"
+    evals = settings.paths.evals / f"iter_{iteration}"
+    return {
+        "trajectories": settings.paths.trajectories / f"{benchmark}_iter{iteration}{suffix}.parquet",
+        "results": evals / f"{benchmark}_{tag}_results.parquet",
+        "summary": evals / f"{benchmark}_{tag}.json",
+    }
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def make_policy(settings: Settings, model_dir: Path | None = None) -> Policy:
+    """The profile's policy: in-process transformers (demo) or the SGLang server (full)."""
+    s = settings.search
+    if s.policy_backend == "transformers":
+        path = model_dir or settings.paths.merged_model(0)
+        return TransformersPolicy.from_pretrained(
+            str(path), device=settings.model.device, dtype=settings.model.dtype, max_new_tokens=s.max_new_tokens,
+            seed=settings.data.seed, how_to_obtain="materialize the `merged_iter0` asset first")
+    if s.policy_backend == "sglang":
+        client = SGLangPolicy(s.sglang_url, max_new_tokens=s.max_new_tokens, timeout_s=s.http_timeout_s,
+                              retries=s.http_retries, max_batch=s.http_max_batch)
+        if not client.health():
+            raise ConnectionError(f"no SGLang server answers at {s.sglang_url}/health; start it as docs/search.md "
+                                  "explains (bound to 127.0.0.1) with the merged model")
+        return BatchingPolicy(client, max_batch=s.http_max_batch)
+    raise ValueError(f"unknown settings.search.policy_backend {s.policy_backend!r}; "
+                     "choose 'transformers' or 'sglang'")
+
+
+def _model_fingerprint(settings: Settings, model_dir: Path) -> dict[str, Any]:
+    """Identifies the policy for resume: another model (or rebuilt weights) restarts the run."""
+    files = sorted(p for p in Path(model_dir).glob("*") if p.is_file()) if Path(model_dir).is_dir() else []
+    return {"backend": settings.search.policy_backend, "model_dir": str(model_dir),
+            "model_files": [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files],
+            "sglang_url": settings.search.sglang_url if settings.search.policy_backend == "sglang" else None}
+
+
+def _make_env(settings: Settings) -> Any:
+    from burnqed_assets.lean import make_lean_env
+
+    return make_lean_env(settings)
+
+
+def _env_source(settings: Settings) -> Any:
+    """Replay: one env shared by the workers (calls are cheap and serialised). REPL: one
+    supervised Lean process per worker."""
+    if settings.lean.backend == "replay":
+        return _make_env(settings)
+    return lambda: _make_env(settings)
+
+
+# --------------------------------------------------------------------------- Task 1.3 selection
+
+
+def build_contrastive_pool_2k(settings: Settings) -> dict[str, Any]:
+    src = contrastive_pool_path(settings)
+    if not src.exists():
+        raise FileNotFoundError(f"{src} is missing: materialize the `contrastive_pool` asset first")
+    entries = read_json(src)
+    if not isinstance(entries, list):
+        raise ValueError(f"{src}: expected a JSON list of pool entries, got {type(entries).__name__}")
+    sel = select_contrastive_pool(entries, settings.search.max_theorems, settings.data.contrastive_min_depth,
+                                  source_path=str(src))
+    out = contrastive_pool_2k_path(settings)
+    write_json(out, sel.selected)
+    depths = [int(e.get("max_depth") or 0) for e in sel.selected]
+    return {
+        "path": str(out), "selected": len(sel.selected), "pool_size": sel.candidates,
+        "too_shallow": sel.too_shallow, "missing_statement": sel.missing_statement,
+        "missing_statement_examples": sel.missing_statement_examples, "min_depth": settings.data.contrastive_min_depth,
+        "max_theorems": settings.search.max_theorems, "hardness_tiers": sel.tier_counts,
+        "mean_max_depth": sum(depths) / len(depths) if depths else 0.0,
+        "sources": _count(e.get("source") for e in sel.selected),
+        "preview": [e.get("theorem") for e in sel.selected[:10]],
+    }
+
+
+def _count(values: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[str(v)] = out.get(str(v), 0) + 1
+    return out
+
+
+# --------------------------------------------------------------------------- Task 1.3 search
+
+
+def generate_trajectories(settings: Settings, policy: Policy | None = None, env: Any = None,
+                          iteration: int = 0) -> dict[str, Any]:
+    """Search the selected pool with the full per-theorem budget (Gotcha 8: depth over breadth)."""
+    pool_path = contrastive_pool_2k_path(settings)
+    if not pool_path.exists():
+        raise FileNotFoundError(f"{pool_path} is missing: materialize `contrastive_pool_2k` first")
+    theorems = theorems_from_records(read_json(pool_path), name_key="theorem")
+    model_dir = settings.paths.merged_model(iteration)
+    policy = policy or make_policy(settings, model_dir)
+    own_env = env is None
+    env = env if env is not None else _env_source(settings)
+    cfg = SearchConfig.from_settings(settings.search)
+    out = trajectories_path(settings, iteration)
+    run = run_search(theorems, env, policy, cfg, out, concurrency=settings.search.concurrency,
+                     verifier_factory=lambda e: make_verifier(e, settings),
+                     fingerprint=_model_fingerprint(settings, model_dir))
+    stats = trajectory_stats(run.trajectories, run.results)
+    stats.update({"profile": settings.profile, "lean_backend": settings.lean.backend,
+                  "policy_backend": settings.search.policy_backend, "search_config": asdict(cfg),
+                  "resumed_theorems": run.resumed, "searched_theorems": run.searched})
+    results_path = out.with_name(out.stem + "_results.parquet")
+    write_results(run.results, results_path)
+    write_json(trajectory_stats_path(settings), stats)
+    if own_env:
+        _close(env)
+    return {**stats, "path": str(out), "stats_path": str(trajectory_stats_path(settings)),
+            "results_path": str(results_path),
+            "proved_names": [r["theorem"] for r in run.results if r["proved"]][:20]}
+
+
+# --------------------------------------------------------------------------- Tasks 1.4 / 2.6
+
+
+def evaluate_minif2f(settings: Settings, benchmark: str, policy: Policy | None = None, env: Any = None,
+                     scorer: Any = None, iteration: int = 0, tag: str = "llm") -> dict[str, Any]:
+    """Evaluate on one normalised benchmark file (first settings.search.max_eval_theorems problems).
+    `tag` names the outputs ("llm" for LLM-only; e.g. "ebm" for an EBM-guided run with `scorer`)."""
+    src = benchmark_path(settings, benchmark)
+    if not src.exists():
+        raise FileNotFoundError(f"{src} is missing: materialize the benchmark port asset first")
+    all_problems = load_benchmark(src)
+    problems = load_benchmark(src, limit=settings.search.max_eval_theorems)
+    model_dir = settings.paths.merged_model(iteration)
+    policy = policy or make_policy(settings, model_dir)
+    own_env = env is None
+    env = env if env is not None else _env_source(settings)
+    paths = eval_paths(settings, benchmark, iteration, tag)
+    summary = evaluate_benchmark(problems, env, policy, settings, scorer=scorer, out_path=paths["results"],
+                                 trajectories_path=paths["trajectories"],
+                                 verifier_factory=lambda e: make_verifier(e, settings),
+                                 fingerprint={**_model_fingerprint(settings, model_dir), "tag": tag})
+    summary.update({"benchmark": benchmark, "benchmark_size": len(all_problems), "iteration": iteration,
+                    "tag": tag, "profile": settings.profile, "lean_backend": settings.lean.backend,
+                    "policy_backend": settings.search.policy_backend, "summary_path": str(paths["summary"])})
+    write_json(paths["summary"], summary)
+    if own_env:
+        _close(env)
+    return summary
+
+
+def _close(env: Any) -> None:
+    close = getattr(env, "close", None)
+    if callable(close) and hasattr(env, "run_tactic"):  # an env, not a per-worker factory
+        close()
+
+
+def plot_depth_distribution(stats: dict[str, Any], dest: Path) -> Path:
+    """Bar chart of states per depth (the EBM needs depth ≥ 4; plan Gotcha 8)."""
+    from burnqed_assets.reports.plots import plt, save_figure
+
+    dist = {int(k): v for k, v in stats.get("depth_distribution", {}).items()}
+    depths = sorted(dist)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar(depths, [dist[d] for d in depths],
+           color=["#d55816" if d >= stats.get("deep_state_depth", 4) else "#4a7ab5" for d in depths])
+    ax.set_xlabel("depth")
+    ax.set_ylabel("states")
+    ax.set_title(f"deep share (≥{stats.get('deep_state_depth', 4)}) = {stats.get('deep_state_share', 0.0):.2f}")
+    return save_figure(fig, dest)

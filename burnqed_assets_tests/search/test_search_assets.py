@@ -1,0 +1,108 @@
+"""The phase_1_search assets end to end through the real replay backend and verifier.
+
+The policy is a fake (a table of the recorded miniF2F search tactics plus wrong ones), so the
+test checks the asset wiring, outputs, resume and checks without depending on a trained model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from burnqed_assets.data.io import read_json, write_json
+from burnqed_assets.defs import search as search_defs
+from burnqed_assets.lean.factory import MINIF2F_SEARCH_TRACES
+from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.search import pipeline
+from burnqed_assets.settings import get_settings
+from search_fakes import TablePolicy
+
+HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
+
+
+def recorded_theorems():
+    rows = [json.loads(line) for line in MINIF2F_SEARCH_TRACES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    by_name: dict[str, list] = defaultdict(list)
+    for r in rows:
+        by_name[r["_context"]["full_name"]].append(r)
+    return rows, by_name
+
+
+@pytest.fixture()
+def data_root(tmp_path):
+    rows, by_name = recorded_theorems()
+    names = sorted(by_name, key=lambda n: (-len(by_name[n]), n))[:8]
+    pool = []
+    for n in names + ["goedel::lean_workbook_unknown"]:
+        steps = by_name.get(n, [])
+        stmt = steps[0]["_context"]["statement"] + " := by" if steps else None
+        pool.append({"theorem": n, "max_depth": max(3, len(steps)), "num_pairs": len(steps), "root_state": "",
+                     "source": "test", "formal_statement": stmt, "header": HEADER})
+    pool.append({"theorem": "shallow", "max_depth": 1, "num_pairs": 1, "root_state": "", "source": "test",
+                 "formal_statement": "theorem shallow : True := by", "header": HEADER})
+    settings = get_settings("demo", tmp_path)
+    write_json(settings.paths.sft / "contrastive_pool.json", pool)
+    bench = [{"name": n, "header": HEADER, "formal_statement": by_name[n][0]["_context"]["statement"] + " := by",
+              "split": "test", "source": "minif2f_v2s", "goal": None} for n in names[:5]]
+    bench.append({"name": "not_recorded_p1", "header": HEADER, "formal_statement": "theorem not_recorded_p1 : 1 = 1 := by",
+                  "split": "test", "source": "minif2f_v2s", "goal": None})
+    write_json(settings.paths.benchmarks / "minif2f_v2s_test_427.json", bench)
+    write_json(settings.paths.benchmarks / "minif2f_v1_test.json", bench[:3])
+    return tmp_path
+
+
+def oracle_policy():
+    rows, _ = recorded_theorems()
+    table: dict[str, list] = defaultdict(lambda: [("norm_num", -0.3), ("simp", -0.6)])
+    for r in rows:
+        table[r["state_before"]].append((r["tactic"], -1.0))
+    return TablePolicy(dict(table), default=[("norm_num", -0.3), ("linarith", -0.4)])
+
+
+def test_search_assets_materialize_with_checks(data_root, monkeypatch):
+    monkeypatch.setattr(pipeline, "make_policy", lambda settings, model_dir=None: oracle_policy())
+    resources = {"burnqed": BurnqedConfig(data_root=str(data_root))}
+    result = dg.materialize([*search_defs.defs.assets, *search_defs.defs.asset_checks], resources=resources,
+                            raise_on_error=False)
+    assert result.success
+    settings = get_settings("demo", data_root)
+
+    selected = read_json(settings.paths.sft / "contrastive_pool_2k.json")
+    assert "shallow" not in [e["theorem"] for e in selected]
+    assert "goedel::lean_workbook_unknown" not in [e["theorem"] for e in selected]
+    assert len(selected) == 8
+
+    table = pq.read_table(pipeline.trajectories_path(settings))
+    stats = read_json(pipeline.trajectory_stats_path(settings))
+    assert stats["theorems_attempted"] == 8 and stats["theorems_proved"] >= 1
+    assert stats["label_counts"]["positive"] > 0 and stats["label_counts"]["negative"] > 0
+    assert stats["total_records"] == table.num_rows
+    keys = list(zip(table.column("theorem").to_pylist(), table.column("state_id").to_pylist()))
+    assert len(keys) == len(set(keys))
+
+    v2s = read_json(pipeline.eval_paths(settings, "minif2f_v2s")["summary"])
+    assert v2s["attempted"] == 6 and 1 <= v2s["proved"] <= 5
+    res = pq.read_table(v2s["results_path"]).to_pylist()
+    missing = [r for r in res if r["theorem"] == "not_recorded_p1"][0]
+    assert missing["stop_reason"] == "error" and "no recorded root" in missing["error"]
+    assert read_json(pipeline.eval_paths(settings, "minif2f_v1")["summary"])["attempted"] == 3
+
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(checks) == {"trajectories_deep_state_share", "trajectories_have_both_labels", "minif2f_v2s_llm_rate"}
+    assert checks["trajectories_have_both_labels"].passed
+    rate_check = checks["minif2f_v2s_llm_rate"]
+    assert rate_check.passed == (v2s["rate"] >= settings.thresholds.minif2f_llm_target)
+    mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
+    assert mats["minif2f_v2s_iter0"].materialization.metadata["proved"].value == v2s["proved"]
+
+
+def test_missing_pool_is_a_clear_failure(tmp_path):
+    result = dg.materialize([search_defs.contrastive_pool_2k],
+                            resources={"burnqed": BurnqedConfig(data_root=str(tmp_path))}, raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0]
+    assert "contrastive_pool.json is missing" in str(failure.event_specific_data.error)

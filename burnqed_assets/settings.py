@@ -160,6 +160,7 @@ class LeanSettings:
     trace_chunk_size: int = 500
     trace_workers: int = field(default_factory=lambda: min(16, max(1, int((os.cpu_count() or 1) * 0.75))))
     allowed_axioms: tuple[str, ...] = ("propext", "Classical.choice", "Quot.sound")
+    tracer: str = "leandojo"  # full-profile tracer of M.5: "leandojo" (the `full` extra) | "repl"
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,13 @@ Factories, so the joint-training phase builds configs B/C from the same code und
                             out_path_fn, trajectories_path_fn=trajectories_path, group_name=GROUP)
         rank-1 (overall, d0-1, d2-3, d4+), energy gap, sibling discrimination, active ratio on the
         validation theorems (the same deterministic theorem split for every config) → out_path_fn(settings)
-    build_ebm_search_asset(name, *, model_asset, ebm_asset, model_path_fn, head_path_fn, out_dir_fn,
-                           benchmark_asset="minif2f_v2s_427", benchmark_path_fn=minif2f_v2s_path, group_name=GROUP)
-        EBM-guided search of the benchmark through an encode server started on 127.0.0.1
-    build_ebm_metric_checks(asset_name, out_path_fn) / build_search_check(asset_name, out_path_fn)
+    build_ebm_search_asset(name, *, model_asset, ebm_asset, iteration, head_path_fn, tag="ebm",
+                           benchmark="minif2f_v2s", benchmark_asset="minif2f_v2s_427", group_name=GROUP)
+        EBM-guided search through an encode server started on 127.0.0.1 (free port) inside the asset;
+        policy and encoder = merged model of `iteration`; outputs under search.pipeline.eval_paths(
+        settings, benchmark, iteration, tag), summary evals/iter_N/<benchmark>_<tag>.json
+    build_ebm_metric_checks(asset_name, out_path_fn)          rank1_d4+ and sibling_discrimination
+    build_search_check(asset_name, summary_path_fn, name=...)  prove rate vs minif2f_ebm thresholds
 
 A head from joint training (config C) needs no training asset: call build_ebm_metrics_asset
 with its own ebm_asset and head_path_fn (e.g. `lambda s: s.paths.ebm_checkpoint(1)`).
@@ -25,7 +28,7 @@ from typing import Any
 
 import dagster as dg
 
-from burnqed_assets.data.io import read_json, write_json
+from burnqed_assets.data.io import atomic_open, read_json, write_json
 from burnqed_assets.defs.checks import metric_check
 from burnqed_assets.defs.embeddings import (
     PathFn,
@@ -39,11 +42,6 @@ from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import GPU_TAG, Settings
 
 GROUP = "phase_2_ebm"
-
-
-def minif2f_v2s_path(settings: Settings) -> Path:
-    """The ported miniF2F-v2s test statements (Lean phase, Task M.4)."""
-    return settings.paths.benchmarks / "minif2f_v2s_test_427.jsonl"
 
 
 def _device(settings: Settings) -> str:
@@ -142,6 +140,70 @@ def build_ebm_metric_checks(asset_name: str, out_path_fn: PathFn) -> list[dg.Ass
     return [_rank1, _sibling]
 
 
+def build_ebm_search_asset(name: str, *, model_asset: str, ebm_asset: str, iteration: int, head_path_fn: PathFn,
+                           tag: str = "ebm", benchmark: str = "minif2f_v2s", benchmark_asset: str = "minif2f_v2s_427",
+                           group_name: str = GROUP) -> dg.AssetsDefinition:
+    """EBM-guided best-first search (Task 2.6): the merged model of `iteration` as policy and encoder,
+    the head at head_path_fn(settings) as scorer, served by an encode server on 127.0.0.1 (a free
+    port) for the duration of the asset. Outputs: search.pipeline.eval_paths(settings, benchmark,
+    iteration, tag) (summary JSON evals/iter_N/<benchmark>_<tag>.json, results, trajectories)."""
+
+    @dg.asset(name=name, group_name=group_name, deps=[model_asset, ebm_asset, benchmark_asset], op_tags=GPU_TAG,
+              description=f"{benchmark} with LLM + GoalConditioned EBM (plan Task 2.6): priority = cumulative "
+                          "log-prob − λ·energy, energies from the encode server (127.0.0.1, started and stopped "
+                          "inside this asset).")
+    def _search(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+        from burnqed_assets.ebm.embed import resolve_encode_max_length
+        from burnqed_assets.ebm.encode_server import EncodeServer, EnergyModel, HttpEnergyScorer
+        from burnqed_assets.search import pipeline
+
+        settings = burnqed.settings()
+        max_length, _ = resolve_encode_max_length(settings.paths.token_geometry, settings.ebm.encode_max_length)
+        model_dir, head_path = settings.paths.merged_model(iteration), head_path_fn(settings)
+        energy_model = EnergyModel.from_paths(str(model_dir), str(head_path), max_length=max_length,
+                                              device=settings.model.device, dtype=settings.model.dtype,
+                                              batch_size=settings.ebm.embed_batch_size)
+        server = EncodeServer(energy_model, host=settings.search.encode_server_host, port=0).start()
+        context.log.info(f"encode server at {server.url} (model {model_dir}, head {head_path})")
+        scorer = HttpEnergyScorer(server.url)
+        try:
+            info = pipeline.evaluate_minif2f(settings, benchmark, scorer=scorer, iteration=iteration, tag=tag)
+        finally:
+            scorer.close()
+            server.stop()
+        context.log.info(f"{benchmark} LLM+EBM: proved {info['proved']}/{info['attempted']} ({info['rate']:.3f})")
+        meta: dict[str, Any] = {k: info[k] for k in ("proved", "attempted", "errors", "benchmark_size",
+                                                     "results_path", "trajectories_path", "summary_path") if k in info}
+        meta.update({"rate": dg.MetadataValue.float(float(info["rate"])), "ebm_lambda": settings.search.ebm_lambda,
+                     "head_path": str(head_path), "model_dir": str(model_dir), "encode_max_length": max_length,
+                     "encode_requests": server.requests, "encode_pairs_scored": server.pairs_scored,
+                     "proved_names": dg.MetadataValue.json(info.get("proved_names", [])[:50]),
+                     "profile": settings.profile})
+        return dg.MaterializeResult(metadata=meta)
+
+    return _search
+
+
+def search_summary_path(settings: Settings, iteration: int = 0, tag: str = "ebm",
+                        benchmark: str = "minif2f_v2s") -> Path:
+    """Same layout as search.pipeline.eval_paths(...)["summary"]."""
+    return settings.paths.evals / f"iter_{iteration}" / f"{benchmark}_{tag}.json"
+
+
+def build_search_check(asset_name: str, summary_path_fn: PathFn, name: str = "minif2f_v2s_llm_ebm_rate",
+                       label: str = "miniF2F-v2s LLM+EBM rate") -> dg.AssetChecksDefinition:
+    """Prove rate against settings.thresholds.minif2f_ebm_target / _red_line."""
+
+    @dg.asset_check(asset=asset_name, name=name,
+                    description=f"{label} ≥ target (WARN); below the red line ERROR in full")
+    def _check(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+        s = burnqed.settings()
+        return metric_check(s, _json_value(summary_path_fn(s), "rate"), s.thresholds.minif2f_ebm_target,
+                            s.thresholds.minif2f_ebm_red_line, label)
+
+    return _check
+
+
 ebm_iter0 = build_ebm_training_asset("ebm_iter0", embeddings_iteration=0, embeddings_asset="embeddings",
                                      head_path_fn=lambda s: s.paths.ebm_checkpoint(0),
                                      eval_dir_fn=lambda s: evals_dir(s, 0))
@@ -155,6 +217,81 @@ ebm_metrics_iter0 = build_ebm_metrics_asset("ebm_metrics_iter0", ebm_asset="ebm_
                                             embeddings_asset="embeddings",
                                             head_path_fn=lambda s: s.paths.ebm_checkpoint(0),
                                             out_path_fn=ebm_metrics_path)
+minif2f_v2s_iter0_ebm = build_ebm_search_asset("minif2f_v2s_iter0_ebm", model_asset="merged_iter0",
+                                               ebm_asset="ebm_iter0", iteration=0,
+                                               head_path_fn=lambda s: s.paths.ebm_checkpoint(0))
 
-defs = dg.Definitions(assets=[ebm_iter0, ebm_metrics_iter0],
-                      asset_checks=build_ebm_metric_checks("ebm_metrics_iter0", ebm_metrics_path))
+
+def latest_metadata(instance: dg.DagsterInstance, key: str) -> dict[str, Any]:
+    """Plain values of an asset's latest materialization metadata ({} when never materialized)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+def _read_json_or_empty(path: Path) -> dict[str, Any]:
+    return read_json(path) if path.exists() else {}
+
+
+def _data_section(instance: dg.DagsterInstance) -> dict[str, Any]:
+    sft = latest_metadata(instance, "sft_dataset")
+    pool = latest_metadata(instance, "contrastive_pool")
+    pool_2k = latest_metadata(instance, "contrastive_pool_2k")
+    traj = latest_metadata(instance, "trajectories")
+    data: dict[str, Any] = {}
+    if "total_pairs" in sft:
+        data["SFT pairs"] = sft["total_pairs"]
+    by_source = sft.get("by_source")
+    if isinstance(by_source, dict) and by_source:
+        counts = {k: (v.get("pairs") if isinstance(v, dict) else v) for k, v in by_source.items()}
+        if all(isinstance(v, (int, float)) for v in counts.values()) and sum(counts.values()):
+            total = sum(counts.values())
+            data["Source breakdown"] = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in counts.items())
+    if "theorems" in pool:
+        data["Contrastive theorems"] = pool["theorems"]
+    if "selected" in pool_2k:
+        data["Contrastive theorems searched (Task 1.3)"] = pool_2k["selected"]
+    for key in ("states", "theorems_proved", "label_counts"):
+        if key in traj:
+            data[f"Trajectories {key}"] = traj[key]
+    return data
+
+
+@dg.asset(group_name=GROUP, deps=["embedding_metrics", "ebm_metrics_iter0", "minif2f_v2s_iter0",
+                                  "minif2f_v2s_iter0_ebm"],
+          description="data/evals/iter_0/baseline_report.md (plan Task 2.7): data, embedding-space, EBM and search "
+                      "tables with the plan's old reference columns, from asset metadata and the JSON artefacts; "
+                      "plus search_results.json. States the profile that produced it.")
+def baseline_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+    from burnqed_assets.reports.baseline import render_baseline_report
+
+    settings = burnqed.settings()
+    out_dir = evals_dir(settings, 0)
+    search = {"llm_only": _read_json_or_empty(search_summary_path(settings, 0, "llm")) or
+              latest_metadata(context.instance, "minif2f_v2s_iter0"),
+              "llm_ebm": _read_json_or_empty(search_summary_path(settings, 0, "ebm")) or
+              latest_metadata(context.instance, "minif2f_v2s_iter0_ebm")}
+    search_results = {name: {k: r.get(k) for k in ("proved", "attempted", "rate", "benchmark", "summary_path")}
+                      for name, r in search.items()}
+    write_json(out_dir / "search_results.json", {**search_results, "profile": settings.profile})
+    embedding = _read_json_or_empty(embedding_metrics_path(settings, 0))
+    ebm = _read_json_or_empty(ebm_metrics_path(settings))
+    markdown = render_baseline_report(profile=settings.profile, data=_data_section(context.instance),
+                                      embedding=embedding, ebm=ebm, search=search)
+    dest = out_dir / "baseline_report.md"
+    with atomic_open(dest) as fh:
+        fh.write(markdown)
+    return dg.MaterializeResult(metadata={
+        "path": str(dest), "profile": settings.profile, "report": dg.MetadataValue.md(markdown),
+        "search_results_path": str(out_dir / "search_results.json"),
+        "missing_inputs": [name for name, v in (("embedding_metrics", embedding), ("ebm_metrics", ebm),
+                                                ("llm_only", search["llm_only"]), ("llm_ebm", search["llm_ebm"]))
+                           if not v]})
+
+
+defs = dg.Definitions(
+    assets=[ebm_iter0, ebm_metrics_iter0, minif2f_v2s_iter0_ebm, baseline_report],
+    asset_checks=[*build_ebm_metric_checks("ebm_metrics_iter0", ebm_metrics_path),
+                  build_search_check("minif2f_v2s_iter0_ebm", lambda s: search_summary_path(s, 0, "ebm"))],
+)

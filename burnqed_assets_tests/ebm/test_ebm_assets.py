@@ -1,0 +1,128 @@
+"""Phase 2 assets through Dagster: embeddings → metrics → EBM → EBM metrics, EBM search wiring, report."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import dagster as dg
+import numpy as np
+import pytest
+from ebm_synthetic import synthetic_rows, write_synthetic
+
+from burnqed_assets.data.io import read_json, write_json
+from burnqed_assets.defs import ebm as ebm_defs
+from burnqed_assets.defs import embeddings as emb_defs
+from burnqed_assets.ebm.head import GoalConditionedEnergyHead, load_head, save_head
+from burnqed_assets.ebm.metrics import EBM_METRIC_NAMES, EMBEDDING_METRIC_NAMES
+from burnqed_assets.ebm.train import default_hidden_dims
+from burnqed_assets.reports.baseline import render_baseline_report
+from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.settings import DEMO_INPUTS, get_settings
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    """A data root with synthetic iter_0 trajectories and the demo model as the merged iter_0 model."""
+    from burnqed_assets.models.demo_model import DemoModelSpec, build_demo_model
+
+    root = tmp_path_factory.mktemp("data")
+    settings = get_settings("demo", root)
+    write_synthetic(root, synthetic_rows(n_theorems=16, depth=5, branch=4, proved_every=2))
+    build_demo_model(settings.paths.merged_model(0), DEMO_INPUTS, DemoModelSpec())
+    return root
+
+
+def test_phase2_assets_materialize_with_checks(demo_root):
+    settings = get_settings("demo", demo_root)
+    result = dg.materialize(
+        [emb_defs.embeddings, emb_defs.embedding_metrics, ebm_defs.ebm_iter0, ebm_defs.ebm_metrics_iter0,
+         *emb_defs.build_embedding_metric_checks("embedding_metrics"),
+         *ebm_defs.build_ebm_metric_checks("ebm_metrics_iter0", ebm_defs.ebm_metrics_path)],
+        resources={"burnqed": BurnqedConfig(data_root=str(demo_root))}, raise_on_error=False)
+    assert result.success
+    emb_meta = result.asset_materializations_for_node("embeddings")[0].metadata
+    assert emb_meta["state_rows"].value == 16 * 21 and emb_meta["goal_embeddings"].value == 16
+    assert emb_meta["d_model"].value == load_head_dim(settings)
+    metrics = read_json(settings.paths.evals / "iter_0" / "embedding_metrics.json")
+    assert set(EMBEDDING_METRIC_NAMES) <= set(metrics)
+    for name in EMBEDDING_METRIC_NAMES:  # a number, or None with its reason
+        assert metrics[name] is not None or name in metrics["not_available"]
+    metric_meta = result.asset_materializations_for_node("embedding_metrics")[0].metadata
+    plots = [k for k in metric_meta if k.startswith("plot_")]
+    assert len(plots) == 5 and "data:image/png;base64," in metric_meta["plot_pca_by_label"].value
+    assert len(list((settings.paths.evals / "iter_0" / "plots").glob("*.png"))) >= 5
+    head = load_head(str(settings.paths.ebm_checkpoint(0)))
+    assert head.d_model == emb_meta["d_model"].value
+    train_meta = result.asset_materializations_for_node("ebm_iter0")[0].metadata
+    assert len(train_meta["temperature_per_epoch"].value) == settings.ebm.epochs
+    ebm_metrics = read_json(settings.paths.evals / "iter_0" / "ebm_metrics.json")
+    assert set(EBM_METRIC_NAMES) <= set(ebm_metrics) and ebm_metrics["counts"]["val_theorems"] > 0
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(checks) == {"centroid_l2_target", "linear_probe_acc_target", "rank1_d4_target",
+                           "sibling_discrimination_target"}
+    assert checks["centroid_l2_target"].metadata["value"].value == pytest.approx(metrics["centroid_l2"])
+
+
+def load_head_dim(settings) -> int:
+    return json.loads((settings.paths.merged_model(0) / "config.json").read_text())["hidden_size"]
+
+
+def test_ebm_search_asset_serves_energies_on_loopback_and_stops(demo_root, monkeypatch):
+    from burnqed_assets.search import pipeline
+
+    settings = get_settings("demo", demo_root)
+    d = load_head_dim(settings)
+    head_path = settings.paths.evals / "search_test_head.pt"
+    save_head(GoalConditionedEnergyHead(d, default_hidden_dims(d)), str(head_path))
+    seen = {}
+
+    def fake_evaluate(settings_, benchmark, scorer=None, iteration=0, tag="llm", **_):
+        seen["energies"] = scorer.score(["x : ℕ\n⊢ x = x", "⊢ True"], "⊢ ∀ x : ℕ, x = x")
+        seen["url"] = scorer.base_url
+        summary = {"proved": 1, "attempted": 4, "rate": 0.25, "benchmark": benchmark, "benchmark_size": 4}
+        write_json(ebm_defs.search_summary_path(settings_, iteration, tag), summary)
+        return {**summary, "proved_names": ["p1"]}
+
+    monkeypatch.setattr(pipeline, "evaluate_minif2f", fake_evaluate)
+    asset = ebm_defs.build_ebm_search_asset("search_probe", model_asset="merged_iter0", ebm_asset="ebm_iter0",
+                                            iteration=0, head_path_fn=lambda s: head_path, tag="ebm")
+    check = ebm_defs.build_search_check("search_probe", lambda s: ebm_defs.search_summary_path(s, 0, "ebm"))
+    result = dg.materialize([asset, check], resources={"burnqed": BurnqedConfig(data_root=str(demo_root))},
+                            raise_on_error=False)
+    assert result.success
+    assert len(seen["energies"]) == 2 and all(np.isfinite(seen["energies"]))
+    assert seen["url"].startswith("http://127.0.0.1:")
+    port = int(seen["url"].rsplit(":", 1)[1])
+    with socket.socket() as s:  # the server was stopped: its port no longer accepts connections
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+    meta = result.asset_materializations_for_node("search_probe")[0].metadata
+    assert meta["encode_pairs_scored"].value == 2 and meta["rate"].value == 0.25
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.metadata["value"].value == 0.25 and evaluation.passed  # demo target 0.05
+
+
+def test_baseline_report_from_artefacts(tmp_path):
+    settings = get_settings("demo", tmp_path)
+    evals = settings.paths.evals / "iter_0"
+    write_json(evals / "embedding_metrics.json", {"centroid_l2": 1.25, "linear_probe_acc": None,
+                                                  "not_available": {"linear_probe_acc": "too few positives"}})
+    write_json(evals / "ebm_metrics.json", {"rank1_accuracy": 0.5, "rank1_d4+": 0.375, "energy_gap": 0.2,
+                                            "energy_std_pos": 0.1, "energy_std_neg": 0.3, "not_available": {}})
+    write_json(evals / "minif2f_v2s_llm.json", {"proved": 2, "attempted": 10, "rate": 0.2})
+    write_json(evals / "minif2f_v2s_ebm.json", {"proved": 3, "attempted": 10, "rate": 0.3})
+    result = dg.materialize([ebm_defs.baseline_report], resources={"burnqed": BurnqedConfig(data_root=str(tmp_path))})
+    assert result.success
+    text = (evals / "baseline_report.md").read_text()
+    assert "Profile: **demo**" in text and "not research results" in text
+    assert "| centroid_l2 | 1.25 | 6.40 |" in text
+    assert "| linear_probe_acc | n/a (too few positives) | 0.83 |" in text
+    assert "| rank1_accuracy (d4+) | 0.375 | 0.35-0.39 |" in text
+    assert "| LLM-only | 2/10 | 20.0% | ~35% |" in text and "| LLM + GoalCond EBM (decoupled) | 3/10 | 30.0% |" in text
+    assert read_json(evals / "search_results.json")["llm_ebm"]["rate"] == 0.3
+
+
+def test_full_profile_report_has_no_demo_disclaimer():
+    text = render_baseline_report(profile="full", data={"SFT pairs": 150000}, embedding={}, ebm={}, search={})
+    assert "Profile: **full**" in text and "not research results" not in text and "- SFT pairs: 150000" in text
+    assert text.count("| n/a |") >= 2  # missing search rows are n/a, not invented

@@ -1,0 +1,358 @@
+"""Chunked, resumable tracing of migrated proofs into (state, tactic) pairs (plan Task M.5).
+
+- Theorems are cut into chunks of `chunk_size` (500 in full). A finished chunk leaves
+  `chunk_NNNNN.jsonl` + `chunk_NNNNN.done.json` (its theorem list and counts) under the
+  checkpoint folder, both written atomically; a re-run skips every chunk whose marker matches
+  its theorem list, and the output file is rebuilt from the chunk files in order, so a crash
+  at any point loses or duplicates no rows.
+- Each theorem gets `timeout_s` (120 s in full; `signal.alarm` inside the worker), workers are
+  min(16, 0.75 × cpu) (Gotcha 15), and leftover Lean processes of this Python process are
+  killed at every chunk boundary (Gotcha 10).
+- A theorem whose proof or any traced tactic/state holds a banned construct (verifier's static
+  scan, plan M.6 words) is rejected whole (Gotcha 12).
+
+Tracers: `RecordedTracer` (demo: reads recorded traces, never runs Lean), `LeanDojoTracer`
+(full: lean-dojo, imported lazily, the `full` extra) and `ReplTracer` (full fallback: replays
+the proof's top-level tactics through the supervised REPL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from burnqed_assets.data.io import LineReport, atomic_open, iter_jsonl, write_json
+from burnqed_assets.data.schema import BANNED_STATE_WORDS, BANNED_TACTIC_WORDS, GOEDEL_SOURCE, prefixed
+from burnqed_assets.lean.proof_text import NO_GOALS, parse_proof_file
+from burnqed_assets.lean.verify import static_scan, strip_comments_and_strings
+
+log = logging.getLogger(__name__)
+
+LEAN_PROCESS_NAMES = ("lean", "lake", "repl")
+
+
+class TraceTimeout(Exception):
+    pass
+
+
+class TraceFailure(Exception):
+    """Tracing a theorem failed (its message is recorded with the theorem)."""
+
+
+@dataclass
+class TheoremOutcome:
+    theorem: str
+    status: str  # ok | failed | rejected | timeout
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""
+    seconds: float = 0.0
+
+
+Tracer = Callable[[dict[str, Any]], list[dict[str, Any]]]  # {name, full_proof} -> pairs
+
+
+# ---------------------------------------------------------------------------- filters
+def banned_reason(theorem: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str | None:
+    """Why a theorem must be rejected whole, or None."""
+    found = static_scan(theorem.get("full_proof") or "")
+    if found:
+        return f"proof: {found[0]}"
+    for r in rows:
+        tactic = strip_comments_and_strings(str(r.get("tactic", "")))
+        hit = next((w for w in BANNED_TACTIC_WORDS if w in tactic), None) or (
+            static_scan(tactic)[0].code if static_scan(tactic) else None)
+        if hit:
+            return f"tactic at depth {r.get('depth')}: banned {hit!r}"
+        for key in ("state", "state_after"):
+            state = str(r.get(key) or "")
+            word = next((w for w in BANNED_STATE_WORDS if w in state), None)
+            if word:
+                return f"{key} at depth {r.get('depth')}: contains {word!r}"
+    return None
+
+
+# ---------------------------------------------------------------------------- one theorem
+def _alarm_handler(signum: int, frame: Any) -> None:
+    raise TraceTimeout()
+
+
+def trace_one(tracer: Tracer, theorem: dict[str, Any], timeout_s: float) -> TheoremOutcome:
+    """Trace one theorem under a `signal.alarm` timeout (when on the main thread)."""
+    name = theorem["name"]
+    t0 = time.monotonic()
+    use_alarm = threading.current_thread() is threading.main_thread() and timeout_s > 0
+    old = signal.signal(signal.SIGALRM, _alarm_handler) if use_alarm else None
+    if use_alarm:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        rows = tracer(theorem)
+        reason = banned_reason(theorem, rows)
+        if reason:
+            return TheoremOutcome(name, "rejected", reason=reason, seconds=time.monotonic() - t0)
+        if not rows:
+            return TheoremOutcome(name, "failed", reason="tracer returned no pairs", seconds=time.monotonic() - t0)
+        return TheoremOutcome(name, "ok", rows=rows, seconds=time.monotonic() - t0)
+    except TraceTimeout:
+        return TheoremOutcome(name, "timeout", reason=f"exceeded {timeout_s:.0f}s", seconds=time.monotonic() - t0)
+    except Exception as exc:  # noqa: BLE001 - one theorem's failure never stops the chunk
+        return TheoremOutcome(name, "failed", reason=f"{type(exc).__name__}: {exc}"[:500],
+                              seconds=time.monotonic() - t0)
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+
+
+def _worker(args: tuple[Tracer, dict[str, Any], float]) -> TheoremOutcome:
+    return trace_one(*args)
+
+
+# ---------------------------------------------------------------------------- processes
+def cleanup_lean_processes(names: Iterable[str] = LEAN_PROCESS_NAMES) -> int:
+    """Kill Lean/lake/REPL processes descended from THIS process (zombies of crashed workers)."""
+    killed = 0
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.NoSuchProcess:  # pragma: no cover
+        return 0
+    wanted = tuple(names)
+    for child in children:
+        try:
+            pname = child.name().lower()
+            if child.status() == psutil.STATUS_ZOMBIE:
+                child.wait(timeout=0)
+                killed += 1
+            elif any(pname.startswith(n) for n in wanted):
+                child.kill()
+                killed += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.TimeoutExpired):
+            pass
+    return killed
+
+
+def default_workers(cpu_count: int | None = None) -> int:
+    cpus = cpu_count or mp.cpu_count()
+    return max(1, min(16, int(cpus * 0.75)))
+
+
+# ---------------------------------------------------------------------------- the corpus
+@dataclass
+class TraceRun:
+    output: Path
+    theorems: int = 0
+    ok: int = 0
+    failed: int = 0
+    timeouts: int = 0
+    rejected: int = 0
+    rows: int = 0
+    chunks: int = 0
+    chunks_skipped: int = 0
+    zombies_killed: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def failure_rate(self) -> float:
+        """Failed or timed-out theorems over attempted (rejected cheats are not tracing failures)."""
+        attempted = self.theorems - self.rejected
+        return (self.failed + self.timeouts) / attempted if attempted else 0.0
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {"theorems": self.theorems, "traced_ok": self.ok, "failed": self.failed, "timeouts": self.timeouts,
+                "rejected_banned": self.rejected, "rows": self.rows, "chunks": self.chunks,
+                "chunks_skipped_resumed": self.chunks_skipped, "zombies_killed": self.zombies_killed,
+                "failure_rate": round(self.failure_rate, 6)}
+
+
+def _chunk_id(names: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest()[:16]
+
+
+def trace_corpus(theorems: Sequence[dict[str, Any]], tracer: Tracer, output: Path, checkpoint_dir: Path,
+                 chunk_size: int = 500, workers: int = 1, timeout_s: float = 120.0,
+                 progress: Callable[[str], None] | None = None) -> TraceRun:
+    """Trace every theorem in resumable chunks; write all pairs to `output` (atomic)."""
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    run = TraceRun(output=output)
+    chunk_files: list[Path] = []
+    for start in range(0, len(theorems), chunk_size):
+        chunk = theorems[start:start + chunk_size]
+        index = start // chunk_size
+        names = [t["name"] for t in chunk]
+        rows_path = checkpoint_dir / f"chunk_{index:05d}.jsonl"
+        done_path = checkpoint_dir / f"chunk_{index:05d}.done.json"
+        chunk_files.append(rows_path)
+        run.chunks += 1
+        marker = _read_marker(done_path)
+        if marker and marker.get("chunk_id") == _chunk_id(names) and rows_path.exists():
+            run.chunks_skipped += 1
+            _add_counts(run, marker)
+            if progress:
+                progress(f"chunk {index}: already done, skipped")
+            continue
+        outcomes = _trace_chunk(chunk, tracer, workers, timeout_s)
+        counts = {"ok": 0, "failed": 0, "timeout": 0, "rejected": 0, "rows": 0}
+        failures = []
+        with atomic_open(rows_path) as fh:
+            for o in outcomes:
+                counts[o.status] += 1
+                if o.status == "ok":
+                    for r in o.rows:
+                        fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+                    counts["rows"] += len(o.rows)
+                else:
+                    failures.append({"theorem": o.theorem, "status": o.status, "reason": o.reason})
+        killed = cleanup_lean_processes()  # chunk boundary: no zombie survives into the next chunk
+        marker = {"chunk_id": _chunk_id(names), "theorems": len(chunk), **counts, "failures": failures,
+                  "zombies_killed": killed}
+        write_json(done_path, marker)  # written last: its presence means the rows file is complete
+        _add_counts(run, marker)
+        if progress:
+            progress(f"chunk {index}: {counts}")
+    # Stale chunks of an earlier, longer run are not part of this output.
+    with atomic_open(output) as out:
+        for path in chunk_files:
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    out.write(line)
+    return run
+
+
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _add_counts(run: TraceRun, marker: dict[str, Any]) -> None:
+    run.theorems += int(marker.get("theorems", 0))
+    run.ok += int(marker.get("ok", 0))
+    run.failed += int(marker.get("failed", 0))
+    run.timeouts += int(marker.get("timeout", 0))
+    run.rejected += int(marker.get("rejected", 0))
+    run.rows += int(marker.get("rows", 0))
+    run.zombies_killed += int(marker.get("zombies_killed", 0))
+    run.failures.extend(marker.get("failures", []))
+
+
+def _trace_chunk(chunk: Sequence[dict[str, Any]], tracer: Tracer, workers: int,
+                 timeout_s: float) -> list[TheoremOutcome]:
+    if workers <= 1 or len(chunk) <= 1:
+        return [trace_one(tracer, t, timeout_s) for t in chunk]
+    # Fresh worker processes per chunk ("spawn": no inherited locks/threads); each worker
+    # enforces the per-theorem alarm itself.
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        return list(pool.map(_worker, [(tracer, t, timeout_s) for t in chunk]))
+
+
+# ---------------------------------------------------------------------------- tracers
+class RecordedTracer:
+    """Demo tracer: the recorded pairs of each theorem (no Lean run; rows keep their provenance)."""
+
+    def __init__(self, files: Iterable[Path], report: LineReport | None = None):
+        self.by_theorem: dict[str, list[dict[str, Any]]] = {}
+        self.report = report or LineReport()
+        for f in files:
+            for _, rec in iter_jsonl(f, self.report, validate=_validate_recorded):
+                self.by_theorem.setdefault(rec["theorem"], []).append(rec)
+
+    def theorems(self) -> list[str]:
+        return list(self.by_theorem)
+
+    def __call__(self, theorem: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = self.by_theorem.get(theorem["name"])
+        if rows is None:
+            raise TraceFailure(f"no recorded trace for {theorem['name']}")
+        return [dict(r) for r in rows]
+
+
+def _validate_recorded(rec: dict[str, Any]) -> str | None:
+    for k in ("theorem", "state", "tactic"):
+        if not isinstance(rec.get(k), str) or not rec[k].strip():
+            return f"missing or empty {k!r}"
+    if not isinstance(rec.get("depth"), int):
+        return "missing integer 'depth'"
+    return None
+
+
+class ReplTracer:
+    """Full-profile fallback: run the proof's top-level tactics through the supervised REPL and
+    record (state, tactic, state_after) at each step. Built lazily in each worker."""
+
+    def __init__(self, env_factory: Callable[[], Any], source: str = GOEDEL_SOURCE):
+        self.env_factory = env_factory
+        self.source = source
+        self._env: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"env_factory": self.env_factory, "source": self.source, "_env": None}
+
+    def __call__(self, theorem: dict[str, Any]) -> list[dict[str, Any]]:
+        if self._env is None:
+            self._env = self.env_factory()
+        parsed = parse_proof_file(theorem["full_proof"])
+        if parsed is None or not parsed.tactics:
+            raise TraceFailure("could not split the proof into top-level tactics")
+        state = self._env.open_theorem(parsed.statement, parsed.header, name=parsed.name)
+        rows = []
+        for depth, tactic in enumerate(parsed.tactics):
+            res = self._env.run_tactic(state, tactic)
+            if res.status == "error":
+                raise TraceFailure(f"tactic {depth} failed: {res.error}")
+            after = NO_GOALS if res.status == "proved" else res.state.pp
+            rows.append({"theorem": prefixed(self.source, theorem["name"]), "state": state.pp, "tactic": tactic,
+                         "state_after": after, "depth": depth, "source": self.source})
+            if res.status == "proved":
+                return rows
+            state = res.state
+        raise TraceFailure("goals remain after the last tactic")
+
+
+class LeanDojoTracer:
+    """Full profile: LeanDojo traces the migrated Lean project once (its own cache), then each
+    theorem's `traced_tactics` become pairs. lean-dojo is the `full` extra, imported here only."""
+
+    def __init__(self, repo_dir: Path, source: str = GOEDEL_SOURCE):
+        self.repo_dir = Path(repo_dir)
+        self.source = source
+        self._traced: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"repo_dir": self.repo_dir, "source": self.source, "_traced": None}
+
+    def _load(self) -> Any:
+        try:
+            import lean_dojo  # noqa: F401  (full extra)
+            from lean_dojo import LeanGitRepo, trace
+        except ImportError as exc:
+            raise TraceFailure("lean-dojo is not installed: `pip install -e .[full]` (see docs/lean.md)") from exc
+        repo = LeanGitRepo.from_path(str(self.repo_dir))
+        return trace(repo)
+
+    def __call__(self, theorem: dict[str, Any]) -> list[dict[str, Any]]:
+        if self._traced is None:
+            self._traced = self._load()
+        for thm in self._traced.get_traced_theorems():
+            if thm.theorem.full_name == theorem["name"]:
+                rows = []
+                for depth, t in enumerate(thm.get_traced_tactics()):
+                    rows.append({"theorem": prefixed(self.source, theorem["name"]), "state": t.state_before,
+                                 "tactic": t.tactic, "state_after": t.state_after, "depth": depth,
+                                 "source": self.source})
+                return rows
+        raise TraceFailure(f"{theorem['name']} not found in the LeanDojo trace of {self.repo_dir}")

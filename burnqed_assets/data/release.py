@@ -54,9 +54,9 @@ def _write_proofs(dest: Path, lean_dir: Path | None, proofs_jsonl: Path | None) 
                 con = duck.connect(threads=1)
                 n = duck.load_jsonl(con, proofs_jsonl, "proofs", {"problem_id": "VARCHAR", "full_proof": "VARCHAR"},
                                     ("problem_id", "full_proof"))
-                reader = con.execute(
+                reader = con.sql(
                     "SELECT problem_id AS name, full_proof, ? || ':' || _line AS origin FROM proofs ORDER BY _line",
-                    [proofs_jsonl.name]).fetch_record_batch(1000)
+                    params=[proofs_jsonl.name]).to_arrow_reader(1000)
                 for batch in reader:
                     writer.write_table(pa.Table.from_batches([batch]).cast(PROOFS_SCHEMA))
                 origin = f"{n} source proofs from {proofs_jsonl} (no migrated .lean files found)"

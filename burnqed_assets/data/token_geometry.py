@@ -28,10 +28,10 @@ def measure(pairs_path: str | os.PathLike[str], tokenizer: Any, batch_size: int 
     """Token counts of state, tactic and full SFT example for every pair of a JSONL file."""
     con = duck.connect()
     duck.load_jsonl(con, pairs_path, "pairs", {"state": "VARCHAR", "tactic": "VARCHAR"}, ("state", "tactic"))
-    reader = con.execute(
+    reader = con.sql(
         "SELECT state, tactic, ? || state || ? || tactic AS full FROM pairs ORDER BY _line",
-        [PROMPT_PREFIX, PROMPT_SUFFIX],
-    ).fetch_record_batch(batch_size)
+        params=[PROMPT_PREFIX, PROMPT_SUFFIX],
+    ).to_arrow_reader(batch_size)
     parts: dict[str, list[np.ndarray]] = {"state": [], "tactic": [], "full": []}
     for batch in reader:
         cols = batch.to_pydict()

@@ -1,0 +1,75 @@
+"""Dagster: the demo data graph materializes with every gate passing; the bad input set stops it."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+from burnqed_assets.defs import exploration, migration, sft, sft_data
+from burnqed_assets import resources
+from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.settings import DEMO_INPUTS, Inputs, InputSpec, get_settings, with_overrides
+
+DATA_ASSETS = [exploration.clean_pool, exploration.token_geometry, exploration.exploration_report,
+               sft_data.lean_github_pairs, sft_data.sft_dataset, sft_data.contrastive_pool, sft_data.release_bundle]
+CHECKS = list(exploration.defs.asset_checks or []) + list(sft_data.defs.asset_checks or [])
+
+
+def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_demo_graph_materializes_with_gates_passing(tmp_path):
+    result = dg.materialize([migration.goedel_traced_pairs, sft.base_model, *DATA_ASSETS, *CHECKS],
+                            resources={"burnqed": BurnqedConfig(profile="demo", data_root=str(tmp_path))},
+                            raise_on_error=False)
+    assert result.success
+    checks = _checks(result)
+    blocking = ["clean_pool_contamination", "clean_pool_survival", "traced_lines_readable", "sft_no_theorem_leak",
+                "sft_prompt_format", "sft_size_and_sources", "sft_no_benchmark_theorems"]
+    for name in blocking:
+        assert checks[name].passed, (name, checks[name].description)
+    assert checks["contrastive_pool_size"].passed
+    settings = get_settings("demo", tmp_path)
+    stats = json.loads((settings.paths.sft / "stats.json").read_text(encoding="utf-8"))
+    assert stats["total_pairs"] >= settings.thresholds.min_sft_pairs
+    assert set(stats["sources"]) == {"goedel_workbook", "lean_github"}
+    geo = json.loads(settings.paths.token_geometry.read_text(encoding="utf-8"))
+    assert geo["recommended_sft_max_length"] in settings.data.sft_max_length_candidates
+    report = json.loads(settings.paths.exploration_report.read_text(encoding="utf-8"))
+    assert report["contrastive_eligible"] >= 40 and 0 < report["top5_tactic_share"] <= 1
+    assert sorted(p.name for p in settings.paths.exploration_plots.glob("*.png")) == [
+        "depth_distribution.png", "proof_length_hist.png", "token_lengths.png", "top_tactics.png"]
+    pool = json.loads((settings.paths.sft / "contrastive_pool.json").read_text(encoding="utf-8"))
+    assert pool and all(e["max_depth"] >= 3 and e["formal_statement"] for e in pool)
+    release = settings.paths.release
+    assert {"proofs.parquet", "pairs.parquet", "CHANGELOG.md", "dropped_theorems.json", "manifest.json"} <= {
+        p.name for p in release.iterdir()}
+    meta = result.asset_materializations_for_node("clean_pool")[0].metadata
+    assert meta["clean_fraction"].value == 1.0 and meta["bad_lines"].value == 0
+
+
+def test_bad_input_fails_the_contamination_gate_and_stops_downstream(tmp_path, monkeypatch):
+    real = get_settings("demo", tmp_path)
+    bad_inputs = Inputs(**{**real.inputs.all(),
+                           "goedel_recorded_traces": InputSpec(DEMO_INPUTS / "bad", "the shipped bad input set")})
+    bad_settings = with_overrides(real, inputs=bad_inputs)
+    # BurnqedConfig.settings() resolves through resources.get_settings: point it at the bad inputs
+    monkeypatch.setattr(resources, "get_settings", lambda profile=None, data_root=None: bad_settings)
+    result = dg.materialize([migration.goedel_traced_pairs, *DATA_ASSETS[:3], sft_data.lean_github_pairs,
+                             sft_data.sft_dataset, sft_data.contrastive_pool, sft_data.release_bundle, *CHECKS],
+                            resources={"burnqed": BurnqedConfig(profile="demo", data_root=str(tmp_path))},
+                            raise_on_error=False)
+    checks = _checks(result)
+    gate = checks["clean_pool_contamination"]
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+    assert ":9:" in gate.description and "goedel_427_pairs.jsonl" in gate.description
+    readable = checks["traced_lines_readable"]
+    assert not readable.passed and "goedel_427_pairs.jsonl:17: malformed JSON" in readable.description
+    assert not checks["clean_pool_survival"].passed
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "clean_pool" in materialized
+    # downstream of the failed blocking gates never ran
+    assert not materialized & {"token_geometry", "exploration_report", "sft_dataset", "contrastive_pool",
+                               "release_bundle"}
+    assert not (tmp_path / "sft" / "train.jsonl").exists()

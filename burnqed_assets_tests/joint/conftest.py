@@ -30,3 +30,14 @@ def joint_files(tmp_path) -> tuple[Path, Path]:
     traj.parent.mkdir(parents=True)
     pq.write_table(trajectory_table(make_trajectory_rows()), traj)
     return sft, traj
+
+
+@pytest.fixture(autouse=True)
+def single_torch_thread():
+    """Tiny models run faster on one thread, and the shared 2-core machine is oversubscribed."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

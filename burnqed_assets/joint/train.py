@@ -1,0 +1,393 @@
+"""Joint SFT + EBM training loop (plan Tasks 3.4, 3.5, 4.1, 4.2).
+
+Starts from the BASE model with a fresh LoRA (r=64 in full), trains SFT + λ·InfoNCE with
+separate learning rates for the adapter and the head, warmup then cosine decay, gradient
+clipping, monitoring and the plan's abort conditions. Checkpoints every `save_every` steps
+(atomic directory swap) and resumes from the newest one. On success it exports the merged
+model (merge_and_unload) and the head (`save_head`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from burnqed_assets.data.io import LineReport, write_json
+from burnqed_assets.ebm.head import save_head
+from burnqed_assets.joint.dataset import (
+    JointBatch,
+    JointDataset,
+    TrajectoryReport,
+    build_candidates,
+    load_sft_records,
+    read_trajectory_states,
+    split_candidates_by_theorem,
+)
+from burnqed_assets.joint.model import JointProver
+from burnqed_assets.joint.monitoring import (
+    AbortReason,
+    AbortThresholds,
+    JointMonitor,
+    plot_monitoring,
+    separation_probe,
+)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+RUN_SUMMARY = "joint_run.json"
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by `stop_after_step` to simulate a crash/preemption (tests, operations drills)."""
+
+
+@dataclass(frozen=True)
+class JointTrainConfig:
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_dropout: float = 0.05
+    lr_lora: float = 2e-5
+    lr_ebm: float = 3e-5
+    ebm_weight_decay: float = 0.01
+    lambda_ebm: float = 0.1
+    total_steps: int = 6000
+    warmup_steps: int = 300
+    k_negatives: int = 3
+    hard_ratio: float = 0.6
+    log_every: int = 50
+    eval_every: int = 500
+    save_every: int = 1000
+    sft_batch_size: int = 4
+    contrastive_batch_size: int = 4
+    sft_max_length: int = 2048
+    encode_max_length: int = 512
+    grad_clip: float = 1.0
+    probe_fraction: float = 0.1
+    probe_max_groups: int = 256
+    keep_checkpoints: int = 2
+    # Fallback head shape when no iter-0 head exists to copy (None = the head's default, the plan's).
+    head_hidden_dims: tuple[int, ...] | None = None
+    seed: int = 42
+    device: str = "auto"
+    dtype: str = "float32"
+
+    @classmethod
+    def from_settings(cls, settings: Any, sft_max_length: int | None = None,
+                      encode_max_length: int | None = None) -> JointTrainConfig:
+        j = settings.joint
+        return cls(lora_r=j.lora_r, lora_alpha=j.lora_alpha, lora_dropout=j.lora_dropout, lr_lora=j.lr_lora,
+                   lr_ebm=j.lr_ebm, ebm_weight_decay=settings.ebm.weight_decay, lambda_ebm=j.lambda_ebm,
+                   total_steps=j.total_steps, warmup_steps=j.warmup_steps, k_negatives=j.k_negatives,
+                   hard_ratio=j.hard_ratio, log_every=j.log_every, eval_every=j.eval_every,
+                   save_every=j.save_every, sft_batch_size=getattr(j, "sft_batch_size", 4),
+                   contrastive_batch_size=getattr(j, "contrastive_batch_size", 4),
+                   sft_max_length=sft_max_length or settings.sft.default_max_length,
+                   encode_max_length=encode_max_length or settings.ebm.encode_max_length,
+                   grad_clip=getattr(j, "grad_clip", 1.0), probe_fraction=getattr(j, "probe_fraction", 0.1),
+                   probe_max_groups=getattr(j, "probe_max_groups", 256), seed=settings.data.seed,
+                   device=settings.model.device, dtype=settings.model.dtype)
+
+
+@dataclass
+class JointRunResult:
+    status: str  # "completed" | "aborted"
+    steps_done: int
+    total_steps: int
+    abort: dict[str, Any] | None
+    resumed_from_step: int | None
+    train_log: list[dict[str, float]]
+    probe_log: list[dict[str, float]]
+    smoke: dict[str, Any] | None
+    data: dict[str, Any]
+    seconds: float
+    seconds_per_step: float | None
+    checkpoint_dir: str
+    merged_dir: str | None = None
+    head_path: str | None = None
+    plot_path: str | None = None
+    probe_is_heldout: bool = False
+    lora_targets: list[str] = field(default_factory=list)
+    head_hidden_dims: list[int] = field(default_factory=list)
+
+    @property
+    def aborted(self) -> bool:
+        return self.status == "aborted"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lr_lambda(warmup_steps: int, total_steps: int, floor: float = 0.1) -> Callable[[int], float]:
+    """Linear warmup to 1, then cosine decay to `floor` at total_steps."""
+    def f(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(1, total_steps - warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / span)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return f
+
+
+def grad_norm(params: list[torch.nn.Parameter]) -> float:
+    norms = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def smoke_step(prover: JointProver, batch: JointBatch, lambda_ebm: float) -> dict[str, Any]:
+    """Task 3.5: one forward+backward; finite losses and nonzero finite grads in LoRA and head."""
+    device = prover.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    prover.train()
+    prover.zero_grad(set_to_none=True)
+    losses = prover.joint_loss(batch.sft, batch.groups, lambda_ebm)
+    losses.total.backward()
+    lora_norm = grad_norm(prover.lora_parameters())
+    head_norm = grad_norm(list(prover.ebm_head.parameters()))
+    scalars = losses.scalars()
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    prover.zero_grad(set_to_none=True)
+    finite = all(math.isfinite(v) for v in (*scalars.values(), lora_norm, head_norm))
+    passed = finite and lora_norm > 0 and head_norm > 0
+    return {"passed": passed, **scalars, "lora_grad_norm": lora_norm, "head_grad_norm": head_norm,
+            "peak_vram_gib": peak, "device": str(device)}
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Swap a finished temp directory into place (rename is atomic on one filesystem)."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def list_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    if checkpoint_dir.is_dir():
+        for p in checkpoint_dir.iterdir():
+            if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / "meta.json").exists():
+                try:
+                    found.append((int(p.name[len(CHECKPOINT_PREFIX):]), p))
+                except ValueError:
+                    continue
+    return sorted(found)
+
+
+def _fingerprint(config: JointTrainConfig, prover: JointProver) -> dict[str, Any]:
+    return {"lora_r": config.lora_r, "lora_alpha": config.lora_alpha, "lora_targets": prover.lora_targets,
+            "d_model": prover.ebm_head.d_model, "head_hidden_dims": list(prover.ebm_head.hidden_dims)}
+
+
+def save_checkpoint(checkpoint_dir: Path, step: int, prover: JointProver, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, monitor: JointMonitor, fingerprint: dict[str, Any], keep: int = 2) -> Path:
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-checkpoint-", dir=checkpoint_dir))
+    try:
+        torch.save(prover.lora_state_dict(), tmp / "adapter.pt")
+        save_head(prover.ebm_head, str(tmp / "head.pt"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state()}, tmp / "trainer.pt")
+        (tmp / "monitor.json").write_text(json.dumps(monitor.state_dict()), encoding="utf-8")
+        (tmp / "meta.json").write_text(json.dumps({"step": step, **fingerprint}), encoding="utf-8")
+        dest = checkpoint_dir / f"{CHECKPOINT_PREFIX}{step:06d}"
+        _replace_dir(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for _, old in list_checkpoints(checkpoint_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def load_checkpoint(path: Path, prover: JointProver, optimizer: torch.optim.Optimizer, scheduler: Any,
+                    monitor: JointMonitor, fingerprint: dict[str, Any]) -> int:
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    mismatched = {k: (meta.get(k), v) for k, v in fingerprint.items() if meta.get(k) != v}
+    if mismatched:
+        raise ValueError(f"checkpoint {path} does not match this run (checkpoint vs run: {mismatched}); "
+                         f"move the checkpoint directory away to start fresh")
+    device = prover.device
+    prover.load_lora_state_dict(torch.load(path / "adapter.pt", map_location=device, weights_only=True))
+    head_payload = torch.load(path / "head.pt", map_location=device, weights_only=True)
+    prover.ebm_head.load_state_dict(head_payload["state_dict"])
+    trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(trainer["optimizer"])
+    scheduler.load_state_dict(trainer["scheduler"])
+    torch.set_rng_state(trainer["torch_rng"])
+    monitor.load_state_dict(json.loads((path / "monitor.json").read_text(encoding="utf-8")))
+    return int(meta["step"])
+
+
+def export_merged(prover: JointProver, merged_dir: Path) -> Path:
+    """merge_and_unload → a standard HF directory (with tokenizer), swapped in atomically."""
+    merged_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{merged_dir.name}.tmp-", dir=merged_dir.parent))
+    try:
+        model = prover.merged_backbone()
+        model.save_pretrained(str(tmp))
+        prover.tokenizer.save_pretrained(str(tmp))
+        _replace_dir(tmp, merged_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return merged_dir
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+def load_joint_data(sft_path: Path, trajectories_path: Path, config: JointTrainConfig
+                    ) -> tuple[JointDataset, list, bool, dict[str, Any]]:
+    """The dataset, the fixed probe groups, whether the probe is held out, and data counts."""
+    line_report = LineReport()
+    sft = load_sft_records(sft_path, report=line_report)
+    traj_report = TrajectoryReport()
+    states = read_trajectory_states(trajectories_path, traj_report)
+    candidates, negatives = build_candidates(states, traj_report)
+    train_c, probe_c, heldout = split_candidates_by_theorem(candidates, config.probe_fraction, config.seed)
+    dataset = JointDataset(sft, train_c, negatives, config.k_negatives, config.hard_ratio,
+                           config.sft_batch_size, config.contrastive_batch_size, config.seed)
+    probe = dataset.fixed_groups(probe_c, config.probe_max_groups)
+    data = {"sft_records": len(sft), **{f"sft_{k}": v for k, v in line_report.as_metadata().items()},
+            **traj_report.as_metadata(), "contrastive_candidates": len(candidates),
+            "train_candidates": len(train_c), "probe_groups": len(probe)}
+    return dataset, probe, heldout, data
+
+
+def build_prover(base_model_path: Path, config: JointTrainConfig, head_hidden_dims: tuple[int, ...] | None,
+                 how_to_obtain: str = "") -> JointProver:
+    from burnqed_assets.models.loading import load_causal_lm, load_tokenizer
+
+    tokenizer = load_tokenizer(base_model_path, how_to_obtain)
+    model = load_causal_lm(base_model_path, device=config.device, dtype=config.dtype, how_to_obtain=how_to_obtain)
+    prover = JointProver(model, tokenizer, config.lora_r, config.lora_alpha, config.lora_dropout,
+                         head_hidden_dims, config.sft_max_length, config.encode_max_length)
+    return prover.to(next(model.parameters()).device)
+
+
+def iter0_head_dims(iter0_head_path: Path | None) -> tuple[int, ...] | None:
+    """Hidden dims of the iter-0 head when it exists, so both iterations share one shape (Gotcha 7)."""
+    if iter0_head_path is None or not Path(iter0_head_path).exists():
+        return None
+    payload = torch.load(iter0_head_path, map_location="cpu", weights_only=True)
+    return tuple(int(h) for h in payload["hidden_dims"])
+
+
+def train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path: Path, trajectories_path: Path,
+                base_model_path: Path, checkpoint_dir: Path, merged_dir: Path, head_path: Path,
+                iter0_head_path: Path | None = None, stop_after_step: int | None = None,
+                log: Callable[[str], None] = print, how_to_obtain: str = "",
+                prover_factory: Callable[[], JointProver] | None = None) -> JointRunResult:
+    """Train (or resume) the joint run; export on success; write joint_run.json and the curves PNG."""
+    t0 = time.monotonic()
+    checkpoint_dir = Path(checkpoint_dir)
+    torch.manual_seed(config.seed)
+    dataset, probe_groups, heldout, data = load_joint_data(Path(sft_path), Path(trajectories_path), config)
+    log(f"joint data: {data['sft_records']} SFT records, {data['train_candidates']} contrastive positives, "
+        f"{data['probe_groups']} probe groups (held out: {heldout})")
+    if prover_factory is not None:
+        prover = prover_factory()
+    else:
+        dims = iter0_head_dims(iter0_head_path) or config.head_hidden_dims
+        prover = build_prover(Path(base_model_path), config, dims, how_to_obtain)
+    optimizer = torch.optim.AdamW(prover.param_groups(config.lr_lora, config.lr_ebm, config.ebm_weight_decay))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup_steps, config.total_steps))
+    monitor = JointMonitor(thresholds, log_every=config.log_every)
+    fingerprint = _fingerprint(config, prover)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+
+    start_step, resumed_from, smoke = 0, None, None
+    checkpoints = list_checkpoints(checkpoint_dir)
+    if checkpoints:
+        start_step = load_checkpoint(checkpoints[-1][1], prover, optimizer, scheduler, monitor, fingerprint)
+        resumed_from = start_step
+        log(f"resumed from {checkpoints[-1][1]} (step {start_step})")
+    abort: AbortReason | None = None
+    if start_step == 0:
+        smoke = smoke_step(prover, dataset.batch(0), config.lambda_ebm)
+        log(f"smoke step: {smoke}")
+        if not smoke["passed"]:
+            abort = AbortReason("non_finite", 0, f"smoke step failed (losses/gradients not finite or zero): {smoke}")
+        else:
+            probe = separation_probe(prover, probe_groups)
+            abort = monitor.observe_probe(0, probe["centroid_l2"], probe["rank1"])
+
+    prover.train()
+    step = start_step
+    steps_run = 0
+    loop_t0 = time.monotonic()
+    while abort is None and step < config.total_steps:
+        step += 1
+        batch = dataset.batch(step - 1)
+        losses = prover.joint_loss(batch.sft, batch.groups, config.lambda_ebm)
+        losses.total.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
+        s = losses.scalars()
+        abort = monitor.observe_step(step, s["sft_loss"], s["ebm_loss"], config.lambda_ebm, s["temperature"],
+                                     gnorm, lr_lora=optimizer.param_groups[0]["lr"],
+                                     lr_ebm=optimizer.param_groups[1]["lr"])
+        if abort is not None:  # never step on a bad update: the last checkpoint stays the good state
+            optimizer.zero_grad(set_to_none=True)
+            break
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        steps_run += 1
+        if step % config.log_every == 0:
+            row = monitor.train_log[-1]
+            log(f"step {step}/{config.total_steps} sft={row['sft_loss']:.4f} ebm={row['ebm_loss']:.4f} "
+                f"λ·ebm={row['lambda_ebm_loss']:.4f} T={row['temperature']:.3f} grad={gnorm:.3f}")
+        if step % config.eval_every == 0 or step == config.total_steps:
+            probe = separation_probe(prover, probe_groups)
+            log(f"probe step {step}: centroid_l2={probe['centroid_l2']:.4f} rank1={probe['rank1']:.3f}")
+            abort = monitor.observe_probe(step, probe["centroid_l2"], probe["rank1"])
+            if abort is not None:
+                break
+        if step % config.save_every == 0 or step == config.total_steps:
+            path = save_checkpoint(checkpoint_dir, step, prover, optimizer, scheduler, monitor, fingerprint,
+                                   config.keep_checkpoints)
+            log(f"checkpoint {path}")
+        if stop_after_step is not None and step >= stop_after_step:
+            raise TrainingInterrupted(f"stopped after step {step} (stop_after_step={stop_after_step})")
+    loop_s = time.monotonic() - loop_t0
+
+    result = JointRunResult(
+        status="aborted" if abort else "completed", steps_done=start_step + steps_run,
+        total_steps=config.total_steps, abort=abort.as_dict() if abort else None, resumed_from_step=resumed_from,
+        train_log=monitor.train_log, probe_log=monitor.probe_log, smoke=smoke, data=data,
+        seconds=0.0, seconds_per_step=(loop_s / steps_run) if steps_run else None,
+        checkpoint_dir=str(checkpoint_dir), probe_is_heldout=heldout, lora_targets=prover.lora_targets,
+        head_hidden_dims=list(prover.ebm_head.hidden_dims))
+    if abort is not None:
+        log(str(abort))
+    else:
+        prover.eval()
+        save_head(prover.ebm_head, str(head_path))
+        # The final adapter sits at the top of the checkpoint dir (HF adapter format).
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-adapter-", dir=checkpoint_dir))
+        prover.backbone.save_pretrained(str(tmp))
+        for f in tmp.iterdir():
+            os.replace(f, checkpoint_dir / f.name)
+        shutil.rmtree(tmp, ignore_errors=True)
+        export_merged(prover, Path(merged_dir))
+        result.merged_dir, result.head_path = str(merged_dir), str(head_path)
+    if monitor.train_log or monitor.probe_log:
+        result.plot_path = str(plot_monitoring(monitor.train_log, monitor.probe_log,
+                                               checkpoint_dir / "monitoring.png",
+                                               title=f"joint iter_1 ({result.status})"))
+    result.seconds = time.monotonic() - t0
+    write_json(checkpoint_dir / RUN_SUMMARY, result.as_dict())
+    return result

@@ -1,0 +1,147 @@
+"""Tracing (M.5): resumable chunks without lost/duplicated rows, timeouts, banned-construct
+rejection, zombie cleanup, and the REPL tracer on the fake REPL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import psutil
+import pytest
+from lean_fakes import fake_argv
+
+from burnqed_assets.lean.repl_env import ReplLeanEnv
+from burnqed_assets.lean.tracing import (
+    LeanDojoTracer,
+    ReplTracer,
+    TraceFailure,
+    cleanup_lean_processes,
+    default_workers,
+    trace_corpus,
+)
+from burnqed_assets.settings import get_settings
+
+
+class CountingTracer:
+    """Two pairs per theorem; records which theorems it was asked to trace."""
+
+    def __init__(self, crash_at: str | None = None):
+        self.calls: list[str] = []
+        self.crash_at = crash_at
+
+    def __call__(self, theorem):
+        if theorem["name"] == self.crash_at:
+            raise KeyboardInterrupt("simulated kill of the whole run")
+        self.calls.append(theorem["name"])
+        if theorem["name"].startswith("slow"):
+            time.sleep(5)
+        if theorem["name"].startswith("broken"):
+            raise RuntimeError("lean crashed")
+        tactic = "sorry" if theorem["name"].startswith("cheat") else "simp"
+        return [{"theorem": theorem["name"], "state": "⊢ P", "tactic": "intro h", "state_after": "h : Q\n⊢ P", "depth": 0},
+                {"theorem": theorem["name"], "state": "h : Q\n⊢ P", "tactic": tactic, "state_after": "no goals", "depth": 1}]
+
+
+def _theorems(n: int) -> list[dict]:
+    return [{"name": f"t{i:03d}", "full_proof": ""} for i in range(n)]
+
+
+def _rows(path) -> list[dict]:
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+def test_resume_skips_finished_chunks_without_duplicates(tmp_path):
+    theorems = _theorems(10)
+    out, ckpt = tmp_path / "pairs.jsonl", tmp_path / "ckpt"
+    crashing = CountingTracer(crash_at="t007")
+    with pytest.raises(KeyboardInterrupt):
+        trace_corpus(theorems, crashing, out, ckpt, chunk_size=3)
+    assert not out.exists()  # nothing half-written
+    assert sorted(p.name for p in ckpt.glob("*.done.json")) == ["chunk_00000.done.json", "chunk_00001.done.json"]
+    again = CountingTracer()
+    run = trace_corpus(theorems, again, out, ckpt, chunk_size=3)
+    assert again.calls == ["t006", "t007", "t008", "t009"]  # finished chunks skipped
+    assert run.chunks == 4 and run.chunks_skipped == 2 and run.ok == 10
+    rows = _rows(out)
+    assert len(rows) == 20 == run.rows
+    assert len({(r["theorem"], r["depth"]) for r in rows}) == 20
+    assert [r["theorem"] for r in rows[::2]] == [t["name"] for t in theorems]  # input order kept
+    third = CountingTracer()
+    trace_corpus(theorems, third, out, ckpt, chunk_size=3)
+    assert third.calls == [] and _rows(out) == rows
+
+
+def test_changed_chunk_is_retraced(tmp_path):
+    out, ckpt = tmp_path / "pairs.jsonl", tmp_path / "ckpt"
+    trace_corpus(_theorems(4), CountingTracer(), out, ckpt, chunk_size=2)
+    changed = _theorems(3) + [{"name": "new", "full_proof": ""}]
+    tracer = CountingTracer()
+    run = trace_corpus(changed, tracer, out, ckpt, chunk_size=2)
+    assert tracer.calls == ["t002", "new"] and run.chunks_skipped == 1
+    assert {r["theorem"] for r in _rows(out)} == {"t000", "t001", "t002", "new"}
+
+
+def test_failures_timeouts_and_banned_rejections(tmp_path):
+    theorems = [{"name": "ok", "full_proof": ""}, {"name": "broken", "full_proof": ""},
+                {"name": "slow", "full_proof": ""}, {"name": "cheat", "full_proof": ""},
+                {"name": "cheat_in_proof", "full_proof": "theorem x : True := by\n  admit\n"}]
+    run = trace_corpus(theorems, CountingTracer(), tmp_path / "p.jsonl", tmp_path / "c", chunk_size=10,
+                       timeout_s=0.5)
+    status = {f["theorem"]: f["status"] for f in run.failures}
+    assert status == {"broken": "failed", "slow": "timeout", "cheat": "rejected", "cheat_in_proof": "rejected"}
+    assert run.ok == 1 and {r["theorem"] for r in _rows(tmp_path / "p.jsonl")} == {"ok"}
+    assert run.failure_rate == pytest.approx(2 / 3)  # rejected cheats are not tracing failures
+
+
+def test_parallel_workers_match_serial(tmp_path):
+    theorems = _theorems(6)
+    serial = trace_corpus(theorems, CountingTracer(), tmp_path / "s.jsonl", tmp_path / "cs", chunk_size=3, workers=1)
+    parallel = trace_corpus(theorems, CountingTracer(), tmp_path / "p.jsonl", tmp_path / "cp", chunk_size=3, workers=2)
+    assert _rows(tmp_path / "s.jsonl") == _rows(tmp_path / "p.jsonl") and serial.rows == parallel.rows == 12
+
+
+def test_worker_cap():
+    assert default_workers(2) == 1 and default_workers(64) == 16 and default_workers(8) == 6
+
+
+def test_cleanup_kills_our_lean_zombies(tmp_path):
+    fake_lean = tmp_path / "lean"
+    shutil.copy(shutil.which("sleep"), fake_lean)
+    os.chmod(fake_lean, 0o755)
+    proc = subprocess.Popen([str(fake_lean), "300"])
+    try:
+        assert cleanup_lean_processes() >= 1
+        proc.wait(timeout=5)
+        assert not psutil.pid_exists(proc.pid) or psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_repl_tracer_on_fake_repl(tmp_path):
+    settings = get_settings("demo")
+    tracer = ReplTracer(lambda: ReplLeanEnv.from_argv(fake_argv("--rules"), settings))
+    proof = "import Mathlib\n\ntheorem t (x : Nat) : x = x := by\n  open_goal\n  rfl\n"
+    try:
+        rows = tracer({"name": "t", "full_proof": proof})
+        assert [r["tactic"] for r in rows] == ["open_goal", "rfl"]
+        assert rows[0]["theorem"] == "goedel::t" and rows[-1]["state_after"] == "no goals"
+        assert [r["depth"] for r in rows] == [0, 1]
+        with pytest.raises(TraceFailure, match="failed"):
+            tracer({"name": "u", "full_proof": "import Mathlib\n\ntheorem u : True := by\n  fail_now\n"})
+    finally:
+        tracer._env.close()
+
+
+def test_leandojo_missing_is_a_clear_error(tmp_path):
+    try:
+        import lean_dojo  # noqa: F401
+        pytest.skip("lean-dojo installed")
+    except ImportError:
+        pass
+    with pytest.raises(TraceFailure, match=r"pip install -e \.\[full\]"):
+        LeanDojoTracer(tmp_path)({"name": "t", "full_proof": ""})

@@ -29,6 +29,8 @@ from burnqed_assets.ebm.losses import info_nce_loss
 
 log = logging.getLogger(__name__)
 
+TEMPERATURE_FLOOR, TEMPERATURE_CEILING = 0.1, 10.0  # the head's clamp (ebm/head.py)
+
 
 @dataclass(frozen=True)
 class EbmTrainConfig:
@@ -126,7 +128,7 @@ def train_decoupled_ebm(data: EmbeddedTrajectories, train_theorems: set[str], va
     val_batch = sample_contrastive(data, val_rows, config.k_negatives, config.hard_ratio, np.random.default_rng(12345))
     started = time.monotonic()
     history: list[dict[str, float]] = []
-    hard_total = hard_slots = 0
+    hard_total = hard_slots = at_bound = 0
     train_positives = 0
     for epoch in range(1, config.epochs + 1):
         batch = sample_contrastive(data, train_rows, config.k_negatives, config.hard_ratio, rng)
@@ -159,13 +161,16 @@ def train_decoupled_ebm(data: EmbeddedTrajectories, train_theorems: set[str], va
             if rank1 is not None:
                 entry["val_rank1"] = rank1
         history.append(entry)
+        if not TEMPERATURE_FLOOR * 1.001 < entry["temperature"] < TEMPERATURE_CEILING * 0.999:
+            at_bound += 1  # Gotcha 3: pinned at the clamp means the energy scale is broken
+            say(f"WARNING: temperature {entry['temperature']:.3f} is at its clamp [0.1, 10] (epoch {epoch})")
         say(f"epoch {epoch}/{config.epochs} loss={entry['loss']:.4f} val_loss={entry.get('val_loss', math.nan):.4f} "
             f"T={entry['temperature']:.3f} val_rank1={entry.get('val_rank1', math.nan):.3f}")
     head.eval()
     return EbmTrainResult(head=head.cpu(), history=history, train_theorems=train_theorems, val_theorems=val_theorems,
                           train_positives=train_positives, val_positives=len(val_batch),
                           hard_negative_share=hard_total / hard_slots if hard_slots else 0.0,
-                          seconds=time.monotonic() - started)
+                          seconds=time.monotonic() - started, extra={"temperature_at_bound_epochs": at_bound})
 
 
 def train_ebm_from_files(trajectories_path: str | Path, embeddings_dir: str | Path, head_path: str | Path,

@@ -126,3 +126,37 @@ def test_full_profile_report_has_no_demo_disclaimer():
     text = render_baseline_report(profile="full", data={"SFT pairs": 150000}, embedding={}, ebm={}, search={})
     assert "Profile: **full**" in text and "not research results" not in text and "- SFT pairs: 150000" in text
     assert text.count("| n/a |") >= 2  # missing search rows are n/a, not invented
+
+
+def test_factories_build_iter1_configs_without_clashing_with_iter0():
+    """The joint-training phase reuses the factories for configs B/C under new keys."""
+    emb1 = emb_defs.build_embeddings_asset("embeddings_iter1", iteration=1, model_asset="joint_iter1",
+                                           model_path_fn=lambda s: s.paths.merged_model(1))
+    met1 = emb_defs.build_embedding_metrics_asset("embedding_metrics_iter1", iteration=1,
+                                                  embeddings_asset="embeddings_iter1")
+    ebm_b = ebm_defs.build_ebm_training_asset(
+        "ebm_iter1_decoupled", embeddings_iteration=1, embeddings_asset="embeddings_iter1",
+        head_path_fn=lambda s: s.paths.checkpoints / "ebm" / "iter_1_decoupled" / "goal_conditioned_head.pt",
+        eval_dir_fn=lambda s: s.paths.evals / "iter_1" / "config_b")
+    metrics_c = ebm_defs.build_ebm_metrics_asset(
+        "ebm_metrics_config_c", ebm_asset="joint_iter1", embeddings_iteration=1, embeddings_asset="embeddings_iter1",
+        head_path_fn=lambda s: s.paths.ebm_checkpoint(1), out_path_fn=lambda s: s.paths.evals / "iter_1" / "c.json")
+    search_c = ebm_defs.build_ebm_search_asset("minif2f_v2s_config_c", model_asset="joint_iter1",
+                                               ebm_asset="joint_iter1", iteration=1,
+                                               head_path_fn=lambda s: s.paths.ebm_checkpoint(1), tag="ebm_joint")
+    defs = dg.Definitions.merge(
+        dg.Definitions(resources={"burnqed": BurnqedConfig()}), emb_defs.defs, ebm_defs.defs,
+        dg.Definitions(assets=[emb1, met1, ebm_b, metrics_c, search_c],
+                       asset_checks=[*emb_defs.build_embedding_metric_checks("embedding_metrics_iter1", 1),
+                                     *ebm_defs.build_ebm_metric_checks("ebm_metrics_config_c",
+                                                                       lambda s: s.paths.evals / "c.json"),
+                                     ebm_defs.build_search_check("minif2f_v2s_config_c",
+                                                                 lambda s: s.paths.evals / "c_search.json")]))
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"embeddings", "embeddings_iter1", "ebm_iter0", "ebm_iter1_decoupled", "ebm_metrics_config_c"} <= keys
+    assert graph.get(dg.AssetKey("ebm_metrics_config_c")).parent_keys == {dg.AssetKey("joint_iter1"),
+                                                                          dg.AssetKey("embeddings_iter1")}
+    assert dg.AssetKey("joint_iter1") in graph.get(dg.AssetKey("embeddings_iter1")).parent_keys
+    s = get_settings("demo", "/tmp/x")
+    assert emb_defs.embedding_metrics_path(s, 1).parts[-2:] == ("iter_1", "embedding_metrics.json")

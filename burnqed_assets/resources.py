@@ -19,5 +19,18 @@ class BurnqedConfig(dg.ConfigurableResource):
         return get_settings(self.profile, self.data_root)
 
 
+class LeanEnvResource(dg.ConfigurableResource):
+    """The profile's Lean backend: `make()` returns a fresh `LeanEnv` (replay in demo, supervised
+    Lean REPL in full) that the caller must `close()`; one env per step, never shared across processes."""
+
+    profile: Optional[str] = None
+    data_root: Optional[str] = None
+
+    def make(self):  # -> burnqed_assets.lean.env.LeanEnv (imported lazily: keeps Dagster start-up light)
+        from burnqed_assets.lean.factory import make_lean_env
+
+        return make_lean_env(get_settings(self.profile, self.data_root))
+
+
 def default_resources() -> dict[str, object]:
     return {"burnqed": BurnqedConfig()}

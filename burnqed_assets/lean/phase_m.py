@@ -217,6 +217,9 @@ def goedel_tracing(settings: Settings, tracer: Tracer | None = None, tracer_labe
             if dropped_path.exists() else set()
         known = {t["name"] for t in theorems} | dropped
         theorems += [{"name": n, "full_proof": ""} for n in tracer.theorems() if n not in known]
+    prepare = getattr(tracer, "prepare", None)
+    if callable(prepare):
+        prepare()
     paths = trace_paths(settings)
     workers = 1 if isinstance(tracer, RecordedTracer) else settings.lean.trace_workers
     run = trace_corpus(theorems, tracer, paths["pairs"], paths["checkpoints"],

@@ -335,24 +335,25 @@ class LeanDojoTracer:
     def __getstate__(self) -> dict[str, Any]:
         return {"repo_dir": self.repo_dir, "source": self.source, "_traced": None}
 
-    def _load(self) -> Any:
-        try:
-            import lean_dojo  # noqa: F401  (full extra)
-            from lean_dojo import LeanGitRepo, trace
-        except ImportError as exc:
-            raise TraceFailure("lean-dojo is not installed: `pip install -e .[full]` (see docs/lean.md)") from exc
-        repo = LeanGitRepo.from_path(str(self.repo_dir))
-        return trace(repo)
+    def prepare(self) -> None:
+        """Trace the repository once in the parent (LeanDojo caches it; workers then hit the cache)."""
+        self._index()
+
+    def _index(self) -> dict[str, Any]:
+        if self._traced is None:
+            try:
+                from lean_dojo import LeanGitRepo, trace  # the `full` extra
+            except ImportError as exc:
+                raise TraceFailure("lean-dojo is not installed: `pip install -e .[full]` (see docs/lean.md)") from exc
+            traced_repo = trace(LeanGitRepo.from_path(str(self.repo_dir)))
+            self._traced = {thm.theorem.full_name: thm for thm in traced_repo.get_traced_theorems()}
+        return self._traced
 
     def __call__(self, theorem: dict[str, Any]) -> list[dict[str, Any]]:
-        if self._traced is None:
-            self._traced = self._load()
-        for thm in self._traced.get_traced_theorems():
-            if thm.theorem.full_name == theorem["name"]:
-                rows = []
-                for depth, t in enumerate(thm.get_traced_tactics()):
-                    rows.append({"theorem": prefixed(self.source, theorem["name"]), "state": t.state_before,
-                                 "tactic": t.tactic, "state_after": t.state_after, "depth": depth,
-                                 "source": self.source})
-                return rows
-        raise TraceFailure(f"{theorem['name']} not found in the LeanDojo trace of {self.repo_dir}")
+        bare = theorem["name"].split("::", 1)[-1]
+        thm = self._index().get(bare)
+        if thm is None:
+            raise TraceFailure(f"{bare} not found in the LeanDojo trace of {self.repo_dir}")
+        return [{"theorem": prefixed(self.source, bare), "state": t.state_before, "tactic": t.tactic,
+                 "state_after": t.state_after, "depth": depth, "source": self.source}
+                for depth, t in enumerate(thm.get_traced_tactics())]

@@ -266,7 +266,6 @@ class JointSettings:
     sft_batch_size: int = 4  # SFT records per step (stream 1)
     contrastive_batch_size: int = 4  # contrastive groups per step (stream 2), each 1 + K states + goal
     grad_clip: float = 1.0
-    probe_fraction: float = 0.1  # theorems held out for the separation probe
     probe_max_groups: int = 256
 
 
@@ -381,8 +380,7 @@ def _demo(data_root: Path) -> Settings:
                         silhouette_min_states=10),
         joint=JointSettings(lora_r=8, lora_alpha=16, lr_lora=1e-3, lr_ebm=1e-3, total_steps=40,
                             warmup_steps=4, log_every=5, eval_every=20, save_every=20,
-                            abort_after_step=30, temperature_stuck_steps=25, probe_fraction=0.2,
-                            probe_max_groups=24),
+                            abort_after_step=30, temperature_stuck_steps=25, probe_max_groups=24),
         thresholds=Thresholds(
             min_sft_pairs=100,
             min_contrastive_pool=20,

@@ -196,21 +196,28 @@ def sample_group(candidate: ContrastiveCandidate, negative_pool: Sequence[str], 
                             tuple(hard), tuple(easy), candidate.positive.depth)
 
 
-def split_candidates_by_theorem(candidates: Sequence[ContrastiveCandidate], probe_fraction: float,
-                                seed: int, min_theorems: int = 5
-                                ) -> tuple[list[ContrastiveCandidate], list[ContrastiveCandidate], bool]:
-    """Theorem-level train/probe split; with too few theorems the probe reuses training groups."""
-    theorems = sorted({c.theorem for c in candidates})
-    if len(theorems) < min_theorems or probe_fraction <= 0:
-        return list(candidates), list(candidates), False
-    rng = random.Random(seed)
-    shuffled = theorems[:]
-    rng.shuffle(shuffled)
-    n_probe = max(1, int(round(len(theorems) * probe_fraction)))
-    probe_theorems = set(shuffled[:n_probe])
-    train = [c for c in candidates if c.theorem not in probe_theorems]
-    probe = [c for c in candidates if c.theorem in probe_theorems]
-    return train, probe, True
+def split_candidates(candidates: Sequence[ContrastiveCandidate], holdout_theorems: set[str]
+                     ) -> tuple[list[ContrastiveCandidate], list[ContrastiveCandidate], bool]:
+    """Train on theorems outside `holdout_theorems`, probe on the held-out ones.
+
+    The holdout is the EBM validation split (ebm.dataset.theorem_split), so config C's head is
+    scored on theorems the joint run never trained on, like configs A and B. With too few
+    theorems one side would be empty: then both use every candidate and the flag says so.
+    """
+    train = [c for c in candidates if c.theorem not in holdout_theorems]
+    probe = [c for c in candidates if c.theorem in holdout_theorems]
+    if train and probe:
+        return train, probe, True
+    return list(candidates), list(candidates), False
+
+
+def trajectory_holdout(path: str | Path, val_fraction: float, seed: int) -> set[str]:
+    """The EBM phase's validation theorems for these trajectories (same function, same seed)."""
+    from burnqed_assets.ebm.dataset import theorem_split
+
+    frame = pq.read_table(path, columns=["theorem", "proved"]).to_pandas()
+    frame["proved"] = frame["proved"].fillna(False).astype(bool)
+    return theorem_split(frame, val_fraction, seed)[1]
 
 
 class JointDataset:

@@ -31,7 +31,8 @@ from burnqed_assets.joint.dataset import (
     build_candidates,
     load_sft_records,
     read_trajectory_states,
-    split_candidates_by_theorem,
+    split_candidates,
+    trajectory_holdout,
 )
 from burnqed_assets.joint.model import JointProver
 from burnqed_assets.joint.monitoring import (
@@ -71,7 +72,8 @@ class JointTrainConfig:
     sft_max_length: int = 2048
     encode_max_length: int = 512
     grad_clip: float = 1.0
-    probe_fraction: float = 0.1
+    val_fraction: float = 0.1  # the EBM phase's theorem-level validation split (held out here too)
+    split_seed: int = 42
     probe_max_groups: int = 256
     keep_checkpoints: int = 2
     # Fallback head shape when no iter-0 head exists to copy (None = the head's default, the plan's).
@@ -92,7 +94,8 @@ class JointTrainConfig:
                    contrastive_batch_size=getattr(j, "contrastive_batch_size", 4),
                    sft_max_length=sft_max_length or settings.sft.default_max_length,
                    encode_max_length=encode_max_length or settings.ebm.encode_max_length,
-                   grad_clip=getattr(j, "grad_clip", 1.0), probe_fraction=getattr(j, "probe_fraction", 0.1),
+                   grad_clip=getattr(j, "grad_clip", 1.0), val_fraction=settings.ebm.val_fraction,
+                   split_seed=settings.ebm.split_seed,
                    probe_max_groups=getattr(j, "probe_max_groups", 256), seed=settings.data.seed,
                    device=settings.model.device, dtype=settings.model.dtype)
 
@@ -257,13 +260,15 @@ def load_joint_data(sft_path: Path, trajectories_path: Path, config: JointTrainC
     traj_report = TrajectoryReport()
     states = read_trajectory_states(trajectories_path, traj_report)
     candidates, negatives = build_candidates(states, traj_report)
-    train_c, probe_c, heldout = split_candidates_by_theorem(candidates, config.probe_fraction, config.seed)
+    holdout = trajectory_holdout(trajectories_path, config.val_fraction, config.split_seed)
+    train_c, probe_c, heldout = split_candidates(candidates, holdout)
     dataset = JointDataset(sft, train_c, negatives, config.k_negatives, config.hard_ratio,
                            config.sft_batch_size, config.contrastive_batch_size, config.seed)
     probe = dataset.fixed_groups(probe_c, config.probe_max_groups)
     data = {"sft_records": len(sft), **{f"sft_{k}": v for k, v in line_report.as_metadata().items()},
             **traj_report.as_metadata(), "contrastive_candidates": len(candidates),
-            "train_candidates": len(train_c), "probe_groups": len(probe)}
+            "train_candidates": len(train_c), "probe_groups": len(probe), "heldout_theorems": len(holdout),
+            "heldout_theorems_trained_on": not heldout}
     return dataset, probe, heldout, data
 
 

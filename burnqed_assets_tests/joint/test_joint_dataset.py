@@ -17,7 +17,8 @@ from burnqed_assets.joint.dataset import (
     load_sft_records,
     read_trajectory_states,
     sample_group,
-    split_candidates_by_theorem,
+    split_candidates,
+    trajectory_holdout,
 )
 
 from joint_fixtures import N_THEOREMS, make_trajectory_rows, state_text
@@ -78,11 +79,20 @@ def test_batches_are_a_function_of_seed_and_step(joint_files):
     assert len(set(seen)) == 12
 
 
-def test_probe_split_is_theorem_level(joint_files):
+def test_probe_holds_out_the_ebm_validation_theorems(joint_files):
+    from burnqed_assets.ebm.dataset import theorem_split
+
+    _, traj = joint_files
     cands, _, _ = _candidates(joint_files)
-    train, probe, heldout = split_candidates_by_theorem(cands, 0.34, seed=3)
-    assert heldout and probe and train
-    assert not {c.theorem for c in train} & {c.theorem for c in probe}
+    holdout = trajectory_holdout(traj, val_fraction=0.34, seed=3)
+    frame = pq.read_table(traj).to_pandas()
+    assert holdout == theorem_split(frame, 0.34, 3)[1] and 0 < len(holdout) < N_THEOREMS
+    train, probe, heldout = split_candidates(cands, holdout)
+    assert heldout and {c.theorem for c in probe} == holdout
+    assert not {c.theorem for c in train} & holdout
+    # Nothing left to train on without the holdout: both sides use everything, flagged.
+    train, probe, heldout = split_candidates(cands, {c.theorem for c in cands})
+    assert not heldout and len(train) == len(probe) == len(cands)
 
 
 def test_bad_trajectory_rows_are_reported_with_location(tmp_path):

@@ -48,7 +48,7 @@ def contrastive_pool_2k(context: dg.AssetExecutionContext, burnqed: BurnqedConfi
           "Resumes per theorem after an interruption.")
 def trajectories(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
     settings = burnqed.settings()
-    info = pipeline.generate_trajectories(settings)
+    info = pipeline.generate_trajectories(settings, say=context.log.info)
     context.log.info(f"proved {info['theorems_proved']}/{info['theorems_attempted']}, "
                      f"{info['total_records']} records, deep share {info['deep_state_share']:.3f}")
     meta = _meta(info, skip=("search_config",))
@@ -87,7 +87,7 @@ def _eval_asset(benchmark: str, dep: str, name: str, task: str):
               "results Parquet under data/evals/iter_0/, trajectories under data/trajectories/, proved/attempted/rate.")
     def _asset(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
         settings = burnqed.settings()
-        info = pipeline.evaluate_minif2f(settings, benchmark)
+        info = pipeline.evaluate_minif2f(settings, benchmark, say=context.log.info)
         context.log.info(f"{benchmark}: proved {info['proved']}/{info['attempted']} ({info['rate']:.3f})")
         meta = _meta(info, skip=("stats", "proved_names"))
         meta["proved_names"] = dg.MetadataValue.json(info["proved_names"][:50])

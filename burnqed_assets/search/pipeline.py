@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,20 @@ def _count(values: Any) -> dict[str, int]:
 # --------------------------------------------------------------------------- Task 1.3 search
 
 
+def _progress_logger(say: Callable[[str], None] | None, every: int = 1) -> Any:
+    if say is None:
+        return None
+
+    def progress(done: int, total: int, res: Any) -> None:
+        if done % every == 0 or done == total:
+            say(f"[{done}/{total}] {res.theorem}: proved={res.proved} nodes={len(res.nodes)} "
+                f"{res.elapsed_s:.1f}s {res.stop_reason}{' ' + res.error if res.error else ''}")
+
+    return progress
+
+
 def generate_trajectories(settings: Settings, policy: Policy | None = None, env: Any = None,
-                          iteration: int = 0) -> dict[str, Any]:
+                          iteration: int = 0, say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Search the selected pool with the full per-theorem budget (Gotcha 8: depth over breadth)."""
     pool_path = contrastive_pool_2k_path(settings)
     if not pool_path.exists():
@@ -161,7 +174,8 @@ def generate_trajectories(settings: Settings, policy: Policy | None = None, env:
     out = trajectories_path(settings, iteration)
     run = run_search(theorems, env, policy, cfg, out, concurrency=settings.search.concurrency,
                      verifier_factory=lambda e: make_verifier(e, settings),
-                     fingerprint=_model_fingerprint(settings, model_dir))
+                     fingerprint=_model_fingerprint(settings, model_dir),
+                     progress=_progress_logger(say, max(1, len(theorems) // 20)))
     stats = trajectory_stats(run.trajectories, run.results)
     stats.update({"profile": settings.profile, "lean_backend": settings.lean.backend,
                   "policy_backend": settings.search.policy_backend, "search_config": asdict(cfg),
@@ -180,7 +194,8 @@ def generate_trajectories(settings: Settings, policy: Policy | None = None, env:
 
 
 def evaluate_minif2f(settings: Settings, benchmark: str, policy: Policy | None = None, env: Any = None,
-                     scorer: Any = None, iteration: int = 0, tag: str = "llm") -> dict[str, Any]:
+                     scorer: Any = None, iteration: int = 0, tag: str = "llm",
+                     say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate on one normalised benchmark file (first settings.search.max_eval_theorems problems).
     `tag` names the outputs ("llm" for LLM-only; e.g. "ebm" for an EBM-guided run with `scorer`)."""
     src = benchmark_path(settings, benchmark)
@@ -196,7 +211,8 @@ def evaluate_minif2f(settings: Settings, benchmark: str, policy: Policy | None =
     summary = evaluate_benchmark(problems, env, policy, settings, scorer=scorer, out_path=paths["results"],
                                  trajectories_path=paths["trajectories"],
                                  verifier_factory=lambda e: make_verifier(e, settings),
-                                 fingerprint={**_model_fingerprint(settings, model_dir), "tag": tag})
+                                 fingerprint={**_model_fingerprint(settings, model_dir), "tag": tag},
+                                 progress=_progress_logger(say, max(1, len(problems) // 20)))
     summary.update({"benchmark": benchmark, "benchmark_size": len(all_problems), "iteration": iteration,
                     "tag": tag, "profile": settings.profile, "lean_backend": settings.lean.backend,
                     "policy_backend": settings.search.policy_backend, "summary_path": str(paths["summary"])})

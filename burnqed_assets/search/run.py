@@ -309,7 +309,8 @@ def evaluate_benchmark(problems: Sequence[dict[str, Any]], env: EnvSource, polic
                        scorer: EnergyScorer | None = None, out_path: Path | str | None = None,
                        trajectories_path: Path | str | None = None,
                        verifier_factory: Callable[[LeanEnv], Verifier] | None = None,
-                       fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
+                       fingerprint: dict[str, Any] | None = None,
+                       progress: Callable[[int, int, SearchResult], None] | None = None) -> dict[str, Any]:
     """Search every problem with the evaluation budget (settings.search.eval_max_nodes) and
     write per-problem results to `out_path` (Parquet). With a scorer the priority subtracts
     λ·energy (EBM-guided). Returns {proved, attempted, rate, errors, results_path, ...}."""
@@ -320,7 +321,7 @@ def evaluate_benchmark(problems: Sequence[dict[str, Any]], env: EnvSource, polic
     cfg = SearchConfig.from_settings(settings.search, evaluation=True)
     theorems = theorems_from_records(problems, name_key="name")
     run = run_search(theorems, env, policy, cfg, traj_path, concurrency=settings.search.concurrency,
-                     scorer=scorer, verifier_factory=verifier_factory, fingerprint=fingerprint)
+                     scorer=scorer, verifier_factory=verifier_factory, fingerprint=fingerprint, progress=progress)
     write_results(run.results, out_path)
     proved, attempted = run.proved, run.attempted
     return {

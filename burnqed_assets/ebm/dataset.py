@@ -29,7 +29,7 @@ class EmbeddedTrajectories:
     """One row per trajectory state that has an embedding; `states[i]` is row i's z_state."""
 
     frame: pd.DataFrame  # TRAJECTORY_COLUMNS + goal_index (-1 when the theorem has no goal)
-    states: np.ndarray  # [N, d] float32
+    states: np.ndarray  # [N, d] float32, may be a read-only view of the Parquet buffer
     goals: np.ndarray  # [T, d] float32
     goal_theorems: list[str]
     missing_state_embeddings: int = 0  # trajectory rows without a state embedding (reported)
@@ -48,8 +48,8 @@ def _embedding_matrix(column) -> np.ndarray:
     values = column.combine_chunks() if hasattr(column, "combine_chunks") else column
     if len(values) == 0:
         return np.zeros((0, 0), dtype=np.float32)
-    flat = np.array(values.values.to_numpy(zero_copy_only=False), dtype=np.float32)  # writable copy
-    return flat.reshape(len(values), -1)
+    flat = values.values.to_numpy(zero_copy_only=False)  # zero-copy for float32 without nulls
+    return flat.astype(np.float32, copy=False).reshape(len(values), -1)
 
 
 def load_embedded_trajectories(trajectories_path: str | Path, embeddings_dir: str | Path) -> EmbeddedTrajectories:
@@ -88,12 +88,17 @@ def load_embedded_trajectories(trajectories_path: str | Path, embeddings_dir: st
     without_goal = sorted(set(joined.loc[joined["goal_index"] < 0, "theorem"]))
     joined = joined[joined["goal_index"] >= 0].reset_index(drop=True)
 
-    states = state_matrix[joined["emb_row"].astype(np.int64).to_numpy()] if len(joined) else \
-        np.zeros((0, goal_matrix.shape[1] if goal_matrix.size else 0), dtype=np.float32)
+    emb_rows = joined["emb_row"].astype(np.int64).to_numpy()
+    if len(joined) == 0:
+        states = np.zeros((0, goal_matrix.shape[1] if goal_matrix.size else 0), dtype=np.float32)
+    elif len(emb_rows) == len(state_matrix) and (emb_rows == np.arange(len(emb_rows))).all():
+        states = state_matrix  # same order as the trajectories (the usual case): no second copy
+    else:
+        states = state_matrix[emb_rows]
     frame = joined.drop(columns=["emb_row"])
     frame["depth"] = frame["depth"].astype(np.int64)
     frame["sibling_group"] = frame["sibling_group"].fillna(frame["parent_id"]).astype(np.int64)
-    return EmbeddedTrajectories(frame=frame, states=np.ascontiguousarray(states), goals=goal_matrix,
+    return EmbeddedTrajectories(frame=frame, states=states, goals=goal_matrix,
                                 goal_theorems=goal_theorems, missing_state_embeddings=missing,
                                 theorems_without_goal=without_goal)
 

@@ -111,11 +111,19 @@ def sibling_l2_distances(frame: pd.DataFrame, states: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def variance_spectrum(x: np.ndarray) -> np.ndarray:
-    """Covariance eigenvalues, descending (via the Gram matrix when there are fewer rows than dims)."""
-    xc = x.astype(np.float64) - x.mean(axis=0)
-    n = len(xc)
-    small = xc @ xc.T if n < xc.shape[1] else xc.T @ xc
+def variance_spectrum(x: np.ndarray, chunk_rows: int = 8192) -> np.ndarray:
+    """Covariance eigenvalues, descending. Fewer rows than dims: via the Gram matrix; otherwise the
+    d×d scatter matrix is accumulated in float64 chunks (no full float64 copy of the embeddings)."""
+    n, d = x.shape
+    mean = x.mean(axis=0, dtype=np.float64)
+    if n < d:
+        xc = x.astype(np.float64) - mean
+        small = xc @ xc.T
+    else:
+        small = np.zeros((d, d), dtype=np.float64)
+        for start in range(0, n, chunk_rows):
+            xc = x[start:start + chunk_rows].astype(np.float64) - mean
+            small += xc.T @ xc
     eig = np.linalg.eigvalsh(small / (n - 1))[::-1]
     return np.clip(eig, 0.0, None)
 
@@ -232,8 +240,8 @@ def score_rows(head: GoalConditionedEnergyHead, data: EmbeddedTrajectories, rows
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             r = rows[start:start + batch_size]
-            z_s = torch.as_tensor(data.states[r], device=device)
-            z_g = torch.as_tensor(data.goals[goal_index[r]], device=device)
+            z_s = torch.from_numpy(np.ascontiguousarray(data.states[r])).to(device)
+            z_g = torch.from_numpy(np.ascontiguousarray(data.goals[goal_index[r]])).to(device)
             out.append(head.energy(z_s, z_g).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 

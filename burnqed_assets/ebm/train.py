@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,8 +119,10 @@ def train_decoupled_ebm(data: EmbeddedTrajectories, train_theorems: set[str], va
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = torch.device(config.device)
-    states = torch.as_tensor(data.states, device=device)
-    goals = torch.as_tensor(data.goals, device=device)
+    with warnings.catch_warnings():  # read-only Parquet views: never written, so sharing them is safe
+        warnings.simplefilter("ignore", UserWarning)
+        states = torch.as_tensor(data.states, device=device)
+        goals = torch.as_tensor(data.goals, device=device)
     head = GoalConditionedEnergyHead(d_model=data.d_model,
                                      hidden_dims=config.hidden_dims or default_hidden_dims(data.d_model)).to(device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)

@@ -56,6 +56,7 @@ def test_variance_spectrum_by_hand():
     assert eig[0] == pytest.approx(4 / 3) and eig[1] == pytest.approx(0.0)
     cross = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])  # cov = diag(2/3, 2/3)
     assert variance_spectrum(cross).tolist() == pytest.approx([2 / 3, 2 / 3])
+    assert variance_spectrum(cross, chunk_rows=1).tolist() == pytest.approx([2 / 3, 2 / 3])  # chunked sums
     wide = np.random.default_rng(0).standard_normal((5, 40))  # fewer rows than dims: Gram path
     full = np.linalg.eigvalsh(np.cov(wide.T))[::-1][:5]
     assert variance_spectrum(wide)[:4] == pytest.approx(full[:4], rel=1e-6)

@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from burnqed_assets.search.policy import SearchInfrastructureError
+
 log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -229,8 +231,8 @@ class EncodeServer:
 # --------------------------------------------------------------------------- client
 
 
-class EncodeServerError(RuntimeError):
-    pass
+class EncodeServerError(SearchInfrastructureError):
+    """The encode server failed or refused a request (stops a search run; resumable)."""
 
 
 class HttpEnergyScorer:

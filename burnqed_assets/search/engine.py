@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from burnqed_assets.lean.env import LeanEnv, ProofState
-from burnqed_assets.search.policy import Policy, dedup_candidates
+from burnqed_assets.search.policy import Policy, SearchInfrastructureError, dedup_candidates
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +188,16 @@ def _priority(cum_logprob: float, depth: int, energy: float | None, cfg: SearchC
 def search_theorem(theorem: Theorem, env: LeanEnv, policy: Policy, cfg: SearchConfig,
                    scorer: EnergyScorer | None = None, verifier: Verifier | None = None,
                    clock: Callable[[], float] = time.perf_counter) -> SearchResult:
-    """Best-first search of one theorem. Never raises for a Lean or policy failure: the result
-    carries `stop_reason="error"` and the message, with the tree built so far."""
+    """Best-first search of one theorem. Never raises for a Lean failure: the result carries
+    `stop_reason="error"` and the message, with the tree built so far. A
+    `SearchInfrastructureError` (policy or encode server down) propagates."""
     t0 = clock()
     result = SearchResult(theorem=theorem.name, proved=False, source=theorem.source)
     verifier = verifier or env_check_file_verifier(env)
     try:
         _search(theorem, env, policy, cfg, scorer, verifier, clock, t0, result)
+    except SearchInfrastructureError:
+        raise  # the policy or encode server is down: stop the run, do not record this theorem
     except Exception as exc:  # noqa: BLE001 - one theorem's failure never stops a run
         result.stop_reason = "error"
         result.error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -397,22 +400,32 @@ def search_many(theorems: Iterable[Theorem], env: EnvSource, policy: Policy, cfg
                 created.append(local.env)
         return local.env
 
-    def run_one(th: Theorem) -> SearchResult:
+    stop = threading.Event()  # set when a worker hits an infrastructure failure
+
+    def run_one(th: Theorem) -> SearchResult | None:
+        if stop.is_set():
+            return None
         try:
             e = worker_env()
-        except Exception as exc:  # noqa: BLE001
-            return SearchResult(theorem=th.name, proved=False, source=th.source, stop_reason="error",
-                                error=f"could not start the Lean env: {type(exc).__name__}: {exc}")
-        res = search_theorem(th, e, policy, cfg, scorer, local.verifier)
-        if on_result is not None:
-            on_result(res)
+        except Exception as exc:
+            stop.set()
+            raise SearchInfrastructureError(f"could not start the Lean env: {type(exc).__name__}: {exc}") from exc
+        try:
+            res = search_theorem(th, e, policy, cfg, scorer, local.verifier)
+            if on_result is not None:
+                on_result(res)
+        except BaseException:
+            stop.set()  # infrastructure failure or a failed write: the other workers stop too
+            raise
         return res
 
     try:
         if concurrency <= 1:
-            return [run_one(th) for th in theorems]
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="search") as pool:
-            return list(pool.map(run_one, theorems))
+            out = [run_one(th) for th in theorems]
+        else:
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="search") as pool:
+                out = list(pool.map(run_one, theorems))
+        return [r for r in out if r is not None]
     finally:
         if owned:
             for e in created:

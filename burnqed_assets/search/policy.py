@@ -42,7 +42,14 @@ class Policy(Protocol):
         """`n` samples for each of several states, in order."""
 
 
-class PolicyError(RuntimeError):
+class SearchInfrastructureError(RuntimeError):
+    """A service the whole run depends on failed (policy server, encode server, Lean startup).
+
+    Unlike a Lean error on one theorem, this stops the run without recording the theorem as
+    attempted, so a resumed run searches it again once the service is back."""
+
+
+class PolicyError(SearchInfrastructureError):
     """The policy backend failed (server down, bad response) after its retries."""
 
 

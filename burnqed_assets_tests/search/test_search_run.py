@@ -146,3 +146,34 @@ def test_replay_backend_proves_a_recorded_minif2f_theorem(tmp_path):
     assert res.proved, res
     assert res.proof == ["field_simp [h₁, h₂, h₃] <;> ring"]
     assert res.tactic_errors == 1  # "simp" is not in the replay table
+
+
+def test_policy_server_down_stops_the_run_and_a_rerun_resumes(tmp_path):
+    from burnqed_assets.search.engine import search_many
+    from burnqed_assets.search.policy import PolicyError, SearchInfrastructureError
+
+    theorems, roots, tr, policy = world(6)
+
+    class FailingAfter(TablePolicy):
+        def __init__(self, ok_calls):
+            super().__init__(policy.table, policy.default)
+            self.ok_calls = ok_calls
+
+        def generate(self, state, n, temperature):
+            if self.calls >= self.ok_calls:
+                raise PolicyError("SGLang http://127.0.0.1:30000/generate failed after 4 attempt(s)")
+            return super().generate(state, n, temperature)
+
+    out = tmp_path / "t.parquet"
+    with pytest.raises(PolicyError):
+        run_search(theorems, FakeEnv(roots, tr), FailingAfter(7), CFG, out, concurrency=2)
+    kept = len(list((tmp_path / "t.parquet.parts").glob("*.parquet")))
+    assert 1 <= kept < 6  # finished theorems kept, the failed one not recorded
+    run = run_search(theorems, FakeEnv(roots, tr), policy, CFG, out)
+    assert run.resumed == kept and run.searched == 6 - kept and run.errors == 0 and run.proved == 4
+
+    def broken_factory():
+        raise OSError("lean executable not found")
+
+    with pytest.raises(SearchInfrastructureError, match="could not start the Lean env.*not found"):
+        search_many(theorems, broken_factory, policy, CFG, concurrency=2)

@@ -79,6 +79,10 @@ def render_baseline_report(*, profile: str, data: Mapping[str, Any], embedding: 
         if key == "energy_gap" and ebm.get(key) is not None:
             cell += f" (std pos {_fmt(ebm.get('energy_std_pos'))}, neg {_fmt(ebm.get('energy_std_neg'))})"
         lines.append(f"| {label} | {cell} | {old} | {note} |")
+    chance = ebm.get("sibling_discrimination_chance")
+    if isinstance(chance, (int, float)):
+        lines.append(f"\nsibling_discrimination counts every child of a parent (unexpanded ones too); "
+                     f"chance level on these groups: {_fmt(float(chance))}.")
     lines += ["", "Note: This EBM uses GoalConditionedEnergyHead with E(state, goal),",
               "same architecture as will be used in iter_1 joint training.", "burn-rs EBM is deprecated.", "",
               "## Search (miniF2F v2s test)",
@@ -94,4 +98,15 @@ def render_baseline_report(*, profile: str, data: Mapping[str, Any], embedding: 
         lines.append(f"| {label} | {proved} | {rate} | {old} |")
     lines += ["", "*Old number used context-free burn-rs EBM. Not directly comparable",
               "due to architecture difference, but directionally informative.", ""]
-    return "\n".join(lines)
+    shown = {key for key, *_ in EMBEDDING_ROWS + EBM_ROWS}
+    extra = [(name, source) for source in (embedding, ebm) for name in source
+             if name not in shown and isinstance(source.get(name), (int, float)) and not isinstance(source[name], bool)]
+    if extra:
+        lines += ["## Other metrics", "| Metric | Value |", "|---|---|"]
+        lines += [f"| {name} | {_fmt(source[name])} |" for name, source in extra]
+        lines.append("")
+    for title, source in (("Embedding", embedding), ("EBM", ebm)):
+        missing = source.get("not_available") or {}
+        if missing:
+            lines.append(f"{title} metrics not available: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
+    return "\n".join(lines) + "\n"

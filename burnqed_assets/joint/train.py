@@ -45,6 +45,7 @@ from burnqed_assets.joint.monitoring import (
 
 CHECKPOINT_PREFIX = "checkpoint-"
 RUN_SUMMARY = "joint_run.json"
+SMOKE_RECORD = "smoke_step.json"
 
 
 class TrainingInterrupted(RuntimeError):
@@ -320,10 +321,14 @@ def train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path:
         start_step = load_checkpoint(checkpoints[-1][1], prover, optimizer, scheduler, monitor, fingerprint)
         resumed_from = start_step
         log(f"resumed from {checkpoints[-1][1]} (step {start_step})")
+        if (checkpoint_dir / SMOKE_RECORD).exists():  # the smoke step ran at the fresh start
+            smoke = {**json.loads((checkpoint_dir / SMOKE_RECORD).read_text(encoding="utf-8")),
+                     "from_earlier_run": True}
     abort: AbortReason | None = None
     if start_step == 0:
         smoke = smoke_step(prover, dataset.batch(0), config.lambda_ebm)
         log(f"smoke step: {smoke}")
+        write_json(checkpoint_dir / SMOKE_RECORD, smoke)
         if not smoke["passed"]:
             abort = AbortReason("non_finite", 0, f"smoke step failed (losses/gradients not finite or zero): {smoke}")
         else:

@@ -74,7 +74,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path
     assert not (tmp_path / "resumed" / "merged").exists()
     resumed, root_b = _run(tmp_path, "resumed", tiny_model_dir, joint_files)
     assert resumed.resumed_from_step == 3 and resumed.status == "completed" and resumed.steps_done == 6
-    assert resumed.smoke is None  # the smoke step belongs to a fresh start
+    assert resumed.smoke["passed"] and resumed.smoke["from_earlier_run"]  # recorded at the fresh start
     assert [r["step"] for r in resumed.train_log] == [r["step"] for r in straight.train_log]
     for a, b in zip(straight.train_log, resumed.train_log):
         assert a["sft_loss"] == pytest.approx(b["sft_loss"], rel=1e-4)
@@ -85,6 +85,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path
     # Re-materialising a finished run trains nothing and re-exports.
     again, _ = _run(tmp_path, "resumed", tiny_model_dir, joint_files)
     assert again.resumed_from_step == 6 and again.steps_done == 6 and again.status == "completed"
+    assert again.smoke["from_earlier_run"]
 
 
 def test_abort_stops_with_reason_keeps_last_checkpoint_and_exports_nothing(tmp_path, tiny_model_dir, joint_files):

@@ -82,6 +82,8 @@ def _benchmark_asset(key: str, description: str) -> dg.AssetsDefinition:
             "records": info["records"], "test": info["splits"]["test"], "valid": info["splits"]["valid"],
             "source": info["source"], "input": info["input"], "statements_edited": info["statements_edited"],
             "with_goal": info["with_goal"], "compile_checked": comp["checked"],
+            "sorry_placeholder_statements": len(info["sorry_placeholders"]),
+            "sorry_placeholder_examples": info["sorry_placeholders"][:10],
             "compiled": comp["compiled"] if comp["compiled"] is not None else "not run",
             "compile_note": comp.get("note", ""), **{f"path_{k}": v for k, v in info["paths"].items()}})
 

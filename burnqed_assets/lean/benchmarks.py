@@ -8,6 +8,7 @@ All become `{name, header, formal_statement, split, source, goal, informal_state
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from burnqed_assets.data.io import BadInputError, BadLine, LineReport, iter_jsonl
 from burnqed_assets.lean.env import LeanEnv
 from burnqed_assets.lean.migration import RenameRule, apply_renames
+from burnqed_assets.lean.verify import strip_comments_and_strings
 
 SPLIT_LABELS = {"test": "test", "valid": "valid", "validation": "valid", "val": "valid", "dev": "valid"}
 INFORMAL_KEYS = ("informal_statement", "informal statement", "informal_prefix")
@@ -41,8 +43,12 @@ def normalise_record(rec: dict[str, Any], source: str, path: Path, line: int) ->
         statement = statement.removesuffix("sorry").rstrip()
         if not statement.endswith(":= by"):
             raise UnknownBenchmarkShapeError(f"{path}:{line}: formal_statement of {rec['name']} does not end in ':= by'")
+    # v2c hides answers as `abbrev X_solution : T := sorry` before the theorem: no proof of such a
+    # statement can pass the verifier (the file holds a sorry). Flag it instead of hiding it.
+    placeholder = bool(re.search(r"(?<![\w'.])sorry(?![\w'])", strip_comments_and_strings(statement)))
     return {"name": rec["name"].strip(), "header": rec.get("header") or "", "formal_statement": statement,
-            "split": split, "source": source, "goal": rec.get("goal"), "informal_statement": informal}
+            "split": split, "source": source, "goal": rec.get("goal"), "informal_statement": informal,
+            "sorry_placeholder": placeholder}
 
 
 def load_benchmark_file(path: str | Path, source: str) -> tuple[list[dict[str, Any]], LineReport]:

@@ -170,6 +170,7 @@ def port_benchmark(settings: Settings, asset_key: str, env: LeanEnv | None = Non
             "input": str(settings.inputs.all()[input_name].path),
             "statements_edited": sum(bool(r["port_edits"]) for r in ported),
             "with_goal": sum(bool(r.get("goal")) for r in ported), "compile": compile_report,
+            "sorry_placeholders": [r["name"] for r in ported if r["sorry_placeholder"]],
             "paths": {k: str(v) for k, v in files.items()}, **report.as_metadata()}
 
 

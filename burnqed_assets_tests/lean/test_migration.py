@@ -135,6 +135,9 @@ def test_informal_key_and_split_normalised(tmp_path):
     v2c, _ = load_benchmark_file(settings.inputs.minif2f_v2c.path, "minif2f_v2c")
     assert all(r["informal_statement"] for r in v2s) and all(r["informal_statement"] for r in v2c)
     assert {r["split"] for r in v2s} == {"test", "valid"}
+    assert not any(r["formal_statement"].rstrip().endswith("sorry") for r in v2s + v2c)  # trailing sorry cut
+    flagged = {r["name"] for r in v2c if r["sorry_placeholder"]}
+    assert "imo_1983_p6" in flagged and not any(r["sorry_placeholder"] for r in v2s)  # v2c answer placeholders
     assert set(v2s[0]) == set(v2c[0])  # same normalised shape despite the key difference
     rec = normalise_record({"name": "x", "split": "Validation", "formal_statement": "theorem x : True := by sorry",
                             "informal statement": "s"}, "minif2f_v2s", tmp_path / "f", 3)

@@ -22,7 +22,6 @@ from burnqed_assets.search.run import (
     run_search,
     select_contrastive_pool,
     theorems_from_records,
-    trajectory_stats,
     write_results,
 )
 from burnqed_assets.settings import Settings
@@ -176,7 +175,7 @@ def generate_trajectories(settings: Settings, policy: Policy | None = None, env:
                      verifier_factory=lambda e: make_verifier(e, settings),
                      fingerprint=_model_fingerprint(settings, model_dir),
                      progress=_progress_logger(say, max(1, len(theorems) // 20)))
-    stats = trajectory_stats(run.trajectories, run.results)
+    stats = run.stats()
     stats.update({"profile": settings.profile, "lean_backend": settings.lean.backend,
                   "policy_backend": settings.search.policy_backend, "search_config": asdict(cfg),
                   "resumed_theorems": run.resumed, "searched_theorems": run.searched})

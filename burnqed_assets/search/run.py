@@ -176,10 +176,13 @@ def _jsonable(obj: Any) -> Any:
 
 @dataclass
 class RunOutput:
-    trajectories: pa.Table
-    results: list[dict[str, Any]]
+    results: list[dict[str, Any]]  # per-theorem summaries, in input order
     resumed: int  # theorems taken from an earlier interrupted run
     searched: int  # theorems searched in this run
+    path: Path  # merged trajectories Parquet
+    rows: int = 0
+    depth_counts: Counter = field(default_factory=Counter)
+    label_counts: Counter = field(default_factory=Counter)
 
     @property
     def proved(self) -> int:
@@ -192,6 +195,9 @@ class RunOutput:
     @property
     def errors(self) -> int:
         return sum(1 for r in self.results if r["stop_reason"] == "error")
+
+    def stats(self) -> dict[str, Any]:
+        return trajectory_stats(self.results, self.depth_counts, self.label_counts)
 
 
 def run_search(theorems: Sequence[Theorem], env: EnvSource, policy: Policy, cfg: SearchConfig,
@@ -228,17 +234,25 @@ def run_search(theorems: Sequence[Theorem], env: EnvSource, policy: Policy, cfg:
     search_many(todo, env, policy, cfg, concurrency=concurrency, scorer=scorer,
                 verifier_factory=verifier_factory, on_result=on_result)
 
-    tables, results = [], []
-    for name in order:
-        table, summary = parts.read(name)
-        tables.append(table)
-        results.append(summary)
-    merged = pa.concat_tables(tables) if tables else TRAJECTORY_SCHEMA.empty_table()
+    # Stream the parts into one file (a full run holds ~10^6 rows: never all in memory at once).
+    results: list[dict[str, Any]] = []
+    depth_counts: Counter = Counter()
+    label_counts: Counter = Counter()
+    rows = 0
     with atomic_path(out_path) as tmp:
-        pq.write_table(merged, tmp)
+        with pq.ParquetWriter(tmp, TRAJECTORY_SCHEMA) as writer:
+            for name in order:
+                table, summary = parts.read(name)
+                results.append(summary)
+                if table.num_rows:
+                    writer.write_table(table)
+                    rows += table.num_rows
+                    depth_counts.update(table.column("depth").to_pylist())
+                    label_counts.update(table.column("label").to_pylist())
     if not keep_parts:
         parts.remove()
-    return RunOutput(merged, results, resumed=resumed, searched=len(todo))
+    return RunOutput(results, resumed=resumed, searched=len(todo), path=Path(out_path), rows=rows,
+                     depth_counts=depth_counts, label_counts=label_counts)
 
 
 def write_results(results: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -252,13 +266,10 @@ def write_results(results: Sequence[dict[str, Any]], path: Path) -> Path:
 # --------------------------------------------------------------------------- stats
 
 
-def trajectory_stats(table: pa.Table, results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def trajectory_stats(results: Sequence[dict[str, Any]], depth_counts: Counter,
+                     label_counts: Counter) -> dict[str, Any]:
     """trajectory_stats.json: proved/failed counts, depth and label distributions, deep share."""
-    depths = table.column("depth").to_pylist() if table.num_rows else []
-    labels = table.column("label").to_pylist() if table.num_rows else []
-    depth_counts = Counter(depths)
-    label_counts = Counter(labels)
-    n = len(depths)
+    n = sum(depth_counts.values())
     proved = sum(1 for r in results if r["proved"])
     stop = Counter(r["stop_reason"] for r in results)
     return {
@@ -271,7 +282,7 @@ def trajectory_stats(table: pa.Table, results: Sequence[dict[str, Any]]) -> dict
         "total_records": n,
         "label_counts": {lab: label_counts.get(lab, 0) for lab in TRAJECTORY_LABELS},
         "depth_distribution": {str(d): depth_counts[d] for d in sorted(depth_counts)},
-        "max_depth": max(depths, default=0),
+        "max_depth": max(depth_counts, default=0),
         "deep_state_share": (sum(c for d, c in depth_counts.items() if d >= DEEP_STATE_DEPTH) / n) if n else 0.0,
         "deep_state_depth": DEEP_STATE_DEPTH,
         "mean_nodes_per_theorem": (sum(r["nodes"] for r in results) / len(results)) if results else 0.0,
@@ -329,5 +340,5 @@ def evaluate_benchmark(problems: Sequence[dict[str, Any]], env: EnvSource, polic
         "errors": run.errors, "resumed": run.resumed, "searched": run.searched,
         "ebm_guided": scorer is not None, "results_path": str(out_path), "trajectories_path": str(traj_path),
         "proved_names": [r["theorem"] for r in run.results if r["proved"]],
-        "stats": trajectory_stats(run.trajectories, run.results),
+        "stats": run.stats(),
     }

@@ -64,7 +64,9 @@ def test_interrupted_run_resumes_without_duplicates(tmp_path):
     assert run.proved == 4  # i % 3 != 0
     assert not (tmp_path / "traj.parquet.parts").exists()
 
-    stats = trajectory_stats(run.trajectories, run.results)
+    stats = run.stats()
+    assert stats == trajectory_stats(run.results, run.depth_counts, run.label_counts)
+    assert stats["total_records"] == table.num_rows == run.rows
     assert stats["theorems_proved"] == 4 and stats["theorems_attempted"] == 6
     assert stats["label_counts"]["positive"] == 4 * 4  # root, m, n, no goals
     assert stats["label_counts"]["negative"] >= 4  # the expanded junk states

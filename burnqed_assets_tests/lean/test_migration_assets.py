@@ -77,3 +77,25 @@ def test_tracing_gate_blocks_above_limit(tmp_path):
                             selection=dg.AssetSelection.checks(m.tracing_failure_rate))
     (check,) = result.get_asset_check_evaluations()
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_benchmark_compile_gate_blocks_on_failures(tmp_path):
+    settings = get_settings("demo", tmp_path)
+    report = phase_m.benchmark_files(settings, "minif2f_v2s")["compile_report"]
+    write_json(report, {"checked": True, "backend": "repl", "total": 4, "compiled": 3,
+                        "failures": [{"name": "p1", "split": "test", "errors": ["unexpected token 'in'"]}]})
+    check = next(c for c in m.BENCHMARK_CHECKS if "minif2f_v2s_427" in str(c.check_keys))
+    result = dg.materialize([m.minif2f_v2s_427, check], resources={"burnqed": BurnqedConfig(data_root=str(tmp_path))},
+                            raise_on_error=False, selection=dg.AssetSelection.checks(check))
+    (ev,) = result.get_asset_check_evaluations()
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR and "3/4" in ev.description
+
+
+def test_full_profile_without_lean_fails_clearly(tmp_path):
+    import pytest
+
+    from burnqed_assets.lean import make_lean_env
+    from burnqed_assets.lean.repl_env import LeanSetupError
+
+    with pytest.raises(LeanSetupError, match="docs/lean.md"):
+        make_lean_env(get_settings("full", tmp_path))

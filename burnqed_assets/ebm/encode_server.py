@@ -292,7 +292,8 @@ class HttpEnergyScorer:
                 raise EncodeServerError(f"encode server {self.base_url} rejected the request: "
                                         f"HTTP {resp.status_code}: {resp.text[:300]}")
             return resp.json()["energies"]
-        raise EncodeServerError(f"encode server {self.base_url}/energy failed after {self.retries + 1} attempt(s): {last}")
+        raise EncodeServerError(f"encode server {self.base_url}/energy failed after {self.retries + 1} "
+                                f"attempt(s): {last}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -328,7 +328,8 @@ def evaluate_benchmark(problems: Sequence[dict[str, Any]], env: EnvSource, polic
     if out_path is None:
         raise ValueError("evaluate_benchmark needs out_path for its per-problem results")
     out_path = Path(out_path)
-    traj_path = Path(trajectories_path) if trajectories_path else out_path.with_name(out_path.stem + "_trajectories.parquet")
+    traj_path = (Path(trajectories_path) if trajectories_path
+                 else out_path.with_name(out_path.stem + "_trajectories.parquet"))
     cfg = SearchConfig.from_settings(settings.search, evaluation=True)
     theorems = theorems_from_records(problems, name_key="name")
     run = run_search(theorems, env, policy, cfg, traj_path, concurrency=settings.search.concurrency,

@@ -21,7 +21,8 @@ from burnqed_assets.search import pipeline
 from burnqed_assets.settings import get_settings
 from search_fakes import TablePolicy
 
-HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
+HEADER = ("import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
+          "open BigOperators Real Nat Topology Rat\n\n")
 
 
 def recorded_theorems():
@@ -48,7 +49,8 @@ def data_root(tmp_path):
     write_json(settings.paths.sft / "contrastive_pool.json", pool)
     bench = [{"name": n, "header": HEADER, "formal_statement": by_name[n][0]["_context"]["statement"] + " := by",
               "split": "test", "source": "minif2f_v2s", "goal": None} for n in names[:5]]
-    bench.append({"name": "not_recorded_p1", "header": HEADER, "formal_statement": "theorem not_recorded_p1 : 1 = 1 := by",
+    bench.append({"name": "not_recorded_p1", "header": HEADER,
+                  "formal_statement": "theorem not_recorded_p1 : 1 = 1 := by",
                   "split": "test", "source": "minif2f_v2s", "goal": None})
     write_json(settings.paths.benchmarks / "minif2f_v2s_test_427.json", bench)
     write_json(settings.paths.benchmarks / "minif2f_v1_test.json", bench[:3])

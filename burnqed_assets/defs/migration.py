@@ -68,7 +68,7 @@ def migration_survival_red_line(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=goedel_427_proofs, description="Task M.3 target: survival ≥ 95%.")
 def migration_survival_target(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
-    settings, rate, summary = _survival(burnqed)
+    settings, rate, _ = _survival(burnqed)
     goal = settings.thresholds.migration_survival_target
     return target(rate >= goal, f"survival {rate:.2%} (target {goal:.0%})", survival_rate=rate, target=goal)
 

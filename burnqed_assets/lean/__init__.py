@@ -10,6 +10,16 @@ from burnqed_assets.lean.replay import ReplayLeanEnv, UnknownTheoremError
 from burnqed_assets.lean.verify import VerifyResult, static_scan, verify_proof
 
 __all__ = [
-    "CheckResult", "LeanEnv", "Message", "ProofState", "TacticResult", "make_lean_env", "make_replay_env",
-    "ReplayLeanEnv", "UnknownTheoremError", "VerifyResult", "static_scan", "verify_proof",
+    "CheckResult",
+    "LeanEnv",
+    "Message",
+    "ProofState",
+    "ReplayLeanEnv",
+    "TacticResult",
+    "UnknownTheoremError",
+    "VerifyResult",
+    "make_lean_env",
+    "make_replay_env",
+    "static_scan",
+    "verify_proof",
 ]

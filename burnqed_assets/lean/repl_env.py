@@ -117,7 +117,7 @@ class ReplLeanEnv:
         try:
             config = LeanREPLConfig(project=LocalProject(directory=str(project_dir)),
                                     memory_hard_limit_mb=settings.lean.memory_cap_mb, verbose=False)
-        except Exception as exc:  # noqa: BLE001 - lean-interact raises many kinds; report them all the same way
+        except Exception as exc:
             raise LeanSetupError(f"lean-interact could not prepare the REPL for {project_dir}: {exc} "
                                  "(is `lake` on PATH? see docs/lean.md)") from exc
         repl_bin = Path(config.cache_repl_dir) / ".lake" / "build" / "bin" / "repl"

@@ -220,9 +220,10 @@ def judge_check(check: CheckResult, theorem: str | None,
         reasons.append(f"Lean error: {where}{m.text.splitlines()[0] if m.text else ''}")
     if check.sorries:
         reasons.append(f"file contains {check.sorries} sorry")
-    if any("declaration uses 'sorry'" in m.text or "declaration uses `sorry`" in m.text for m in check.messages):
-        if not check.sorries:
-            reasons.append("Lean reports a declaration using sorry")
+    uses_sorry = any("declaration uses 'sorry'" in m.text or "declaration uses `sorry`" in m.text
+                     for m in check.messages)
+    if uses_sorry and not check.sorries:
+        reasons.append("Lean reports a declaration using sorry")
     if not check.ok and not reasons:
         reasons.append("backend rejected the file")
     axioms: list[str] | None = None

@@ -103,7 +103,7 @@ def test_demo_migration_uses_recorded_verdicts(tmp_path):
     settings = get_settings("demo", tmp_path)
     phase_m.goedel_source(settings)
     info = phase_m.goedel_migration(settings)
-    rows = [json.loads(x) for x in open(settings.inputs.goedel_proofs.path, encoding="utf-8")]
+    rows = [json.loads(x) for x in settings.inputs.goedel_proofs.path.read_text(encoding="utf-8").splitlines()]
     recorded_ok = sum(r["expected_verify_result"]["error"] is None for r in rows)
     assert info["survivors"] == recorded_ok and info["total"] == len(rows)
     assert info["verdict_source"].startswith("recorded")

@@ -71,7 +71,7 @@ def test_check_file_verifies_by_replay(demo_env):
     for r in rows:
         key = (r["_context"]["full_name"], r["_source"]["model_dir"])
         by_attempt.setdefault(key, []).append(r)
-    (name, _), steps = next((k, v) for k, v in by_attempt.items() if len(v) >= 2 and v[-1]["state_after"] == "no goals"
+    _, steps = next((k, v) for k, v in by_attempt.items() if len(v) >= 2 and v[-1]["state_after"] == "no goals"
                             and [s["step_index"] for s in v] == list(range(len(v))))
     stmt = steps[0]["_context"]["statement"] + " := by\n"
     code = "import Mathlib\n\n" + stmt + "".join(f"  {s['tactic']}\n" for s in steps)

@@ -154,3 +154,37 @@ def test_batching_policy_merges_concurrent_calls_into_one_request():
         assert [c.tactic for c in results[i]] == [f"tac_s{i}_0", f"tac_s{i}_1"]
     assert pol.states_sent == 6 and pol.batches_sent < 6
     assert len(srv.requests) == pol.batches_sent
+
+
+def test_concurrent_search_through_batched_sglang_client():
+    from burnqed_assets.search.engine import SearchConfig, Theorem, search_many
+    from search_fakes import PROVED, FakeEnv
+
+    names = [f"t{i}" for i in range(6)]
+    roots = {n: f"r{i}" for i, n in enumerate(names)}
+    # the fake server answers tac_<state>_<j>; tac_r<i>_1 proves even theorems
+    tr = {f"r{i}": ({f"tac_r{i}_1": PROVED} if i % 2 == 0 else {f"tac_r{i}_0": f"s{i}"}) for i in range(6)}
+    with FakeSGLang(delay_s=0.02) as srv:
+        client = SGLangPolicy(srv.url, timeout_s=5, retries=0)
+        policy = BatchingPolicy(client, max_batch=8, max_wait_s=0.05)
+        res = search_many([Theorem(n, n) for n in names], FakeEnv(roots, tr), policy,
+                          SearchConfig(max_nodes=20, num_candidates=2), concurrency=3)
+        client.close()
+    assert [r.proved for r in res] == [i % 2 == 0 for i in range(6)]
+    assert res[0].proof == ["tac_r0_1"]
+    assert policy.batches_sent < policy.states_sent  # expansions of different theorems shared requests
+
+
+def test_make_policy_fails_fast_when_sglang_is_down(tmp_path):
+    from burnqed_assets.search.pipeline import make_policy
+    from burnqed_assets.settings import get_settings, with_overrides
+    import dataclasses
+
+    s = get_settings("demo", tmp_path)
+    s = with_overrides(s, search=dataclasses.replace(s.search, policy_backend="sglang",
+                                                     sglang_url="http://127.0.0.1:9"))
+    with pytest.raises(ConnectionError, match="docs/search.md"):
+        make_policy(s)
+    with FakeSGLang() as srv:
+        s2 = with_overrides(s, search=dataclasses.replace(s.search, sglang_url=srv.url))
+        assert isinstance(make_policy(s2), BatchingPolicy)

@@ -208,7 +208,8 @@ class ReplProcess:
         with self._lock:
             self.counters["calls"] += 1
             if not self.is_alive():
-                if self._proc is not None:  # died since the last call
+                if self._proc is not None:  # died since the last call (e.g. OOM-killer): reap, count, restart
+                    self.counters["crashes"] += 1
                     self.kill()
                 self.start()
             assert self._proc is not None and self._proc.stdin is not None

@@ -251,8 +251,12 @@ def _add_counts(run: TraceRun, marker: dict[str, Any]) -> None:
 
 def _trace_chunk(chunk: Sequence[dict[str, Any]], tracer: Tracer, workers: int,
                  timeout_s: float) -> list[TheoremOutcome]:
-    if workers <= 1 or len(chunk) <= 1:
+    # Serial tracing in this process is safe when the per-theorem alarm works here (main thread)
+    # or the tracer cannot hang (recorded data); otherwise even one worker runs in a child process.
+    alarm_works = threading.current_thread() is threading.main_thread()
+    if workers <= 1 and (alarm_works or not getattr(tracer, "may_hang", True)):
         return [trace_one(tracer, t, timeout_s) for t in chunk]
+    workers = max(1, workers)
     # Fresh worker processes per chunk ("spawn": no inherited locks/threads); each worker
     # enforces the per-theorem alarm itself.
     ctx = mp.get_context("spawn")
@@ -263,6 +267,8 @@ def _trace_chunk(chunk: Sequence[dict[str, Any]], tracer: Tracer, workers: int,
 # ---------------------------------------------------------------------------- tracers
 class RecordedTracer:
     """Demo tracer: the recorded pairs of each theorem (no Lean run; rows keep their provenance)."""
+
+    may_hang = False
 
     def __init__(self, files: Iterable[Path], report: LineReport | None = None):
         self.by_theorem: dict[str, list[dict[str, Any]]] = {}

@@ -129,3 +129,14 @@ def test_settings_timeouts_reach_the_process():
         assert re.search(r"\d", str(env.stats()))
     finally:
         env.close()
+
+
+def test_process_killed_between_calls_is_restarted():
+    with ReplProcess(fake_argv("--rules", "--spawn-child"), timeout_s=5) as proc:
+        proc.send(CMD)
+        pid, child = proc.pid, _child_pid(proc)
+        psutil.Process(pid).kill()  # e.g. the kernel OOM-killer, outside our supervision
+        proc._proc.wait(timeout=5)
+        assert proc.send(CMD)["env"] == 0
+        assert proc.counters["crashes"] == 1 and proc.counters["restarts"] == 1
+        assert _wait_gone(child)  # the old process's child was cleaned up with it

@@ -53,10 +53,53 @@ def load_jsonl(
     """Create `table(_file, _line, <columns>)` from a JSONL file; return the good row count.
 
     A line is bad when it is not JSON, not an object, or a `required` field is missing or of
-    the wrong JSON type; bad lines are added to `report` as `file:line: reason` (blank lines
-    carry no record and are skipped). Optional fields that are absent become NULL.
+    the wrong JSON type (an optional field of the wrong type too); bad lines are added to
+    `report` as `file:line: reason` (blank lines carry no record and are skipped). Absent
+    optional fields become NULL. Fast path: DuckDB's parallel `read_json`, accepted only when
+    it reads every line of the file with all required fields; otherwise the line-checked path
+    runs and names each bad line.
     """
     path = Path(path)
+    n = _load_jsonl_fast(con, path, table, columns, required)
+    if n is None:
+        n = _load_jsonl_checked(con, path, table, columns, required, report)
+    if report is not None:
+        report.rows += int(n)
+    return int(n)
+
+
+def _line_count(path: Path) -> int:
+    n, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (1 if last != b"\n" else 0)
+
+
+def _load_jsonl_fast(con, path: Path, table: str, columns: Mapping[str, str], required: Sequence[str]) -> int | None:
+    src = _sql_str(str(path))
+    spec = "{" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in columns.items()) + "}"
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TABLE {table} AS
+            SELECT {src} AS _file, row_number() OVER () AS _line, {', '.join(columns)}
+            FROM read_json({src}, format='newline_delimited', columns={spec},
+                           maximum_object_size={MAX_LINE_BYTES})"""
+        )
+    except duckdb.Error:
+        return None
+    missing = " OR ".join(f"{c} IS NULL" for c in required) or "false"
+    n, n_missing = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {missing}) FROM {table}").fetchall()[0]
+    # every physical line became a row (no blank or skipped line): row_number is the line number
+    if n_missing or n != _line_count(path):
+        con.execute(f"DROP TABLE {table}")
+        return None
+    return int(n)
+
+
+def _load_jsonl_checked(con, path: Path, table: str, columns: Mapping[str, str], required: Sequence[str],
+                        report: LineReport | None) -> int:
     src = _sql_str(str(path))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _raw AS
@@ -64,26 +107,28 @@ def load_jsonl(
         FROM read_csv({src}, columns={{'line': 'VARCHAR'}}, delim='\\x01', quote='', escape='',
                       header=false, auto_detect=false, max_line_size={MAX_LINE_BYTES})"""
     )
-    checks = ["WHEN NOT json_valid(line) THEN 'malformed JSON'",
-              "WHEN json_type(line) <> 'OBJECT' THEN 'expected a JSON object, got ' || lower(json_type(line))"]
-    for name in required:
-        allowed = ", ".join(_sql_str(t) for t in _JSON_TYPES[columns[name]])
-        checks.append(
-            f"WHEN coalesce(json_type(line, {_sql_str('$.' + name)}) NOT IN ({allowed}), true) "
-            f"THEN {_sql_str(f'field {name!r} missing or not {_TYPE_WORDS[columns[name]]}')}"
-        )
-    for name, sql_type in columns.items():
-        if name in required or sql_type not in _JSON_TYPES:
+    names = list(columns)
+    # one parse per line gives the root type and every field's JSON type (NULL list = not JSON)
+    paths = "[" + ", ".join(["'$'"] + [_sql_str("$." + k) for k in names]) + "]"
+    checks = ["WHEN _t IS NULL THEN 'malformed JSON'",
+              "WHEN _t[1] <> 'OBJECT' THEN 'expected a JSON object, got ' || lower(_t[1])"]
+    for i, name in enumerate(names, start=2):
+        sql_type = columns[name]
+        if sql_type not in _JSON_TYPES:
             continue
-        allowed = ", ".join(_sql_str(t) for t in _JSON_TYPES[sql_type] + ("NULL",))
-        checks.append(
-            f"WHEN json_type(line, {_sql_str('$.' + name)}) NOT IN ({allowed}) "
-            f"THEN {_sql_str(f'field {name!r} is not {_TYPE_WORDS[sql_type]}')}"
-        )
+        if name in required:
+            allowed = ", ".join(_sql_str(t) for t in _JSON_TYPES[sql_type])
+            checks.append(f"WHEN coalesce(_t[{i}] NOT IN ({allowed}), true) "
+                          f"THEN {_sql_str(f'field {name!r} missing or not {_TYPE_WORDS[sql_type]}')}")
+        else:
+            allowed = ", ".join(_sql_str(t) for t in _JSON_TYPES[sql_type] + ("NULL",))
+            checks.append(f"WHEN _t[{i}] NOT IN ({allowed}) "
+                          f"THEN {_sql_str(f'field {name!r} is not {_TYPE_WORDS[sql_type]}')}")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _checked AS
         SELECT _line, line, CASE {' '.join(checks)} ELSE NULL END AS reason
-        FROM _raw WHERE line IS NOT NULL AND trim(line) <> ''"""
+        FROM (SELECT _line, line, TRY(json_type(line, {paths})) AS _t
+              FROM _raw WHERE line IS NOT NULL AND trim(line) <> '')"""
     )
     if report is not None:
         for line_no, reason in con.execute("SELECT _line, reason FROM _checked WHERE reason IS NOT NULL ORDER BY _line").fetchall():
@@ -97,10 +142,7 @@ def load_jsonl(
         ORDER BY _line"""
     )
     con.execute("DROP TABLE _raw; DROP TABLE _checked")
-    n = scalar(con, f"SELECT count(*) FROM {table}")
-    if report is not None:
-        report.rows += int(n)
-    return int(n)
+    return int(scalar(con, f"SELECT count(*) FROM {table}"))
 
 
 def copy_to_jsonl(con: duckdb.DuckDBPyConnection, query: str, dest: str | os.PathLike[str],
@@ -109,6 +151,50 @@ def copy_to_jsonl(con: duckdb.DuckDBPyConnection, query: str, dest: str | os.Pat
     with atomic_path(dest) as tmp:
         con.execute(f"COPY ({query}) TO {_sql_str(str(tmp))} (FORMAT JSON)", params or [])
     return _count_lines(dest)
+
+
+def sidecar_path(jsonl: str | os.PathLike[str]) -> Path:
+    """The Parquet twin of a JSONL file this package wrote (same rows, plus `_line`)."""
+    return Path(jsonl).with_suffix(".parquet")
+
+
+def export_jsonl_with_sidecar(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], order_by: str,
+                              dest: str | os.PathLike[str]) -> int:
+    """Write `table` as JSONL (the plan's interchange format) and a Parquet sidecar.
+
+    Downstream steps read the sidecar (columnar, no JSON parse) when it is at least as new as
+    the JSONL; an edited or regenerated JSONL makes it stale and they fall back to the JSONL.
+    """
+    cols = ", ".join(columns)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _export AS SELECT {cols}, row_number() OVER (ORDER BY {order_by}) AS _line "
+                f"FROM {table}")
+    n = copy_to_jsonl(con, f"SELECT {cols} FROM _export ORDER BY _line", dest)
+    copy_to_parquet(con, f"SELECT {cols}, _line FROM _export ORDER BY _line", sidecar_path(dest))
+    con.execute("DROP TABLE _export")
+    return n
+
+
+def load_pairs(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], table: str,
+               columns: Mapping[str, str], required: Sequence[str] = (), report: LineReport | None = None) -> int:
+    """`load_jsonl`, but from the fresh Parquet sidecar when there is one."""
+    path = Path(path)
+    side = sidecar_path(path)
+    if side.exists() and path.exists() and side.stat().st_mtime_ns >= path.stat().st_mtime_ns:
+        try:
+            con.execute(
+                f"""CREATE OR REPLACE TABLE {table} AS
+                SELECT {_sql_str(str(path))} AS _file, _line, {', '.join(f'CAST({c} AS {t}) AS {c}' for c, t in columns.items())}
+                FROM read_parquet({_sql_str(str(side))}) ORDER BY _line"""
+            )
+            missing = " OR ".join(f"{c} IS NULL" for c in required) or "false"
+            n, bad = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {missing}) FROM {table}").fetchall()[0]
+            if not bad:
+                if report is not None:
+                    report.rows += int(n)
+                return int(n)
+        except duckdb.Error:
+            pass  # a sidecar without these columns: read the JSONL
+    return load_jsonl(con, path, table, columns, required, report)
 
 
 def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, dest: str | os.PathLike[str],

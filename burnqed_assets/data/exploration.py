@@ -65,7 +65,7 @@ def explore(clean_pairs: str | os.PathLike[str], clean_pool_report: dict[str, An
             contrastive_min_theorems: int = 3000) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The exploration report and the arrays its plots need."""
     con = duck.connect()
-    duck.load_jsonl(con, clean_pairs, "pairs", {"theorem": "VARCHAR", "tactic": "VARCHAR", "depth": "BIGINT"},
+    duck.load_pairs(con, clean_pairs, "pairs", {"theorem": "VARCHAR", "tactic": "VARCHAR", "depth": "BIGINT"},
                     ("theorem", "tactic"))
     per_theorem = con.execute(
         "SELECT count(*) AS n, max(coalesce(depth, 0)) AS d FROM pairs GROUP BY theorem ORDER BY theorem"

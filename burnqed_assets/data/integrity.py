@@ -101,7 +101,9 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
                WHEN NOT contains(state, {duck.sql_str(TURNSTILE)}) THEN 'no_turnstile'
                WHEN trim(tactic) = '' THEN 'empty_tactic'
                ELSE NULL END AS malformed,
-          row_number() OVER (PARTITION BY theorem, coalesce(depth, 0), state, tactic ORDER BY _line) > 1 AS duplicate
+          -- a 64-bit hash of the pair keys the duplicate window (string keys cost ~3x more)
+          row_number() OVER (PARTITION BY hash(theorem, coalesce(depth, 0), state, tactic) ORDER BY _line) > 1
+              AS duplicate
         FROM traced"""
     )
     con.execute(
@@ -129,12 +131,16 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
         if n:
             suspicious[ax] = int(n)
 
-    clean_query = f"""SELECT theorem, state, tactic, state_after, coalesce(depth, 0) AS depth,
-            coalesce(source, {duck.sql_str(GOEDEL_SOURCE)}) AS source
-        FROM flagged WHERE theorem NOT IN (SELECT theorem FROM bad_theorems)
-          AND malformed IS NULL AND NOT duplicate ORDER BY _line"""
-    clean_pairs = duck.copy_to_jsonl(con, clean_query, dest)
-    clean_theorems = duck.scalar(con, f"SELECT count(DISTINCT theorem) FROM ({clean_query})")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE clean AS
+        SELECT theorem, state, tactic, state_after, coalesce(depth, 0) AS depth,
+               coalesce(source, {duck.sql_str(GOEDEL_SOURCE)}) AS source, _line
+        FROM flagged WHERE NOT contaminated AND malformed IS NULL AND NOT duplicate
+          AND theorem NOT IN (SELECT theorem FROM bad_theorems)"""
+    )
+    clean_pairs = duck.export_jsonl_with_sidecar(
+        con, "clean", ["theorem", "state", "tactic", "state_after", "depth", "source"], "_line", dest)
+    clean_theorems = duck.scalar(con, "SELECT count(DISTINCT theorem) FROM clean")
     dropped = [{"theorem": th, "reason": "contaminated (sorry/admit/cheat/sorryAx)", "first_line": loc(n)}
                for th, n in con.execute("SELECT theorem, first_line FROM bad_theorems ORDER BY first_line").fetchall()]
     # theorems that lost every pair to malformed/duplicate rules are dropped too

@@ -74,7 +74,7 @@ def build_release(release_dir: str | os.PathLike[str], clean_pairs: Path, clean_
     out.mkdir(parents=True, exist_ok=True)
     n_proofs, proofs_origin = _write_proofs(out / "proofs.parquet", lean_dir, proofs_jsonl)
     con = duck.connect()
-    duck.load_jsonl(con, clean_pairs, "pairs", {"theorem": "VARCHAR", "state": "VARCHAR", "tactic": "VARCHAR",
+    duck.load_pairs(con, clean_pairs, "pairs", {"theorem": "VARCHAR", "state": "VARCHAR", "tactic": "VARCHAR",
                                                 "state_after": "VARCHAR", "depth": "BIGINT", "source": "VARCHAR"},
                     ("theorem", "state", "tactic"))
     n_pairs = duck.copy_to_parquet(

@@ -62,8 +62,8 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
     """Write train.jsonl, val.jsonl and stats.json under `out_dir`; return the stats."""
     con = con or duck.connect()
     out_dir = Path(out_dir)
-    n_goedel = duck.load_jsonl(con, clean_pairs, "goedel_in", PAIR_COLUMNS, PAIR_REQUIRED)
-    n_github = duck.load_jsonl(con, github_pairs, "github_in", PAIR_COLUMNS, PAIR_REQUIRED) \
+    n_goedel = duck.load_pairs(con, clean_pairs, "goedel_in", PAIR_COLUMNS, PAIR_REQUIRED)
+    n_github = duck.load_pairs(con, github_pairs, "github_in", PAIR_COLUMNS, PAIR_REQUIRED) \
         if Path(github_pairs).exists() else 0
     if not n_github:
         con.execute("CREATE OR REPLACE TABLE github_in AS SELECT * FROM goedel_in LIMIT 0")
@@ -75,7 +75,7 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
     con.execute(
         """CREATE OR REPLACE TEMP TABLE dedup AS
         SELECT * EXCLUDE (rn) FROM (
-            SELECT *, row_number() OVER (PARTITION BY theorem, state, tactic ORDER BY _ord) AS rn FROM merged)
+            SELECT *, row_number() OVER (PARTITION BY hash(theorem, state, tactic) ORDER BY _ord) AS rn FROM merged)
         WHERE rn = 1"""
     )
     duplicates = int(duck.scalar(con, "SELECT (SELECT count(*) FROM merged) - (SELECT count(*) FROM dedup)"))
@@ -92,7 +92,7 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE kept AS SELECT * FROM dedup
-        WHERE theorem NOT IN (SELECT theorem FROM sorry_theorems) AND theorem NOT IN (SELECT theorem FROM bench_theorems)"""
+        WHERE theorem NOT IN (SELECT theorem FROM sorry_theorems UNION ALL SELECT theorem FROM bench_theorems)"""
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE theorem_split AS
@@ -230,7 +230,7 @@ def build_contrastive_pool(clean_pairs: str | os.PathLike[str], dest: str | os.P
                            benchmark: set[str] | None = None) -> dict[str, Any]:
     """Goedel theorems deep enough for contrastive search (plan 0.6); lower the bar if too few."""
     con = duck.connect()
-    duck.load_jsonl(con, clean_pairs, "pairs", PAIR_COLUMNS, ("theorem", "state", "tactic"))
+    duck.load_pairs(con, clean_pairs, "pairs", PAIR_COLUMNS, ("theorem", "state", "tactic"))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE per_theorem AS
         SELECT theorem, max(coalesce(depth, 0)) AS max_depth, count(*) AS num_pairs,

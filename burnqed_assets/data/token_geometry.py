@@ -18,26 +18,64 @@ from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX, format_pr
 
 
 def _lengths(tokenizer: Any, texts: list[str]) -> np.ndarray:
+    """`len(tokenizer.encode(t))` for each text (special tokens included), batched."""
     if not texts:
         return np.zeros(0, dtype=np.int64)
-    enc = tokenizer(texts, add_special_tokens=True)["input_ids"]
-    return np.fromiter((len(ids) for ids in enc), dtype=np.int64, count=len(enc))
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # the Rust tokenizer directly: same ids as tokenizer(...), less Python per text
+        enc = backend.encode_batch(texts, add_special_tokens=True)
+        return np.fromiter((len(e.ids) for e in enc), dtype=np.int64, count=len(enc))
+    ids = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    return np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
 
 
-def measure(pairs_path: str | os.PathLike[str], tokenizer: Any, batch_size: int = 2048) -> dict[str, np.ndarray]:
-    """Token counts of state, tactic and full SFT example for every pair of a JSONL file."""
-    con = duck.connect()
-    duck.load_jsonl(con, pairs_path, "pairs", {"state": "VARCHAR", "tactic": "VARCHAR"}, ("state", "tactic"))
-    reader = con.sql(
-        "SELECT state, tactic, ? || state || ? || tactic AS full FROM pairs ORDER BY _line",
-        params=[PROMPT_PREFIX, PROMPT_SUFFIX],
-    ).to_arrow_reader(batch_size)
-    parts: dict[str, list[np.ndarray]] = {"state": [], "tactic": [], "full": []}
-    for batch in reader:
+def _distinct_lengths(con, column: str, tokenizer: Any, batch_size: int) -> np.ndarray:
+    """Token counts per pair of `column`, tokenizing each distinct text once (tactics repeat a lot)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _u AS SELECT DISTINCT {column} AS text FROM pairs")
+    con.execute("CREATE OR REPLACE TEMP TABLE _u2 AS SELECT text, row_number() OVER () - 1 AS uid FROM _u")
+    texts_n = int(duck.scalar(con, "SELECT count(*) FROM _u2"))
+    lens = np.zeros(texts_n, dtype=np.int64)
+    for batch in con.sql("SELECT uid, text FROM _u2 ORDER BY uid").to_arrow_reader(batch_size):
         cols = batch.to_pydict()
-        for key in parts:
-            parts[key].append(_lengths(tokenizer, cols[key]))
-    return {k: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)) for k, v in parts.items()}
+        lens[np.asarray(cols["uid"], dtype=np.int64)] = _lengths(tokenizer, cols["text"])
+    uid = con.sql(f"SELECT u.uid FROM pairs p JOIN _u2 u ON p.{column} = u.text ORDER BY p.pos").fetchnumpy()["uid"]
+    return lens[np.asarray(uid, dtype=np.int64)]
+
+
+def measure(pairs_path: str | os.PathLike[str], tokenizer: Any, batch_size: int = 2048,
+            verify_sample: int = 2000) -> dict[str, Any]:
+    """Token counts of state, tactic and full SFT example for every pair of a JSONL file.
+
+    Distinct states and tactics are tokenized once. The full example's count is
+    `prompt(state) + tactic - specials` when that identity holds exactly on a sample of
+    `verify_sample` pairs (it does for byte-level BPE tokenizers, whose pre-tokenizer splits at
+    the prompt's newlines); otherwise every full example is tokenized. `full_method` says which.
+    """
+    con = duck.connect()
+    duck.load_pairs(con, pairs_path, "pairs_in", {"state": "VARCHAR", "tactic": "VARCHAR"}, ("state", "tactic"))
+    con.execute("CREATE OR REPLACE TABLE pairs AS SELECT state, tactic, row_number() OVER (ORDER BY _line) - 1 AS pos "
+                "FROM pairs_in; DROP TABLE pairs_in")
+    state = _distinct_lengths(con, "state", tokenizer, batch_size)
+    tactic = _distinct_lengths(con, "tactic", tokenizer, batch_size)
+    specials = int(_lengths(tokenizer, [""])[0])
+    wrapper = int(_lengths(tokenizer, [PROMPT_PREFIX + PROMPT_SUFFIX])[0]) - specials
+    estimate = state + wrapper + tactic - specials
+    n = int(state.size)
+    # an evenly spaced sample of pair positions (all pairs when there are few)
+    sample_idx = np.unique(np.linspace(0, n - 1, num=min(n, verify_sample)).astype(np.int64)) if n else np.zeros(0, np.int64)
+    con.execute("CREATE OR REPLACE TEMP TABLE _s (pos BIGINT)")
+    con.executemany("INSERT INTO _s VALUES (?)", [[int(i)] for i in sample_idx])
+    rows = con.execute("SELECT p.state, p.tactic FROM pairs p JOIN _s USING (pos) ORDER BY pos").fetchall()
+    exact_sample = _lengths(tokenizer, [PROMPT_PREFIX + s + PROMPT_SUFFIX + t for s, t in rows])
+    if n and np.array_equal(exact_sample, estimate[sample_idx]):
+        full, method = estimate, f"additive, verified exact on {exact_sample.size} pairs"
+    else:
+        parts = []
+        for batch in con.sql("SELECT ? || state || ? || tactic AS full FROM pairs ORDER BY pos",
+                             params=[PROMPT_PREFIX, PROMPT_SUFFIX]).to_arrow_reader(batch_size):
+            parts.append(_lengths(tokenizer, batch.column(0).to_pylist()))
+        full, method = (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)), "exact (every pair tokenized)"
+    return {"state": state, "tactic": tactic, "full": full, "full_method": method}
 
 
 def _stats(values: np.ndarray, percentiles: Sequence[int]) -> dict[str, float]:
@@ -49,7 +87,7 @@ def _stats(values: np.ndarray, percentiles: Sequence[int]) -> dict[str, float]:
     return out
 
 
-def geometry(lengths: dict[str, np.ndarray], tokenizer: Any, percentiles: Sequence[int] = (50, 75, 90, 95, 99),
+def geometry(lengths: dict[str, Any], tokenizer: Any, percentiles: Sequence[int] = (50, 75, 90, 95, 99),
              sft_candidates: Sequence[int] = (1024, 1536, 2048, 3072),
              encode_candidates: Sequence[int] = (256, 384, 512, 768, 1024),
              truncation_budget: float = 0.02) -> dict[str, Any]:
@@ -86,6 +124,7 @@ def geometry(lengths: dict[str, np.ndarray], tokenizer: Any, percentiles: Sequen
             "p95": float(np.percentile(ratios, 95)) if n else 0.0,
         },
         "prompt_overhead_tokens": overhead,
+        "full_length_method": lengths.get("full_method", "exact"),
         "truncation": truncation,
         "truncation_budget": truncation_budget,
         "recommended_sft_max_length": sft_len,

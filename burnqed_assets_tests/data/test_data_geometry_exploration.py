@@ -20,11 +20,30 @@ def test_measure_matches_per_example_encode(tmp_path, tiny_tokenizer):
     rows = [{"theorem": f"goedel::t{i}", "state": "x y : ℝ\n" * (i + 1) + "⊢ x ^ 2 ≥ 0", "tactic": "nlinarith" + " x" * i,
              "depth": 0} for i in range(7)]
     _write(tmp_path / "p.jsonl", rows)
-    lengths = measure(tmp_path / "p.jsonl", tiny_tokenizer, batch_size=3)
+    lengths = measure(tmp_path / "p.jsonl", tiny_tokenizer, batch_size=3, verify_sample=3)
+    assert lengths["full_method"].startswith("additive")  # byte-level BPE splits at the prompt's newlines
     for i, r in enumerate(rows):
         assert lengths["state"][i] == len(tiny_tokenizer.encode(r["state"]))
         assert lengths["tactic"][i] == len(tiny_tokenizer.encode(r["tactic"]))
         assert lengths["full"][i] == len(tiny_tokenizer.encode(format_example(r["state"], r["tactic"])))
+
+
+class _CharTripletTokenizer:
+    """A fake tokenizer whose counts are not additive over the prompt boundaries (ceil(len/3) + BOS)."""
+
+    def __call__(self, texts, add_special_tokens=True):
+        return {"input_ids": [[0] * (1 + -(-len(t) // 3)) for t in texts]}
+
+
+def test_measure_falls_back_to_exact_counts_when_not_additive(tmp_path):
+    rows = [{"theorem": f"goedel::t{i}", "state": "⊢ " + "x" * i, "tactic": "simp" + "!" * (i % 2), "depth": 0}
+            for i in range(40)]
+    _write(tmp_path / "p.jsonl", rows)
+    tok = _CharTripletTokenizer()
+    lengths = measure(tmp_path / "p.jsonl", tok, verify_sample=10)
+    assert lengths["full_method"].startswith("exact")
+    expected = [1 + -(-len(format_example(r["state"], r["tactic"])) // 3) for r in rows]
+    assert lengths["full"].tolist() == expected
 
 
 def test_geometry_recommendation_follows_the_truncation_budget(tiny_tokenizer):

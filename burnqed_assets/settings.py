@@ -403,9 +403,7 @@ def _demo(data_root: Path) -> Settings:
             sibling_discrimination_target=0.05,
             sibling_discrimination_red_line=0.0,
             joint_centroid_l2_abort=0.0,
-            # Demo base model starts near uniform (ln 2048 ≈ 7.62): abort when the joint run has
-            # not beaten chance after abort_after_step (measured: 7.6 → ~7.2 in 30 steps).
-            joint_sft_loss_abort=7.5,
+            joint_sft_loss_abort=6.0,
             joint_rank1_abort=0.0,
             red_lines_block=False,
         ),

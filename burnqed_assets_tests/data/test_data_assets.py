@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import dagster as dg
 from burnqed_assets.defs import exploration, migration, sft, sft_data
-from burnqed_assets import resources
 from burnqed_assets.resources import BurnqedConfig
-from burnqed_assets.settings import DEMO_INPUTS, Inputs, InputSpec, get_settings, with_overrides
+from burnqed_assets.settings import DEMO_INPUTS, get_settings
 
 DATA_ASSETS = [exploration.clean_pool, exploration.token_geometry, exploration.exploration_report,
                sft_data.lean_github_pairs, sft_data.sft_dataset, sft_data.contrastive_pool, sft_data.release_bundle]
@@ -20,7 +20,10 @@ def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
 
 
 def test_demo_graph_materializes_with_gates_passing(tmp_path):
-    result = dg.materialize([migration.goedel_traced_pairs, sft.base_model, *DATA_ASSETS, *CHECKS],
+    result = dg.materialize([*migration.defs.assets, sft.base_model, *DATA_ASSETS, *CHECKS],
+                            selection=[migration.goedel_source_proofs.key, migration.goedel_427_proofs.key,
+                                       migration.goedel_traced_pairs.key, sft.base_model.key]
+                            + [a.key for a in DATA_ASSETS],
                             resources={"burnqed": BurnqedConfig(profile="demo", data_root=str(tmp_path))},
                             raise_on_error=False)
     assert result.success
@@ -49,27 +52,28 @@ def test_demo_graph_materializes_with_gates_passing(tmp_path):
     assert meta["clean_fraction"].value == 1.0 and meta["bad_lines"].value == 0
 
 
-def test_bad_input_fails_the_contamination_gate_and_stops_downstream(tmp_path, monkeypatch):
-    real = get_settings("demo", tmp_path)
-    bad_inputs = Inputs(**{**real.inputs.all(),
-                           "goedel_recorded_traces": InputSpec(DEMO_INPUTS / "bad", "the shipped bad input set")})
-    bad_settings = with_overrides(real, inputs=bad_inputs)
-    # BurnqedConfig.settings() resolves through resources.get_settings: point it at the bad inputs
-    monkeypatch.setattr(resources, "get_settings", lambda profile=None, data_root=None: bad_settings)
-    result = dg.materialize([migration.goedel_traced_pairs, *DATA_ASSETS[:3], sft_data.lean_github_pairs,
-                             sft_data.sft_dataset, sft_data.contrastive_pool, sft_data.release_bundle, *CHECKS],
+def test_bad_traced_pairs_fail_the_gates_and_stop_downstream(tmp_path):
+    """M.6 re-checks the tracer's output independently: feed it the bad set as if a tracer had
+    written it (the real tracer already rejects banned theorems), and the gates must stop the graph."""
+    settings = get_settings("demo", tmp_path)
+    settings.paths.goedel_traced_pairs.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DEMO_INPUTS / "bad" / "bad_traces.jsonl", settings.paths.goedel_traced_pairs)
+    result = dg.materialize([*DATA_ASSETS[:3], sft_data.lean_github_pairs, sft_data.sft_dataset,
+                             sft_data.contrastive_pool, sft_data.release_bundle, *CHECKS],
+                            selection=[a.key for a in DATA_ASSETS] + [sft_data.lean_github_pairs.key],
                             resources={"burnqed": BurnqedConfig(profile="demo", data_root=str(tmp_path))},
                             raise_on_error=False)
     checks = _checks(result)
+    traced = str(settings.paths.goedel_traced_pairs)
     gate = checks["clean_pool_contamination"]
     assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
-    assert ":9:" in gate.description and "goedel_427_pairs.jsonl" in gate.description
+    assert f"{traced}:9:" in gate.description and "sorry" in gate.description
     readable = checks["traced_lines_readable"]
-    assert not readable.passed and "goedel_427_pairs.jsonl:17: malformed JSON" in readable.description
+    assert not readable.passed and f"{traced}:17: malformed JSON" in readable.description
     assert not checks["clean_pool_survival"].passed
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert "clean_pool" in materialized
-    # downstream of the failed blocking gates never ran
+    assert "clean_pool" in materialized and "lean_github_pairs" in materialized
+    # everything downstream of the failed blocking gates was skipped
     assert not materialized & {"token_geometry", "exploration_report", "sft_dataset", "contrastive_pool",
                                "release_bundle"}
     assert not (tmp_path / "sft" / "train.jsonl").exists()

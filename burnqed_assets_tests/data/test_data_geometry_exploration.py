@@ -22,6 +22,7 @@ def test_measure_matches_per_example_encode(tmp_path, tiny_tokenizer):
     _write(tmp_path / "p.jsonl", rows)
     lengths = measure(tmp_path / "p.jsonl", tiny_tokenizer, batch_size=3, verify_sample=3)
     assert lengths["full_method"].startswith("additive")  # byte-level BPE splits at the prompt's newlines
+    assert lengths["state_method"].startswith("per line")
     for i, r in enumerate(rows):
         assert lengths["state"][i] == len(tiny_tokenizer.encode(r["state"]))
         assert lengths["tactic"][i] == len(tiny_tokenizer.encode(r["tactic"]))
@@ -41,7 +42,8 @@ def test_measure_falls_back_to_exact_counts_when_not_additive(tmp_path):
     _write(tmp_path / "p.jsonl", rows)
     tok = _CharTripletTokenizer()
     lengths = measure(tmp_path / "p.jsonl", tok, verify_sample=10)
-    assert lengths["full_method"].startswith("exact")
+    assert lengths["full_method"].startswith("exact") and lengths["state_method"] == "per distinct state"
+    assert lengths["state"].tolist() == [1 + -(-len(r["state"]) // 3) for r in rows]
     expected = [1 + -(-len(format_example(r["state"], r["tactic"])) // 3) for r in rows]
     assert lengths["full"].tolist() == expected
 

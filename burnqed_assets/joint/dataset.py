@@ -176,7 +176,7 @@ def sample_group(candidate: ContrastiveCandidate, negative_pool: Sequence[str], 
     Easy negatives come from the whole negative pool minus the positive and its siblings;
     when the pool is too small they repeat (InfoNCE needs a fixed K per row).
     """
-    n_hard = min(len(candidate.siblings), int(round(k_negatives * hard_ratio)))
+    n_hard = min(len(candidate.siblings), round(k_negatives * hard_ratio))
     hard = [s.state_pp for s in rng.sample(list(candidate.siblings), n_hard)]
     excluded = {candidate.positive.state_pp, *(s.state_pp for s in candidate.siblings)}
     n_easy = k_negatives - n_hard

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 OLD_ITER4_LLM_RATE = 0.35  # plan: old iter_4 miniF2F, LLM-only (~35%)
@@ -82,17 +82,17 @@ class Decision:
 
 
 BRANCHES = {
-    "joint_aborted": ("Joint training aborted", "Apply the abort condition's remedy and re-run joint_iter1 "
-                      "(it resumes from the last checkpoint)."),
+    "joint_aborted": ("Joint training aborted", ("Apply the abort condition's remedy and re-run joint_iter1 "
+                                                 "(it resumes from the last checkpoint).")),
     "insufficient_data": ("Not enough numbers to apply the rule", "Materialize the missing assets listed below."),
     "joint_failed": ("centroid_l2 collapsed in iter_1 → joint training failed",
                      "Try alternating steps (even=SFT, odd=EBM) or increase λ significantly."),
     "joint_works": ("miniF2F(iter_1) > miniF2F(iter_0) and centroid_l2 held → joint training works",
-                    "Plan iter_2: generate new trajectories with the iter_1 model, retrain "
-                    "(expert iteration + joint training)."),
+                    ("Plan iter_2: generate new trajectories with the iter_1 model, retrain "
+                     "(expert iteration + joint training).")),
     "data_bottleneck": ("miniF2F(iter_0) >> old 41.7% but iter_1 ≈ iter_0 → data was the bottleneck",
-                        "Consider whether the joint-training overhead is justified, or just do more expert "
-                        "iteration with competition data."),
+                        ("Consider whether the joint-training overhead is justified, or just do more expert "
+                         "iteration with competition data.")),
     "data_not_problem": ("miniF2F(iter_0) ≈ old 41.7% → data distribution wasn't the problem",
                          "Investigate search strategy, model capacity, or inference budget."),
     "no_branch": ("None of the plan's four branches holds",
@@ -217,15 +217,15 @@ def build_comparison(*, profile: str, rows: Mapping[str, ConfigResult], iter0_ll
 
 
 def render_comparison_report(comparison: Mapping[str, Any], generated_at: str | None = None) -> str:
-    when = generated_at or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     profile = comparison["profile"]
     rows = comparison["rows"]
     lines = ["# Iter 1 comparison report: configs A / B / C", "",
              f"Profile: **{profile}** · generated {when} from the metrics JSON of the Phase 2 and Phase 4 assets.", ""]
     if profile == "demo":
-        lines += ["> **Demo profile:** tiny model, toy data and a replay Lean backend. These numbers exercise the "
-                  "pipeline end to end; they are **not research results** and support no conclusion about the "
-                  "plan's thesis.", ""]
+        lines += [("> **Demo profile:** tiny model, toy data and a replay Lean backend. These numbers exercise "
+                   "the pipeline end to end; they are **not research results** and support no conclusion about "
+                   "the plan's thesis."), ""]
     run = comparison.get("joint_run") or {}
     lines += ["## Joint run (iter_1)", "",
               f"- status: {run.get('status', 'n/a')}, steps {run.get('steps_done', 'n/a')}/{run.get('total_steps', 'n/a')}"]

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from joint_fixtures import build_tiny_model, build_tiny_tokenizer, make_sft_records, make_trajectory_rows
+from joint_fixtures import (
+    build_tiny_model,
+    build_tiny_tokenizer,
+    make_sft_records,
+    make_trajectory_rows,
+)
 
 from burnqed_assets.data.schema import trajectory_table
+from burnqed_assets.ebm.head import GoalConditionedEnergyHead, save_head
+from burnqed_assets.settings import get_settings
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +49,16 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def data_root(tmp_path, tiny_model_dir):
+    s = get_settings("demo", tmp_path)
+    shutil.copytree(tiny_model_dir, s.model.base_model_path)
+    s.paths.sft.mkdir(parents=True)
+    (s.paths.sft / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in make_sft_records()))
+    s.paths.trajectories.mkdir(parents=True)
+    pq.write_table(trajectory_table(make_trajectory_rows()), s.paths.trajectories / "search_iter0.parquet")
+    # An iter-0 head with a small shape: the joint head must copy it (Gotcha 7).
+    save_head(GoalConditionedEnergyHead(d_model=32, hidden_dims=(24, 12)), str(s.paths.ebm_checkpoint(0)))
+    return tmp_path

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pyarrow.parquet as pq
-
-from burnqed_assets.data.schema import trajectory_table
 from burnqed_assets.models.prompt import format_prompt
 
 N_THEOREMS = 6

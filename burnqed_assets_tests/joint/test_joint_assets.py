@@ -3,33 +3,18 @@ FAILED blocking ERROR check that stops downstream assets in the same run."""
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import dagster as dg
-import pyarrow.parquet as pq
-import pytest
-from joint_fixtures import make_sft_records, make_trajectory_rows
 
-from burnqed_assets.data.schema import trajectory_table
-from burnqed_assets.defs.joint import ABORT_CHECK, SMOKE_CHECK, abort_check_result, joint_iter1
-from burnqed_assets.ebm.head import GoalConditionedEnergyHead, load_head, save_head
+from burnqed_assets.defs.joint import (
+    ABORT_CHECK,
+    SMOKE_CHECK,
+    abort_check_result,
+    joint_iter1,
+)
+from burnqed_assets.ebm.head import load_head
 from burnqed_assets.joint import monitoring
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import get_settings
-
-
-@pytest.fixture()
-def data_root(tmp_path, tiny_model_dir):
-    s = get_settings("demo", tmp_path)
-    shutil.copytree(tiny_model_dir, s.model.base_model_path)
-    s.paths.sft.mkdir(parents=True)
-    (s.paths.sft / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in make_sft_records()))
-    s.paths.trajectories.mkdir(parents=True)
-    pq.write_table(trajectory_table(make_trajectory_rows()), s.paths.trajectories / "search_iter0.parquet")
-    # An iter-0 head with a small shape: the joint head must copy it (Gotcha 7).
-    save_head(GoalConditionedEnergyHead(d_model=32, hidden_dims=(24, 12)), str(s.paths.ebm_checkpoint(0)))
-    return tmp_path
 
 
 def _checks(result):

@@ -8,7 +8,12 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from joint_fixtures import build_tiny_model, build_tiny_tokenizer, make_sft_records, make_trajectory_rows
+from joint_fixtures import (
+    build_tiny_model,
+    build_tiny_tokenizer,
+    make_sft_records,
+    make_trajectory_rows,
+)
 
 from burnqed_assets.data.schema import trajectory_table
 from burnqed_assets.joint.dataset import JointDataset, TrajectoryState, build_candidates
@@ -161,5 +166,5 @@ def test_detach_rule_holds_for_groups_without_easy_negatives(prover):
     from burnqed_assets.joint.dataset import sample_group
 
     groups = [sample_group(c, pool, k_negatives=1, hard_ratio=1.0, rng=rng) for c in cands[:2]]
-    pos, neg = prover.group_energies(prover.embed_groups(groups))
+    _pos, neg = prover.group_energies(prover.embed_groups(groups))
     assert neg.shape == (2, 1) and neg.requires_grad

@@ -104,7 +104,7 @@ def test_abort_stops_with_reason_keeps_last_checkpoint_and_exports_nothing(tmp_p
 
 def test_centroid_collapse_at_the_first_probe_aborts_before_training(tmp_path, tiny_model_dir, joint_files):
     strict = replace(LENIENT, centroid_l2_min=1e9)
-    result, root = _run(tmp_path, "collapse", tiny_model_dir, joint_files, thresholds=strict)
+    result, _root = _run(tmp_path, "collapse", tiny_model_dir, joint_files, thresholds=strict)
     assert result.status == "aborted" and result.abort["condition"] == "centroid_l2_collapse"
     assert result.steps_done == 0 and "increase λ to 0.3" in result.abort["remedy"]
 

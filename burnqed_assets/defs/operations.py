@@ -52,7 +52,11 @@ KNOWN_INPUT_READERS: dict[str, tuple[str, ...]] = {
     "lean_github": ("lean_github_pairs",),
     "minif2f_v2s": ("minif2f_v2s_427",),
     "minif2f_v2c": ("minif2f_v2c_427",),
-    "minif2f_v1": ("minif2f_v1_test",),
+    "minif2f_v1": ("minif2f_v1",),
+    "rename_table": ("goedel_427_proofs",),
+    # The demo's replay Lean backend: every asset that opens a Lean env (compile, trace, search).
+    "lean_repl_transcripts": ("goedel_427_proofs", "goedel_traced_pairs", "minif2f_v2s_427", "minif2f_v2c_427",
+                              "minif2f_v1", "trajectories", "minif2f_v2s_iter0", "minif2f_v1_iter0"),
 }
 
 AUTOMATION_LABEL = "eager_after_blocking_checks"
@@ -100,16 +104,32 @@ def downstream_closure(defs: dg.Definitions, roots: Iterable[dg.AssetKey]) -> li
 
 
 _INPUT_ATTR = re.compile(r"inputs\.(\w+)")
+_SPEC_PATH = re.compile(r"\.(\w+)\.path\b")  # `i.minif2f_v1.path` with `i = settings.inputs`
 _REQUIRE_CALL = re.compile(r"require_inputs\(([^)]*)\)")
 _QUOTED = re.compile(r"[\"'](\w+)[\"']")
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\(")
 
 
-def _inputs_named_in_source(fn: Callable[..., Any], input_names: set[str]) -> set[str]:
+def _source_with_local_helpers(fn: Callable[..., Any], depth: int = 2) -> str:
+    """`fn`'s source plus that of the same-module functions it calls (helpers that read inputs)."""
     try:
         src = inspect.getsource(fn)
     except (OSError, TypeError):
-        return set()
-    found = set(_INPUT_ATTR.findall(src))
+        return ""
+    module = inspect.getmodule(fn)
+    if depth <= 0 or module is None:
+        return src
+    parts = [src]
+    for name in sorted(set(_CALL.findall(src))):
+        helper = getattr(module, name, None)
+        if inspect.isfunction(helper) and helper is not fn and helper.__module__ == module.__name__:
+            parts.append(_source_with_local_helpers(helper, depth - 1))
+    return "\n".join(parts)
+
+
+def _inputs_named_in_source(fn: Callable[..., Any], input_names: set[str]) -> set[str]:
+    src = _source_with_local_helpers(fn)
+    found = set(_INPUT_ATTR.findall(src)) | set(_SPEC_PATH.findall(src))
     for args in _REQUIRE_CALL.findall(src):
         found.update(_QUOTED.findall(args))
     return found & input_names

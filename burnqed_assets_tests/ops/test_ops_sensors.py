@@ -55,6 +55,23 @@ def test_input_consumers_found_by_source_scan():
     assert consumers["minif2f_v1"] == []
 
 
+def _benchmark_names(settings) -> list[str]:
+    i = settings.inputs
+    return [str(i.minif2f_v1.path)]
+
+
+@dg.asset
+def decontaminated(burnqed: BurnqedConfig) -> None:
+    _benchmark_names(burnqed.settings())  # reads an input only through a module helper
+
+
+def test_input_read_in_a_module_helper_is_found():
+    defs = dg.Definitions(assets=[decontaminated, unrelated])
+    consumers = operations.input_consumers(defs, ["minif2f_v1", "lean_github"])
+    assert consumers["minif2f_v1"] == [K("decontaminated")]
+    assert consumers["lean_github"] == []
+
+
 def test_affected_assets_are_readers_plus_downstream():
     affected = operations.affected_assets(GRAPH, ["goedel_proofs", "lean_github"])
     assert set(affected["goedel_proofs"]) == keys("proofs_reader", "merged_data", "trained_model")
@@ -187,6 +204,9 @@ def test_real_graph_sensor_selection_is_downstream_closed_and_loadable():
     names = list(get_settings().inputs.all())
     affected = operations.affected_assets(defs, names)
     assert K("goedel_traced_pairs") in affected["goedel_recorded_traces"]
+    # A corrected benchmark re-runs its port and the SFT set's decontamination.
+    for bench in ("minif2f_v2s", "minif2f_v2c", "minif2f_v1"):
+        assert affected[bench], f"nobody reads {bench}"
     children: dict[dg.AssetKey, set[dg.AssetKey]] = {}
     for spec in operations.iter_specs(defs):
         for dep in spec.deps:

@@ -154,7 +154,11 @@ def build_ebm_search_asset(name: str, *, model_asset: str, ebm_asset: str, itera
                           "inside this asset).")
     def _search(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
         from burnqed_assets.ebm.embed import resolve_encode_max_length
-        from burnqed_assets.ebm.encode_server import EncodeServer, EnergyModel, HttpEnergyScorer
+        from burnqed_assets.ebm.encode_server import (
+            EncodeServer,
+            EnergyModel,
+            HttpEnergyScorer,
+        )
         from burnqed_assets.search import pipeline
 
         settings = burnqed.settings()

@@ -73,7 +73,10 @@ def build_embeddings_asset(name: str, *, iteration: int, model_asset: str, model
                           f"theorem, from the merged model of {model_asset} (plan Task 2.1) → "
                           f"data/embeddings/iter_{iteration}/.")
     def _embeddings(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
-        from burnqed_assets.ebm.embed import extract_embeddings_from_model, resolve_encode_max_length
+        from burnqed_assets.ebm.embed import (
+            extract_embeddings_from_model,
+            resolve_encode_max_length,
+        )
 
         settings = burnqed.settings()
         max_length, source = resolve_encode_max_length(settings.paths.token_geometry, settings.ebm.encode_max_length)

@@ -147,7 +147,7 @@ def sample_contrastive(data: EmbeddedTrajectories, rows: np.ndarray, k_negatives
     if len(pos_rows) == 0 or len(neg_rows) == 0:
         return ContrastiveBatch(np.zeros(0, np.int64), np.zeros((0, k_negatives), np.int64),
                                 np.zeros(0, np.int64), np.zeros(0, np.int64))
-    n_hard_wanted = int(round(k_negatives * hard_ratio))
+    n_hard_wanted = round(k_negatives * hard_ratio)
     siblings: dict[tuple[str, int], list[int]] = {}
     neg_frame = data.frame.iloc[neg_rows]
     for row, theorem, group in zip(neg_rows, neg_frame["theorem"], neg_frame["sibling_group"]):

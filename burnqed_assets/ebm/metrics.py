@@ -17,7 +17,12 @@ import pandas as pd
 import torch
 
 from burnqed_assets.data.io import write_json
-from burnqed_assets.ebm.dataset import EmbeddedTrajectories, load_embedded_trajectories, sample_contrastive, theorem_split
+from burnqed_assets.ebm.dataset import (
+    EmbeddedTrajectories,
+    load_embedded_trajectories,
+    sample_contrastive,
+    theorem_split,
+)
 from burnqed_assets.ebm.head import GoalConditionedEnergyHead, load_head
 
 DEPTH_BUCKETS = (((0, 1), "shallow"), ((2, 3), "mid"), ((4, 10**9), "deep"))
@@ -43,7 +48,7 @@ class MetricReport:
     counts: dict[str, int] = field(default_factory=dict)
     details: dict[str, object] = field(default_factory=dict)  # arrays for plots, not serialised
 
-    def set(self, name: str, value: float | int | None, reason: str = "") -> None:
+    def set(self, name: str, value: float | None, reason: str = "") -> None:
         if value is None or (isinstance(value, float) and not np.isfinite(value)):
             self.values[name] = None
             self.not_available[name] = reason or "not computable"
@@ -105,7 +110,7 @@ def sibling_l2_distances(frame: pd.DataFrame, states: np.ndarray) -> np.ndarray:
 
     children = frame[frame["parent_id"] >= 0]
     out: list[np.ndarray] = []
-    for _, idx in children.groupby(["theorem", "sibling_group"]).indices.items():
+    for idx in children.groupby(["theorem", "sibling_group"]).indices.values():
         if len(idx) >= 2:
             out.append(pdist(states[children.index.to_numpy()[idx]]))
     return np.concatenate(out) if out else np.zeros(0)
@@ -180,7 +185,7 @@ def compute_embedding_metrics(frame: pd.DataFrame, states: np.ndarray, *, probe_
     report.set("sibling_l2_mean", float(np.mean(sib)) if len(sib) else None, no_sib)
     report.set("sibling_l2_median", float(np.median(sib)) if len(sib) else None, no_sib)
     report.set("sibling_collision_rate", float(np.mean(sib < collision_threshold)) if len(sib) else None, no_sib)
-    report.counts["sibling_pairs"] = int(len(sib))
+    report.counts["sibling_pairs"] = len(sib)
     # 5. variance spectrum
     if len(states) >= 2 and (eig := variance_spectrum(states)).sum() > 0:
         total = eig.sum()
@@ -253,7 +258,7 @@ def rank1_accuracy(frame: pd.DataFrame, energy: np.ndarray) -> tuple[float | Non
     keep = np.flatnonzero(np.isin(labels, ("positive", "negative")) & (frame["parent_id"].to_numpy() >= 0))
     sub = frame.iloc[keep]
     correct = total = 0
-    for _, idx in sub.groupby(["theorem", "sibling_group"]).indices.items():
+    for idx in sub.groupby(["theorem", "sibling_group"]).indices.values():
         rows = keep[idx]
         group_labels = labels[rows]
         if len(rows) < 2 or len(set(group_labels)) < 2:
@@ -273,7 +278,7 @@ def sibling_discrimination(frame: pd.DataFrame, energy: np.ndarray) -> tuple[flo
     sub = frame.iloc[children]
     correct = total = 0
     chance = []
-    for _, idx in sub.groupby(["theorem", "sibling_group"]).indices.items():
+    for idx in sub.groupby(["theorem", "sibling_group"]).indices.values():
         rows = children[idx]
         is_pos = labels[rows] == "positive"
         if len(rows) < 2 or not is_pos.any():

@@ -48,7 +48,7 @@ class EbmTrainConfig:
     device: str = "cpu"
 
     @classmethod
-    def from_ebm_settings(cls, ebm: object, device: str = "cpu") -> "EbmTrainConfig":
+    def from_ebm_settings(cls, ebm: object, device: str = "cpu") -> EbmTrainConfig:
         """From `settings.ebm` (an EbmSettings); fields it lacks keep their defaults."""
         names = {f for f in cls.__dataclass_fields__ if f not in ("hidden_dims", "device", "seed")}
         values = {name: getattr(ebm, name) for name in names if hasattr(ebm, name)}

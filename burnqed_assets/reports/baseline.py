@@ -7,7 +7,7 @@ shown as "n/a" with its reason, never invented. The report names the profile tha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 # (metric key, row label, old reference, note) — the plan's Task 2.7 tables.
@@ -56,12 +56,12 @@ def render_baseline_report(*, profile: str, data: Mapping[str, Any], embedding: 
                            ebm: Mapping[str, Any], search: Mapping[str, Mapping[str, Any] | None],
                            iteration: int = 0, generated_at: str | None = None) -> str:
     """Markdown of the baseline report. `search` maps llm_only / llm_ebm to {proved, attempted, rate}."""
-    when = generated_at or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# v2 Iter {iteration} Baseline Report", "",
              f"Profile: **{profile}** · generated {when} from asset metadata and the JSON artefacts.", ""]
     if profile != "full":
-        lines += [f"> The `{profile}` profile runs on small shipped samples, a tiny model and a replay Lean backend: "
-                  "its numbers test the pipeline and are **not research results**.", ""]
+        lines += [(f"> The `{profile}` profile runs on small shipped samples, a tiny model and a replay Lean backend: "
+                  "its numbers test the pipeline and are **not research results**."), ""]
     lines += ["## Data"]
     if data:
         lines += [f"- {k}: {_fmt(v)}" for k, v in data.items()]

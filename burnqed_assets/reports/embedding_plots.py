@@ -28,7 +28,7 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
     return proj if proj.shape[1] == 2 else np.pad(proj, ((0, 0), (0, 2 - proj.shape[1])))
 
 
-def embedding_plots(frame: pd.DataFrame, states: np.ndarray, report: "MetricReport", out_dir: Path,
+def embedding_plots(frame: pd.DataFrame, states: np.ndarray, report: MetricReport, out_dir: Path,
                     collision_threshold: float = 1.0, seed: int = 0) -> dict[str, Path]:
     """Write the five Task 2.3 PNGs under out_dir; returns {name: path}."""
     out_dir = Path(out_dir)

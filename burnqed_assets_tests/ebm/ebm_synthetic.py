@@ -15,7 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from burnqed_assets.data.schema import GOAL_EMBEDDING_SCHEMA, STATE_EMBEDDING_SCHEMA, trajectory_table
+from burnqed_assets.data.schema import (
+    GOAL_EMBEDDING_SCHEMA,
+    STATE_EMBEDDING_SCHEMA,
+    trajectory_table,
+)
 
 
 def synthetic_rows(n_theorems: int = 12, depth: int = 5, branch: int = 4, proved_every: int = 1,
@@ -25,18 +29,18 @@ def synthetic_rows(n_theorems: int = 12, depth: int = 5, branch: int = 4, proved
         theorem = f"goedel::synthetic_{t}"
         proved = t % proved_every == 0
         on_path = "positive" if proved else "negative"
-        rows.append(dict(theorem=theorem, state_id=0, parent_id=-1, state_pp=f"⊢ goal {t}", tactic="", depth=0,
-                         llm_logprob=0.0, cumulative_logprob=0.0, energy=None, label=on_path, sibling_group=-1,
-                         proved=proved, expanded=True, elapsed_s=0.0))
+        rows.append({"theorem": theorem, "state_id": 0, "parent_id": -1, "state_pp": f"⊢ goal {t}", "tactic": "", "depth": 0,
+                         "llm_logprob": 0.0, "cumulative_logprob": 0.0, "energy": None, "label": on_path, "sibling_group": -1,
+                         "proved": proved, "expanded": True, "elapsed_s": 0.0})
         parent, next_id = 0, 1
         for d in range(1, depth + 1):
             children = []
             for b in range(branch):
                 label = on_path if b == 0 else ("unknown" if with_unknown and b == branch - 1 else "negative")
-                rows.append(dict(theorem=theorem, state_id=next_id, parent_id=parent,
-                                 state_pp=f"h{t}_{d}_{b} ⊢ goal {t} step {d}", tactic=f"tac{b}", depth=d,
-                                 llm_logprob=-1.0, cumulative_logprob=-float(d), energy=None, label=label,
-                                 sibling_group=parent, proved=proved, expanded=label != "unknown", elapsed_s=0.1 * d))
+                rows.append({"theorem": theorem, "state_id": next_id, "parent_id": parent,
+                                 "state_pp": f"h{t}_{d}_{b} ⊢ goal {t} step {d}", "tactic": f"tac{b}", "depth": d,
+                                 "llm_logprob": -1.0, "cumulative_logprob": -float(d), "energy": None, "label": label,
+                                 "sibling_group": parent, "proved": proved, "expanded": label != "unknown", "elapsed_s": 0.1 * d})
                 children.append(next_id)
                 next_id += 1
             parent = children[0]

@@ -9,10 +9,18 @@ import pyarrow.parquet as pq
 import pytest
 from ebm_synthetic import synthetic_rows, text_vector
 
-from burnqed_assets.data.schema import GOAL_EMBEDDING_SCHEMA, STATE_EMBEDDING_SCHEMA, trajectory_table
+from burnqed_assets.data.schema import (
+    GOAL_EMBEDDING_SCHEMA,
+    STATE_EMBEDDING_SCHEMA,
+    trajectory_table,
+)
 from burnqed_assets.ebm.dataset import load_embedded_trajectories
-from burnqed_assets.ebm.embed import BadTrajectoryRowError, extract_embeddings, extract_embeddings_from_model, \
-    resolve_encode_max_length
+from burnqed_assets.ebm.embed import (
+    BadTrajectoryRowError,
+    extract_embeddings,
+    extract_embeddings_from_model,
+    resolve_encode_max_length,
+)
 
 
 class CountingEncoder:

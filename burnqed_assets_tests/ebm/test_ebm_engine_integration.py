@@ -9,10 +9,18 @@ from ebm_synthetic import text_vector
 
 from burnqed_assets.data.schema import trajectory_table
 from burnqed_assets.ebm.embed import extract_embeddings
-from burnqed_assets.ebm.metrics import ebm_metrics_from_files, embedding_metrics_from_files
+from burnqed_assets.ebm.metrics import (
+    ebm_metrics_from_files,
+    embedding_metrics_from_files,
+)
 from burnqed_assets.ebm.train import EbmTrainConfig, train_ebm_from_files
 from burnqed_assets.lean.env import CheckResult, ProofState, TacticResult
-from burnqed_assets.search.engine import SearchConfig, Theorem, search_theorem, trajectory_rows
+from burnqed_assets.search.engine import (
+    SearchConfig,
+    Theorem,
+    search_theorem,
+    trajectory_rows,
+)
 from burnqed_assets.search.policy import BasePolicy, Candidate
 
 

@@ -8,12 +8,21 @@ import torch
 import torch.nn.functional as F
 from ebm_synthetic import synthetic_rows, write_synthetic
 
-from burnqed_assets.ebm.dataset import load_embedded_trajectories, sample_contrastive, theorem_split
+from burnqed_assets.ebm.dataset import (
+    load_embedded_trajectories,
+    sample_contrastive,
+    theorem_split,
+)
 from burnqed_assets.ebm.head import GoalConditionedEnergyHead, load_head
 from burnqed_assets.ebm.losses import info_nce_loss
 from burnqed_assets.ebm.metrics import score_rows
-from burnqed_assets.ebm.train import EbmTrainConfig, default_hidden_dims, sibling_rank1, train_decoupled_ebm, \
-    train_ebm_from_files
+from burnqed_assets.ebm.train import (
+    EbmTrainConfig,
+    default_hidden_dims,
+    sibling_rank1,
+    train_decoupled_ebm,
+    train_ebm_from_files,
+)
 
 
 def test_info_nce_is_cross_entropy_with_positive_at_index_0():

@@ -1,5 +1,9 @@
 """docs/catalogue.md: rendering rules, and the committed file matches the Definitions."""
 
+import difflib
+
+import pytest
+
 from burnqed_assets.defs import catalogue as catalogue_cli
 from burnqed_assets.reports.catalogue import (
     REGENERATE,
@@ -66,7 +70,10 @@ def test_catalogue_covers_every_asset_and_check():
 def test_committed_catalogue_is_up_to_date():
     expected = catalogue_cli.render()
     current = catalogue_cli.CATALOGUE_PATH.read_text() if catalogue_cli.CATALOGUE_PATH.exists() else ""
-    assert current == expected, f"docs/catalogue.md is stale: run `{REGENERATE}` and commit it"
+    if current != expected:
+        diff = difflib.unified_diff(current.splitlines(), expected.splitlines(), "docs/catalogue.md", "Definitions", n=0, lineterm="")
+        shown = "\n".join(list(diff)[:30])
+        pytest.fail(f"docs/catalogue.md is stale: run `{REGENERATE}` and commit it\n{shown}", pytrace=False)
 
 
 def test_check_mode_detects_stale_file(tmp_path, capsys):

@@ -244,6 +244,7 @@ class EbmSettings:
     active_margin: float = 1.0  # margin of the active-ratio metric (plan)
     silhouette_min_states: int = 100  # plan: a depth bucket needs > 100 states
     silhouette_sample_size: int = 2000
+    cpu_threads: int = 0  # torch threads for EBM work on CPU (0 = torch default; demo 1, see models.loading)
 
 
 @dataclass(frozen=True)
@@ -378,7 +379,7 @@ def _demo(data_root: Path) -> Settings:
                               policy_backend="transformers", max_new_tokens=48),
         ebm=EbmSettings(epochs=30, learning_rate=1e-3, k_negatives=3, batch_size=16,
                         encode_max_length=256, embed_batch_size=16, val_fraction=0.25,
-                        silhouette_min_states=10),
+                        silhouette_min_states=10, cpu_threads=1),
         joint=JointSettings(lora_r=8, lora_alpha=16, lr_lora=1e-3, lr_ebm=1e-3, total_steps=40,
                             warmup_steps=4, log_every=5, eval_every=20, save_every=20,
                             abort_after_step=30, temperature_stuck_steps=25, probe_max_groups=24,

@@ -84,7 +84,7 @@ def build_embeddings_asset(name: str, *, iteration: int, model_asset: str, model
         summary = extract_embeddings_from_model(
             model_path_fn(settings), trajectories_path_fn(settings), embeddings_dir(settings, iteration),
             max_length=max_length, batch_size=settings.ebm.embed_batch_size, device=settings.model.device,
-            dtype=settings.model.dtype, progress=context.log.info)
+            dtype=settings.model.dtype, progress=context.log.info, cpu_threads=settings.ebm.cpu_threads)
         meta = summary.as_metadata()
         meta.update({"encode_max_length_source": source, "model_dir": str(model_path_fn(settings)),
                      "trajectories_path": str(trajectories_path_fn(settings)), "iteration": iteration,

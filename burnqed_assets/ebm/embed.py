@@ -173,8 +173,13 @@ def extract_embeddings(trajectories_path: str | Path, out_dir: str | Path, encod
 
 def extract_embeddings_from_model(model_dir: str | Path, trajectories_path: str | Path, out_dir: str | Path, *,
                                   max_length: int, batch_size: int, device: str = "auto", dtype: str = "float32",
-                                  progress: Callable[[str], None] | None = None) -> EmbeddingRunSummary:
-    """`extract_embeddings` with the merged model at `model_dir` as the encoder (any iteration)."""
-    encoder = model_encoder(model_dir, max_length=max_length, device=device, dtype=dtype)
-    return extract_embeddings(trajectories_path, out_dir, encoder, batch_size=batch_size,
-                              max_length=max_length, progress=progress)
+                                  progress: Callable[[str], None] | None = None,
+                                  cpu_threads: int = 0) -> EmbeddingRunSummary:
+    """`extract_embeddings` with the merged model at `model_dir` as the encoder (any iteration).
+    `cpu_threads` > 0 bounds torch's CPU threads (a loaded 2-core machine runs faster on one)."""
+    from burnqed_assets.models.loading import cpu_threads as torch_threads
+
+    with torch_threads(cpu_threads):
+        encoder = model_encoder(model_dir, max_length=max_length, device=device, dtype=dtype)
+        return extract_embeddings(trajectories_path, out_dir, encoder, batch_size=batch_size,
+                                  max_length=max_length, progress=progress)

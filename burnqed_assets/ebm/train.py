@@ -27,6 +27,7 @@ from burnqed_assets.ebm.dataset import (
 )
 from burnqed_assets.ebm.head import GoalConditionedEnergyHead, save_head
 from burnqed_assets.ebm.losses import info_nce_loss
+from burnqed_assets.models.loading import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class EbmTrainConfig:
     seed: int = 0
     hidden_dims: tuple[int, ...] | None = None  # None: d/2, d/4, d/8 (the plan's 2048/1024/512 at d=4096)
     device: str = "cpu"
+    cpu_threads: int = 0  # torch threads when training on CPU (0 = torch default)
 
     @classmethod
     def from_ebm_settings(cls, ebm: object, device: str = "cpu") -> EbmTrainConfig:
@@ -115,7 +117,12 @@ def sibling_rank1(head: GoalConditionedEnergyHead, data: EmbeddedTrajectories, r
 def train_decoupled_ebm(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: set[str],
                         config: EbmTrainConfig, progress: Callable[[str], None] | None = None) -> EbmTrainResult:
     """Train a fresh head on frozen embeddings; returns the head (eval mode) and per-epoch history."""
-    say = progress or log.info
+    with cpu_threads(config.cpu_threads if config.device == "cpu" else 0):
+        return _train(data, train_theorems, val_theorems, config, progress or log.info)
+
+
+def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: set[str], config: EbmTrainConfig,
+           say: Callable[[str], None]) -> EbmTrainResult:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = torch.device(config.device)

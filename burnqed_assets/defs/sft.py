@@ -1,12 +1,25 @@
-"""Phase 1.1–1.2: base_model, lora_iter0, merged_iter0."""
+"""Phase 1.1–1.2: base_model, lora_iter0, merged_iter0 and the SFT checks."""
 # No `from __future__ import annotations` in defs/: Dagster inspects the context annotation.
+
+import math
+from pathlib import Path
 
 import dagster as dg
 
+from burnqed_assets.data.io import read_json, write_json
+from burnqed_assets.defs.checks import gate, metric_check
 from burnqed_assets.models.base import prepare_base_model
+from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
+from burnqed_assets.reports.plots import png_markdown
 from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.settings import GPU_TAG, Settings
 
 GROUP = "phase_1_sft"
+SFT_METRICS_FILE = "sft_metrics.json"
+
+
+def sft_metrics_path(settings: Settings) -> Path:
+    return settings.paths.lora_checkpoint(0) / SFT_METRICS_FILE
 
 
 @dg.asset(group_name=GROUP, description="Base causal LM as a standard HF directory at "
@@ -25,4 +38,124 @@ def base_model(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.
     return dg.MaterializeResult(metadata=meta)
 
 
-defs = dg.Definitions(assets=[base_model])
+def _run_config(settings: Settings, max_length: int):
+    from burnqed_assets.models.sft import SftRunConfig
+
+    s = settings.sft
+    return SftRunConfig(
+        lora_r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout, learning_rate=s.learning_rate,
+        warmup_ratio=s.warmup_ratio, epochs=s.epochs, max_steps=s.max_steps, batch_size=s.batch_size,
+        grad_accumulation=s.grad_accumulation, eval_steps=s.eval_steps, save_steps=s.save_steps,
+        max_length=max_length, seed=settings.data.seed, dtype=settings.model.dtype, device=settings.model.device,
+        logging_steps=max(1, min(50, s.eval_steps // 4)), cpu_threads=getattr(s, "cpu_threads", 0),
+    )
+
+
+@dg.asset(group_name=GROUP, deps=["sft_dataset", "token_geometry", "base_model"], op_tags=GPU_TAG,
+          description="Iter-0 LoRA (plan Task 1.1): TRL SFTTrainer + PEFT LoRA on data/sft, loss on the "
+          "tactic tokens only, padding-free batches, max_length from token_geometry. Checkpoints under "
+          "data/checkpoints/lora/iter_0 (resumes from the last one of the same run); adapter in ./adapter.")
+def lora_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+    from burnqed_assets.models.sft import resolve_sft_max_length, train_lora
+
+    settings = burnqed.settings()
+    paths = settings.paths
+    max_length, source = resolve_sft_max_length(paths.token_geometry, settings.sft.default_max_length)
+    context.log.info(f"SFT max_length={max_length} from {source}")
+    result = train_lora(settings.model.base_model_path, paths.sft / "train.jsonl", paths.sft / "val.jsonl",
+                        paths.lora_checkpoint(0), _run_config(settings, max_length))
+    metrics = {**result.metadata(), "max_length_source": source, "profile": settings.profile,
+               "history": result.history}
+    write_json(sft_metrics_path(settings), metrics)
+
+    series = {key: [[h["step"], h[key]] for h in result.history if key in h]
+              for key in ("loss", "eval_loss", "learning_rate", "grad_norm")}
+    meta = {k: v for k, v in result.metadata().items() if v is not None and k != "too_long_examples"}
+    meta.update({
+        "max_length_source": source,
+        "too_long_examples": dg.MetadataValue.json(result.too_long_examples),
+        "adapter_dir": dg.MetadataValue.path(result.adapter_dir),
+        "val_loss_drop": (result.initial_val_loss - result.final_val_loss)
+        if result.initial_val_loss is not None and result.final_val_loss is not None else None,
+        "train_loss_series": dg.MetadataValue.json(series["loss"]),
+        "val_loss_series": dg.MetadataValue.json(series["eval_loss"]),
+        "learning_rate_series": dg.MetadataValue.json(series["learning_rate"]),
+        "grad_norm_series": dg.MetadataValue.json(series["grad_norm"]),
+    })
+    if result.loss_curve:
+        meta["loss_curve"] = dg.MetadataValue.md(png_markdown(result.loss_curve, "SFT iter_0 loss"))
+    return dg.MaterializeResult(metadata={k: v for k, v in meta.items() if v is not None})
+
+
+@dg.asset_check(asset=lora_iter0, blocking=True, description="NaN or inf in the SFT train/val loss stops the graph.")
+def sft_loss_finite(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    settings = burnqed.settings()
+    path = sft_metrics_path(settings)
+    if not path.exists():
+        return gate(False, f"no SFT metrics at {path}")
+    m = read_json(path)
+    values = [h.get(k) for h in m.get("history", []) for k in ("loss", "eval_loss") if k in h]
+    values += [m.get("final_val_loss")] if m.get("final_val_loss") is not None else []
+    bad = [v for v in values if v is None or not math.isfinite(float(v))]
+    finite = not m.get("non_finite_loss") and not bad
+    return gate(finite, "SFT losses are finite" if finite else f"non-finite SFT loss ({len(bad)} values)",
+                losses_checked=len(values), stopped_early=m.get("stopped_early"))
+
+
+@dg.asset_check(asset=lora_iter0, description="SFT val loss: target (WARN) and red line (ERROR in full).")
+def sft_val_loss(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    settings = burnqed.settings()
+    path = sft_metrics_path(settings)
+    value = read_json(path).get("final_val_loss") if path.exists() else None
+    t = settings.thresholds
+    return metric_check(settings, value, t.sft_val_loss_target, t.sft_val_loss_red_line, "SFT val loss",
+                        higher_is_better=False)
+
+
+def _preview_state(settings: Settings) -> str:
+    """A demo state for the smoke generation: the first validation prompt's state."""
+    from burnqed_assets.data.io import iter_jsonl
+
+    for name in ("val.jsonl", "train.jsonl"):
+        path = settings.paths.sft / name
+        if path.exists():
+            for _, rec in iter_jsonl(path):
+                prompt = rec.get("prompt", "")
+                if prompt.startswith(PROMPT_PREFIX) and prompt.endswith(PROMPT_SUFFIX):
+                    return prompt[len(PROMPT_PREFIX):-len(PROMPT_SUFFIX)]
+    return "x : ℝ\nh₀ : 2 * x + 1 = 5\n⊢ x = 2"
+
+
+@dg.asset(group_name=GROUP, deps=["lora_iter0", "base_model"], op_tags=GPU_TAG,
+          description="Iter-0 LoRA merged into the base (plan Task 1.2): a standard HF directory at "
+          "data/models/merged/iter_0 that transformers (and SGLang in full) load without PEFT.")
+def merged_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+    import torch
+
+    from burnqed_assets.models.generation import generate_tactics
+    from burnqed_assets.models.loading import load_causal_lm, load_tokenizer
+    from burnqed_assets.models.merge import merge_lora
+    from burnqed_assets.models.sft import ADAPTER_DIRNAME
+
+    settings = burnqed.settings()
+    dest = settings.paths.merged_model(0)
+    info = merge_lora(settings.model.base_model_path, settings.paths.lora_checkpoint(0) / ADAPTER_DIRNAME, dest,
+                      dtype=settings.model.dtype)
+    # Smoke test: the saved directory loads with plain transformers and generates a tactic.
+    model = load_causal_lm(dest, device=settings.model.device, dtype=settings.model.dtype).eval()
+    tokenizer = load_tokenizer(dest)
+    state = _preview_state(settings)
+    torch.manual_seed(settings.data.seed)
+    tactics = generate_tactics(model, tokenizer, state, n=4, temperature=1.0, max_new_tokens=48)
+    greedy = generate_tactics(model, tokenizer, state, n=1, temperature=0.0, max_new_tokens=48)
+    context.log.info(f"merged model at {dest}; greedy tactic for preview state: {greedy}")
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(dest)), "parameters": info["parameters"],
+        "weights_bytes": info["weights_bytes"], "merge_seconds": info["seconds"],
+        "preview_state": dg.MetadataValue.text(state),
+        "preview_greedy_tactic": greedy[0][0] if greedy else "",
+        "preview_sampled_tactics": dg.MetadataValue.json([[t, round(lp, 3)] for t, lp in tactics]),
+    })
+
+
+defs = dg.Definitions(assets=[base_model, lora_iter0, merged_iter0], asset_checks=[sft_loss_finite, sft_val_loss])

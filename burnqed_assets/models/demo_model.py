@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from burnqed_assets.models.loading import cpu_threads
 from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX, format_example
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,15 @@ class DemoModelSpec:
     num_attention_heads: int = 4
     num_key_value_heads: int = 4
     max_position_embeddings: int = 4096
+    # Init std: 0.02 (Llama's) makes tied-embedding logits nearly uniform at this width (|h||e| ~ 2)
+    # and LoRA, which cannot touch the embeddings, could never sharpen them.
+    initializer_range: float = 0.02
     seed: int = 42
-    warmup_steps: int = 0  # causal-LM steps on the corpus at build time (0 = random init)
-    warmup_batch_size: int = 8
-    warmup_block: int = 256
+    warmup_steps: int = 60  # causal-LM steps on the raw Lean corpus at build time (0 = random init)
+    warmup_batch_size: int = 16
+    warmup_block: int = 128
     warmup_lr: float = 3e-3
+    cpu_threads: int = 1  # see loading.cpu_threads
 
 
 @dataclass
@@ -99,9 +104,11 @@ def corpus_files(demo_dirs: Iterable[Path]) -> list[Path]:
     return files
 
 
-def iter_corpus(files: Iterable[Path]) -> Iterator[str]:
+def iter_corpus(files: Iterable[Path], with_sft_examples: bool = True) -> Iterator[str]:
     """Texts for the tokenizer and warm-up: the prompt template, Lean symbols, then every string
-    of every JSONL record, plus each (state, tactic) pair as the SFT example it becomes."""
+    of every JSONL record, plus (tokenizer only) each (state, tactic) pair as the SFT example it
+    becomes. The warm-up leaves those out: the base model reads Lean text (states, tactics,
+    proofs) but never the prompt -> tactic mapping that SFT must learn and validation measures."""
     yield format_example("a b : ℝ\nh : a ≥ b\n⊢ a + 1 ≥ b", "linarith")
     yield PROMPT_PREFIX + PROMPT_SUFFIX
     yield LEAN_SYMBOLS
@@ -116,7 +123,7 @@ def iter_corpus(files: Iterable[Path]) -> Iterator[str]:
                 except json.JSONDecodeError:
                     continue  # the corpus only shapes the vocabulary; data assets report bad lines
                 yield from _strings(rec)
-                if isinstance(rec, dict):
+                if with_sft_examples and isinstance(rec, dict):
                     state = rec.get("state") or rec.get("state_before")
                     tactic = rec.get("tactic")
                     if isinstance(state, str) and isinstance(tactic, str):
@@ -167,6 +174,7 @@ def build_config(spec: DemoModelSpec, tokenizer):
         num_key_value_heads=spec.num_key_value_heads, max_position_embeddings=spec.max_position_embeddings,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, rope_theta=10000.0,
+        initializer_range=spec.initializer_range,
     )
 
 
@@ -232,9 +240,9 @@ def build_demo_model(dest: str | Path, demo_root: str | Path, spec: DemoModelSpe
     torch.manual_seed(spec.seed)
     config = build_config(spec, tokenizer)
     model = LlamaForCausalLM(config)
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), cpu_threads(spec.cpu_threads):
         torch.manual_seed(spec.seed)
-        final_loss = _warmup(model, tokenizer, texts, spec)
+        final_loss = _warmup(model, tokenizer, list(iter_corpus(files, with_sft_examples=False)), spec)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -56,7 +56,7 @@ def test_frequent_lean_symbols_are_single_tokens(demo_base_model_dir):
 
 
 def test_build_is_deterministic(tmp_path):
-    spec = DemoModelSpec()
+    spec = DemoModelSpec(warmup_steps=3)  # the warm-up must be reproducible too
     build_demo_model(tmp_path / "a", DEMO_INPUTS, spec)
     build_demo_model(tmp_path / "b", DEMO_INPUTS, spec)
     for name in ("model.safetensors", "tokenizer.json", "config.json"):
@@ -64,10 +64,10 @@ def test_build_is_deterministic(tmp_path):
 
 
 def test_rebuild_replaces_directory_atomically(tmp_path):
-    dest = tmp_path / "m"
-    build_demo_model(dest, DEMO_INPUTS)
+    dest, spec = tmp_path / "m", DemoModelSpec(warmup_steps=0)
+    build_demo_model(dest, DEMO_INPUTS, spec)
     (dest / "stale.txt").write_text("old")
-    build_demo_model(dest, DEMO_INPUTS)
+    build_demo_model(dest, DEMO_INPUTS, spec)
     assert not (dest / "stale.txt").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp dirs left behind
 

@@ -122,7 +122,7 @@ def _last(rows: list[dict[str, Any]], key: str) -> float | None:
                 "data/models/merged/iter_1 and data/checkpoints/ebm/iter_1/goal_conditioned_head.pt.")
 def joint_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
     from burnqed_assets.ebm.embed import resolve_encode_max_length
-    from burnqed_assets.joint.monitoring import AbortThresholds
+    from burnqed_assets.joint.monitoring import HEALTHY_TEMPERATURE, AbortThresholds
     from burnqed_assets.joint.train import JointTrainConfig, train_joint
     from burnqed_assets.models.sft import resolve_sft_max_length
     from burnqed_assets.reports.plots import png_markdown
@@ -150,6 +150,8 @@ def joint_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg
         "final_sft_loss": _last(result.train_log, "sft_loss"), "final_ebm_loss": _last(result.train_log, "ebm_loss"),
         "final_lambda_ebm_loss": _last(result.train_log, "lambda_ebm_loss"),
         "final_temperature": _last(result.train_log, "temperature"),
+        "temperature_logs_outside_healthy_range": sum(
+            1 for r in result.train_log if not HEALTHY_TEMPERATURE[0] <= r["temperature"] <= HEALTHY_TEMPERATURE[1]),
         "final_centroid_l2": _last(result.probe_log, "centroid_l2"), "final_rank1": _last(result.probe_log, "rank1"),
         "probe_is_heldout": result.probe_is_heldout, "lora_targets": result.lora_targets,
         "head_hidden_dims": result.head_hidden_dims, "sft_max_length": sft_len, "encode_max_length": enc_len,

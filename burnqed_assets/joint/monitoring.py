@@ -31,6 +31,9 @@ REMEDIES = {
 }
 
 
+HEALTHY_TEMPERATURE = (0.5, 3.0)  # Gotcha 3: healthy range; the bounds 0.1 / 10 are the abort lines
+
+
 @dataclass(frozen=True)
 class AbortThresholds:
     centroid_l2_min: float = 3.0
@@ -196,7 +199,7 @@ def plot_monitoring(train_log: Sequence[dict[str, float]], probe_log: Sequence[d
     axes[1].legend(fontsize=7)
     axes[1].set_title("EBM (InfoNCE)")
     axes[2].plot(steps, [r["temperature"] for r in train_log])
-    axes[2].axhspan(0.5, 3.0, color="green", alpha=0.1)
+    axes[2].axhspan(*HEALTHY_TEMPERATURE, color="green", alpha=0.1)
     axes[2].set_yscale("log")
     axes[2].set_title("learned temperature")
     psteps = [r["step"] for r in probe_log]
@@ -207,5 +210,6 @@ def plot_monitoring(train_log: Sequence[dict[str, float]], probe_log: Sequence[d
     axes[3].set_title("separation probe (red: rank-1)")
     for ax in axes:
         ax.set_xlabel("step")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, y=1.04)
+    fig.tight_layout()
     return save_figure(fig, dest)

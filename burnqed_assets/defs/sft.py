@@ -47,7 +47,7 @@ def _run_config(settings: Settings, max_length: int):
         warmup_ratio=s.warmup_ratio, epochs=s.epochs, max_steps=s.max_steps, batch_size=s.batch_size,
         grad_accumulation=s.grad_accumulation, eval_steps=s.eval_steps, save_steps=s.save_steps,
         max_length=max_length, seed=settings.data.seed, dtype=settings.model.dtype, device=settings.model.device,
-        logging_steps=max(1, min(50, s.eval_steps // 4)), cpu_threads=getattr(s, "cpu_threads", 0),
+        logging_steps=max(1, min(50, s.eval_steps // 4)), cpu_threads=s.cpu_threads,
     )
 
 

@@ -10,6 +10,7 @@ model (merge_and_unload) and the head (`save_head`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -194,9 +195,49 @@ def list_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _fingerprint(config: JointTrainConfig, prover: JointProver) -> dict[str, Any]:
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def inputs_fingerprint(sft_path: Path, trajectories_path: Path, base_model_path: Path) -> dict[str, Any]:
+    """What a checkpoint was trained on: data by content, the base model by config and file sizes
+    (hashing 14 GB of weights on every start would cost minutes)."""
+    base = Path(base_model_path)
+    weights = sorted((p.name, p.stat().st_size) for p in base.glob("*.safetensors")) if base.is_dir() else []
+    config = base / "config.json"
+    return {"sft_sha256": _file_digest(Path(sft_path)), "trajectories_sha256": _file_digest(Path(trajectories_path)),
+            "base_config_sha256": _file_digest(config) if config.exists() else None,
+            "base_weight_files": [list(w) for w in weights]}
+
+
+def _fingerprint(config: JointTrainConfig, prover: JointProver, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Everything a resumed run must share with its checkpoint (λ and lrs may change: the remedies)."""
     return {"lora_r": config.lora_r, "lora_alpha": config.lora_alpha, "lora_targets": prover.lora_targets,
-            "d_model": prover.ebm_head.d_model, "head_hidden_dims": list(prover.ebm_head.hidden_dims)}
+            "d_model": prover.ebm_head.d_model, "head_hidden_dims": list(prover.ebm_head.hidden_dims),
+            "k_negatives": config.k_negatives, "seed": config.seed, **inputs}
+
+
+def checkpoint_mismatch(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    return {k: (meta.get(k), v) for k, v in fingerprint.items() if meta.get(k) != v}
+
+
+def supersede_checkpoints(checkpoint_dir: Path) -> Path:
+    """Move checkpoints of another run (other data, model or shape) aside; keeps one generation."""
+    dest = checkpoint_dir / "superseded"
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for _, path in list_checkpoints(checkpoint_dir):
+        os.replace(path, dest / path.name)
+    for name in (SMOKE_RECORD, RUN_SUMMARY):
+        if (checkpoint_dir / name).exists():
+            os.replace(checkpoint_dir / name, dest / name)
+    return dest
 
 
 def save_checkpoint(checkpoint_dir: Path, step: int, prover: JointProver, optimizer: torch.optim.Optimizer,
@@ -223,7 +264,7 @@ def save_checkpoint(checkpoint_dir: Path, step: int, prover: JointProver, optimi
 def load_checkpoint(path: Path, prover: JointProver, optimizer: torch.optim.Optimizer, scheduler: Any,
                     monitor: JointMonitor, fingerprint: dict[str, Any]) -> int:
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-    mismatched = {k: (meta.get(k), v) for k, v in fingerprint.items() if meta.get(k) != v}
+    mismatched = checkpoint_mismatch(path, fingerprint)
     if mismatched:
         raise ValueError(f"checkpoint {path} does not match this run (checkpoint vs run: {mismatched}); "
                          f"move the checkpoint directory away to start fresh")
@@ -345,11 +386,16 @@ def _train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path
     optimizer = torch.optim.AdamW(prover.param_groups(config.lr_lora, config.lr_ebm, config.ebm_weight_decay))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup_steps, config.total_steps))
     monitor = JointMonitor(thresholds, log_every=config.log_every)
-    fingerprint = _fingerprint(config, prover)
+    fingerprint = _fingerprint(config, prover, inputs_fingerprint(sft_path, trajectories_path, base_model_path))
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
     start_step, resumed_from, smoke = 0, None, None
     checkpoints = list_checkpoints(checkpoint_dir)
+    if checkpoints and checkpoint_mismatch(checkpoints[-1][1], fingerprint):
+        changed = sorted(checkpoint_mismatch(checkpoints[-1][1], fingerprint))
+        moved = supersede_checkpoints(checkpoint_dir)
+        log(f"checkpoints were made with other inputs or shape ({changed}); moved to {moved}, starting fresh")
+        checkpoints = []
     if checkpoints:
         start_step = load_checkpoint(checkpoints[-1][1], prover, optimizer, scheduler, monitor, fingerprint)
         resumed_from = start_step

@@ -109,8 +109,19 @@ def test_centroid_collapse_at_the_first_probe_aborts_before_training(tmp_path, t
     assert result.steps_done == 0 and "increase λ to 0.3" in result.abort["remedy"]
 
 
-def test_checkpoint_from_another_shape_is_refused(tmp_path, tiny_model_dir, joint_files):
+def test_checkpoints_of_other_inputs_or_shape_are_superseded_not_resumed(tmp_path, tiny_model_dir, joint_files):
     with pytest.raises(TrainingInterrupted):
         _run(tmp_path, "shape", tiny_model_dir, joint_files, stop_after_step=3)
-    with pytest.raises(ValueError, match="does not match this run"):
-        _run(tmp_path, "shape", tiny_model_dir, joint_files, config=replace(CONFIG, lora_r=8, lora_alpha=16))
+    with pytest.raises(TrainingInterrupted):  # another LoRA shape: starts fresh
+        _run(tmp_path, "shape", tiny_model_dir, joint_files, config=replace(CONFIG, lora_r=8, lora_alpha=16),
+             stop_after_step=3)
+    lora = tmp_path / "shape" / "lora"
+    assert [s for s, _ in list_checkpoints(lora / "superseded")] == [3]
+    # Same shape, same data: resumes. Then the SFT data changes: starts fresh again.
+    resumed, _ = _run(tmp_path, "shape", tiny_model_dir, joint_files, config=replace(CONFIG, lora_r=8, lora_alpha=16),
+                      stop_after_step=None)
+    assert resumed.resumed_from_step == 3
+    sft, _traj = joint_files
+    sft.write_text(sft.read_text().splitlines()[0] + "\n" + sft.read_text())
+    fresh, _ = _run(tmp_path, "shape", tiny_model_dir, joint_files, config=replace(CONFIG, lora_r=8, lora_alpha=16))
+    assert fresh.resumed_from_step is None and fresh.smoke["passed"] and fresh.data["sft_records"] == 13

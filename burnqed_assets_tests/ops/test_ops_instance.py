@@ -19,8 +19,9 @@ from burnqed_assets.settings import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
 POSTGRES_URL_ENV = "BURNQED_TEST_POSTGRES_URL"
-# Cheap demo data assets, materialized together when present (the graph grows over time).
-DEMO_SUBSET = ("goedel_traced_pairs", "clean_pool", "lean_github_pairs", "token_geometry")
+# Cheap, independent demo data assets (with their upstream, if any): two branches, so the
+# multiprocess executor runs steps side by side.
+DEMO_TARGETS = ("lean_github_pairs", "minif2f_v1")
 
 
 def _home(tmp_path: Path, yaml_name: str) -> Path:
@@ -48,10 +49,20 @@ def test_sqlite_instance_yaml_stores_runs(tmp_path, monkeypatch):
 
 
 def _subset() -> list[str]:
+    """DEMO_TARGETS that exist, plus their upstream closure (runs on a fresh data root)."""
     from burnqed_assets.definitions import defs
+    from burnqed_assets.defs import operations
 
-    present = {k.to_user_string() for k in defs.resolve_asset_graph().executable_asset_keys}
-    return [k for k in DEMO_SUBSET if k in present]
+    specs = {s.key: s for s in operations.iter_specs(defs)}
+    executable = defs.resolve_asset_graph().executable_asset_keys
+    seen: set[dg.AssetKey] = set()
+    stack = [dg.AssetKey(k) for k in DEMO_TARGETS if dg.AssetKey(k) in executable]
+    while stack:
+        key = stack.pop()
+        if key not in seen and key in specs:
+            seen.add(key)
+            stack.extend(d.asset_key for d in specs[key].deps)
+    return sorted(k.to_user_string() for k in seen if k in executable)
 
 
 def _plain(url: str) -> str:

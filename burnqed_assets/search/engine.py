@@ -34,6 +34,9 @@ from burnqed_assets.search.policy import Policy, SearchInfrastructureError, dedu
 log = logging.getLogger(__name__)
 
 PROVED_STATE_PP = "no goals"  # LeanDojo's pretty print of a closed proof
+# A tactic call that raises (timeout, REPL crash) counts as that tactic's error; this many in a
+# row means the backend is unusable for this theorem, which then ends with stop_reason="error".
+MAX_TACTIC_CRASHES_IN_A_ROW = 3
 
 
 class EnergyScorer(Protocol):
@@ -104,6 +107,7 @@ class SearchResult:
     expansions: int = 0
     tactic_calls: int = 0
     tactic_errors: int = 0
+    tactic_crashes: int = 0
     duplicate_states: int = 0
     verify_rejections: int = 0
     elapsed_s: float = 0.0
@@ -124,7 +128,8 @@ class SearchResult:
             "theorem": self.theorem, "source": self.source, "proved": self.proved,
             "proof": "\n".join(self.proof) if self.proved else None, "proof_length": len(self.proof),
             "nodes": len(self.nodes), "expansions": self.expansions, "tactic_calls": self.tactic_calls,
-            "tactic_errors": self.tactic_errors, "duplicate_states": self.duplicate_states,
+            "tactic_errors": self.tactic_errors, "tactic_crashes": self.tactic_crashes,
+            "duplicate_states": self.duplicate_states,
             "verify_rejections": self.verify_rejections, "max_depth": self.max_depth,
             "elapsed_s": round(self.elapsed_s, 4), "policy_s": round(self.policy_s, 4),
             "lean_s": round(self.lean_s, 4), "scorer_s": round(self.scorer_s, 4),
@@ -223,6 +228,7 @@ def _search(theorem: Theorem, env: LeanEnv, policy: Policy, cfg: SearchConfig, s
     tie = itertools.count()  # FIFO among equal priorities, and avoids comparing nodes
     frontier: list[tuple[float, int, int]] = [(-_priority(0.0, 0, root_energy, cfg), next(tie), 0)]
     budget = cfg.max_nodes - 1  # the root counts as a node
+    crashes_in_a_row = 0
 
     while frontier:
         if clock() - t0 > cfg.timeout_s:
@@ -247,6 +253,18 @@ def _search(theorem: Theorem, env: LeanEnv, policy: Policy, cfg: SearchConfig, s
             t = clock()
             try:
                 outcome = env.run_tactic(parent.state, cand.tactic)
+                crashes_in_a_row = 0
+            except SearchInfrastructureError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a timeout/crash on one tactic is that tactic's error
+                crashes_in_a_row += 1
+                result.tactic_crashes += 1
+                result.tactic_errors += 1
+                log.warning("%s: tactic %r raised %s: %s", theorem.name, cand.tactic[:60], type(exc).__name__, exc)
+                if crashes_in_a_row >= MAX_TACTIC_CRASHES_IN_A_ROW:
+                    raise RuntimeError(f"{crashes_in_a_row} tactic calls in a row raised; last: "
+                                       f"{type(exc).__name__}: {exc}") from exc
+                continue
             finally:
                 result.lean_s += clock() - t
                 result.tactic_calls += 1

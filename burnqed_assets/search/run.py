@@ -48,7 +48,8 @@ DEEP_STATE_DEPTH = 4  # plan: share of states at depth >= 4
 RESULTS_SCHEMA = pa.schema([
     ("theorem", pa.string()), ("source", pa.string()), ("proved", pa.bool_()), ("proof", pa.string()),
     ("proof_length", pa.int32()), ("nodes", pa.int64()), ("expansions", pa.int64()),
-    ("tactic_calls", pa.int64()), ("tactic_errors", pa.int64()), ("duplicate_states", pa.int64()),
+    ("tactic_calls", pa.int64()), ("tactic_errors", pa.int64()), ("tactic_crashes", pa.int64()),
+    ("duplicate_states", pa.int64()),
     ("verify_rejections", pa.int64()), ("max_depth", pa.int32()), ("elapsed_s", pa.float64()),
     ("policy_s", pa.float64()), ("lean_s", pa.float64()), ("scorer_s", pa.float64()),
     ("stop_reason", pa.string()), ("error", pa.string()),

@@ -171,3 +171,24 @@ def test_search_many_concurrent_with_shared_env_and_factory():
     res2 = search_many(theorems, factory, pol, CFG, concurrency=3)
     assert sum(r.proved for r in res2) == 6
     assert 1 <= len(made) <= 3 and all(e.closed for e in made)
+
+
+def test_a_tactic_that_raises_is_an_error_and_repeated_crashes_end_the_theorem():
+    env = chain_env()
+    real = env.run_tactic
+
+    def flaky(state, tactic):
+        if tactic == "x":
+            raise TimeoutError("Lean did not answer within 10 s")
+        return real(state, tactic)
+
+    env.run_tactic = flaky
+    res = search_theorem(Theorem("t", "thm"), env, chain_policy(), CFG)
+    assert res.proved and res.tactic_crashes == 1
+
+    def dead(state, tactic):
+        raise ConnectionResetError("REPL died")
+
+    env.run_tactic = dead
+    res = search_theorem(Theorem("t", "thm"), env, chain_policy(), CFG)
+    assert res.stop_reason == "error" and "3 tactic calls in a row" in res.error and res.tactic_crashes == 3

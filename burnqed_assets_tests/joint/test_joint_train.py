@@ -125,3 +125,13 @@ def test_checkpoints_of_other_inputs_or_shape_are_superseded_not_resumed(tmp_pat
     sft.write_text(sft.read_text().splitlines()[0] + "\n" + sft.read_text())
     fresh, _ = _run(tmp_path, "shape", tiny_model_dir, joint_files, config=replace(CONFIG, lora_r=8, lora_alpha=16))
     assert fresh.resumed_from_step is None and fresh.smoke["passed"] and fresh.data["sft_records"] == 13
+
+
+def test_joint_training_lowers_the_sft_loss(tmp_path, tiny_model_dir, joint_files):
+    config = replace(CONFIG, total_steps=30, log_every=5, eval_every=30, save_every=30, lr_lora=2e-2,
+                     warmup_steps=3, lora_dropout=0.0)
+    result, _ = _run(tmp_path, "learn", tiny_model_dir, joint_files, config=config)
+    first, last = result.train_log[0], result.train_log[-1]
+    assert result.status == "completed"
+    assert last["sft_loss"] < first["sft_loss"] - 0.2, (first, last)  # tied tiny embeddings learn slowly
+    assert all(r["lr_lora"] > 0 and r["lr_ebm"] > 0 for r in result.train_log)

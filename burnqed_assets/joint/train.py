@@ -323,6 +323,10 @@ def build_prover(base_model_path: Path, config: JointTrainConfig, head_hidden_di
 
     tokenizer = load_tokenizer(base_model_path, how_to_obtain)
     model = load_causal_lm(base_model_path, device=config.device, dtype=config.dtype, how_to_obtain=how_to_obtain)
+    if head_hidden_dims is None:  # the decoupled heads' rule (d/2, d/4, d/8), so A, B and C share a shape
+        from burnqed_assets.ebm.train import default_hidden_dims
+
+        head_hidden_dims = default_hidden_dims(int(model.config.hidden_size))
     prover = JointProver(model, tokenizer, config.lora_r, config.lora_alpha, config.lora_dropout,
                          head_hidden_dims, config.sft_max_length, config.encode_max_length)
     return prover.to(next(model.parameters()).device)

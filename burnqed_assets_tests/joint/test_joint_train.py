@@ -135,3 +135,11 @@ def test_joint_training_lowers_the_sft_loss(tmp_path, tiny_model_dir, joint_file
     assert result.status == "completed"
     assert last["sft_loss"] < first["sft_loss"] - 0.2, (first, last)  # tied tiny embeddings learn slowly
     assert all(r["lr_lora"] > 0 and r["lr_ebm"] > 0 for r in result.train_log)
+
+
+def test_head_shape_follows_the_decoupled_rule_without_an_iter0_head(tiny_model_dir):
+    from burnqed_assets.ebm.train import default_hidden_dims
+    from burnqed_assets.joint.train import build_prover
+
+    prover = build_prover(tiny_model_dir, replace(CONFIG, head_hidden_dims=None), None)
+    assert prover.ebm_head.hidden_dims == default_hidden_dims(32) and prover.ebm_head.d_model == 32

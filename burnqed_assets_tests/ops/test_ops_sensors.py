@@ -220,3 +220,17 @@ def test_real_graph_sensor_selection_is_downstream_closed_and_loadable():
     # Nothing changed between two ticks over the shipped demo inputs.
     assert sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor)).run_requests == []
     dg.Definitions.validate_loadable(defs)
+
+
+def test_fingerprint_cache_hashes_an_old_unchanged_file_once(tmp_path: Path, monkeypatch):
+    f = tmp_path / "old.jsonl"
+    f.write_text("{}\n")
+    os.utime(f, (1_000_000, 1_000_000))  # long ago: outside the racy window, cacheable
+    calls = []
+    real = operations._hash_file
+    monkeypatch.setattr(operations, "_hash_file", lambda p: calls.append(p) or real(p))
+    first = operations.fingerprint_path(f)
+    assert operations.fingerprint_path(f) == first
+    assert len(calls) == 1
+    f.write_text("{}\n{}\n")  # fresh mtime: hashed again, and the change is seen
+    assert operations.fingerprint_path(f) != first

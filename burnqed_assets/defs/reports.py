@@ -9,7 +9,12 @@ import dagster as dg
 from burnqed_assets.data.io import atomic_open, read_json, write_json
 from burnqed_assets.defs.ebm import ebm_metrics_path, search_summary_path
 from burnqed_assets.defs.embeddings import embedding_metrics_path, evals_dir
-from burnqed_assets.defs.joint import GROUP_COMPARE, ebm_metrics_b_path, ebm_metrics_c_path, joint_run_summary_path
+from burnqed_assets.defs.joint import (
+    GROUP_COMPARE,
+    ebm_metrics_b_path,
+    ebm_metrics_c_path,
+    joint_run_summary_path,
+)
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import Settings
 
@@ -31,7 +36,11 @@ def _json(path: Path) -> dict[str, Any] | None:
                 "A→B / B→C / A→C differences, the four questions answered from the numbers, and the Task 4.5 "
                 "decision rule applied with the chosen branch stated; plus comparison.json. Names the profile.")
 def comparison_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
-    from burnqed_assets.reports.comparison import build_comparison, config_result, render_comparison_report
+    from burnqed_assets.reports.comparison import (
+        build_comparison,
+        config_result,
+        render_comparison_report,
+    )
 
     s = burnqed.settings()
     emb0, emb1 = _json(embedding_metrics_path(s, 0)), _json(embedding_metrics_path(s, 1))

@@ -78,7 +78,11 @@ def test_report_has_table_differences_questions_and_decision():
 def test_comparison_report_asset_reads_the_metrics_json(tmp_path):
     from burnqed_assets.defs.ebm import ebm_metrics_path, search_summary_path
     from burnqed_assets.defs.embeddings import embedding_metrics_path
-    from burnqed_assets.defs.joint import ebm_metrics_b_path, ebm_metrics_c_path, joint_run_summary_path
+    from burnqed_assets.defs.joint import (
+        ebm_metrics_b_path,
+        ebm_metrics_c_path,
+        joint_run_summary_path,
+    )
     from burnqed_assets.defs.reports import comparison_report
     from burnqed_assets.resources import BurnqedConfig
     from burnqed_assets.settings import get_settings

@@ -7,6 +7,7 @@ import random
 
 import pyarrow.parquet as pq
 import pytest
+from joint_fixtures import N_THEOREMS, make_trajectory_rows, state_text
 
 from burnqed_assets.data.io import BadInputError, LineReport
 from burnqed_assets.data.schema import trajectory_table
@@ -20,8 +21,6 @@ from burnqed_assets.joint.dataset import (
     split_candidates,
     trajectory_holdout,
 )
-
-from joint_fixtures import N_THEOREMS, make_trajectory_rows, state_text
 
 
 def _candidates(joint_files):

@@ -159,18 +159,19 @@ def sidecar_path(jsonl: str | os.PathLike[str]) -> Path:
     return Path(jsonl).with_suffix(".parquet")
 
 
-def export_jsonl_with_sidecar(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], order_by: str,
+def export_jsonl_with_sidecar(con: duckdb.DuckDBPyConnection, source: str, columns: Sequence[str], order_by: str,
                               dest: str | os.PathLike[str]) -> int:
-    """Write `table` as JSONL (the plan's interchange format) and a Parquet sidecar.
+    """Write `source` (a table or a parenthesised query) as JSONL and a Parquet sidecar.
 
-    Downstream steps read the sidecar (columnar, no JSON parse) when it is at least as new as
-    the JSONL; an edited or regenerated JSONL makes it stale and they fall back to the JSONL.
+    JSONL is the plan's interchange format; downstream steps read the sidecar (columnar, no
+    JSON parse) while it is at least as new as the JSONL, and fall back to the JSONL after an
+    edit. Rows are sorted once into a temp table; both files are written from it in insertion
+    order (preserve_insertion_order), and `_line` is the row's JSONL line number.
     """
     cols = ", ".join(columns)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _export AS SELECT {cols}, row_number() OVER (ORDER BY {order_by}) AS _line "
-                f"FROM {table}")
-    n = copy_to_jsonl(con, f"SELECT {cols} FROM _export ORDER BY _line", dest)
-    copy_to_parquet(con, f"SELECT {cols}, _line FROM _export ORDER BY _line", sidecar_path(dest))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _export AS SELECT {cols} FROM {source} ORDER BY {order_by}")
+    n = copy_to_jsonl(con, f"SELECT {cols} FROM _export", dest)
+    copy_to_parquet(con, f"SELECT {cols}, rowid + 1 AS _line FROM _export", sidecar_path(dest), compression="SNAPPY")
     con.execute("DROP TABLE _export")
     return n
 
@@ -185,7 +186,7 @@ def load_pairs(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], tab
             con.execute(
                 f"""CREATE OR REPLACE TABLE {table} AS
                 SELECT {_sql_str(str(path))} AS _file, _line, {', '.join(f'CAST({c} AS {t}) AS {c}' for c, t in columns.items())}
-                FROM read_parquet({_sql_str(str(side))}) ORDER BY _line"""
+                FROM read_parquet({_sql_str(str(side))})"""
             )
             missing = " OR ".join(f"{c} IS NULL" for c in required) or "false"
             n, bad = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {missing}) FROM {table}").fetchall()[0]
@@ -199,9 +200,9 @@ def load_pairs(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], tab
 
 
 def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, dest: str | os.PathLike[str],
-                    params: Sequence[Any] | None = None) -> int:
+                    params: Sequence[Any] | None = None, compression: str = "ZSTD") -> int:
     with atomic_path(dest) as tmp:
-        con.execute(f"COPY ({query}) TO {_sql_str(str(tmp))} (FORMAT PARQUET, COMPRESSION ZSTD)", params or [])
+        con.execute(f"COPY ({query}) TO {_sql_str(str(tmp))} (FORMAT PARQUET, COMPRESSION {compression})", params or [])
     return int(scalar(con, f"SELECT count(*) FROM read_parquet({_sql_str(str(dest))})"))
 
 

@@ -125,22 +125,20 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
         f"SELECT _line, theorem, malformed FROM flagged WHERE malformed IS NOT NULL ORDER BY _line LIMIT {EXAMPLES}").fetchall()]
     duplicate_examples = [f"{loc(n)}: {th}: duplicate of an earlier pair" for n, th in con.execute(
         f"SELECT _line, theorem FROM flagged WHERE duplicate ORDER BY _line LIMIT {EXAMPLES}").fetchall()]
-    suspicious = {}
-    for ax in SUSPICIOUS_AXIOMS:
-        n = duck.scalar(con, f"SELECT count(*) FROM flagged WHERE contains(tactic, ?) OR contains(state, ?)", [ax, ax])
-        if n:
-            suspicious[ax] = int(n)
+    counts = con.execute(
+        "SELECT " + ", ".join(f"count(*) FILTER (WHERE contains(tactic, ?) OR contains(state, ?))" for _ in SUSPICIOUS_AXIOMS)
+        + " FROM traced", [w for ax in SUSPICIOUS_AXIOMS for w in (ax, ax)]).fetchall()[0]
+    suspicious = {ax: int(n) for ax, n in zip(SUSPICIOUS_AXIOMS, counts) if n}
 
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE clean AS
-        SELECT theorem, state, tactic, state_after, coalesce(depth, 0) AS depth,
+    clean = f"""(SELECT theorem, state, tactic, state_after, coalesce(depth, 0) AS depth,
                coalesce(source, {duck.sql_str(GOEDEL_SOURCE)}) AS source, _line
         FROM flagged WHERE NOT contaminated AND malformed IS NULL AND NOT duplicate
-          AND theorem NOT IN (SELECT theorem FROM bad_theorems)"""
-    )
+          AND theorem NOT IN (SELECT theorem FROM bad_theorems))"""
     clean_pairs = duck.export_jsonl_with_sidecar(
-        con, "clean", ["theorem", "state", "tactic", "state_after", "depth", "source"], "_line", dest)
-    clean_theorems = duck.scalar(con, "SELECT count(DISTINCT theorem) FROM clean")
+        con, clean, ["theorem", "state", "tactic", "state_after", "depth", "source"], "_line", dest)
+    clean_theorems = duck.scalar(con, f"""SELECT count(DISTINCT theorem) FROM flagged
+        WHERE NOT contaminated AND malformed IS NULL AND NOT duplicate
+          AND theorem NOT IN (SELECT theorem FROM bad_theorems)""")
     dropped = [{"theorem": th, "reason": "contaminated (sorry/admit/cheat/sorryAx)", "first_line": loc(n)}
                for th, n in con.execute("SELECT theorem, first_line FROM bad_theorems ORDER BY first_line").fetchall()]
     # theorems that lost every pair to malformed/duplicate rules are dropped too

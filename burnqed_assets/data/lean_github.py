@@ -98,14 +98,13 @@ def filter_lean_github(src: str | os.PathLike[str], dest: str | os.PathLike[str]
     dropped = dict(con.execute(
         "SELECT drop_reason, count(*) FROM judged WHERE drop_reason IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall())
     prefix = SOURCE_PREFIX[LEAN_GITHUB_SOURCE]
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE kept AS
-        SELECT CASE WHEN starts_with(full_name, {duck.sql_str(prefix)}) THEN full_name
+    kept = f"""(SELECT CASE WHEN starts_with(full_name, {duck.sql_str(prefix)}) THEN full_name
                     ELSE {duck.sql_str(prefix)} || full_name END AS theorem,
                state_before AS state, tactic, state_after, CAST(NULL AS BIGINT) AS depth,
                {duck.sql_str(LEAN_GITHUB_SOURCE)} AS source, _file, _line
-        FROM judged WHERE drop_reason IS NULL""")
+        FROM judged WHERE drop_reason IS NULL)"""
     kept_pairs = duck.export_jsonl_with_sidecar(
-        con, "kept", ["theorem", "state", "tactic", "state_after", "depth", "source"], "_file, _line", dest)
+        con, kept, ["theorem", "state", "tactic", "state_after", "depth", "source"], "_file, _line", dest)
     trivial_rows, trivial_kept, kept_theorems = con.execute(
         "SELECT count(*) FILTER (WHERE trivial), count(*) FILTER (WHERE trivial AND drop_reason IS NULL), "
         "count(DISTINCT full_name) FILTER (WHERE drop_reason IS NULL) FROM judged").fetchall()[0]

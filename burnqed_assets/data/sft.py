@@ -67,32 +67,35 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
         if Path(github_pairs).exists() else 0
     if not n_github:
         con.execute("CREATE OR REPLACE TABLE github_in AS SELECT * FROM goedel_in LIMIT 0")
+    # One copy of the strings (the loaded tables, seen through a view); the filters work on a
+    # slim key table (hash of the pair, no state text), so no step copies the states again.
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE merged AS
+        f"""CREATE OR REPLACE TEMP VIEW merged AS
         SELECT {_prefix_sql()} AS theorem, state, tactic, depth, source, _part * 10000000000 + _line AS _ord
         FROM (SELECT *, 0 AS _part FROM goedel_in UNION ALL SELECT *, 1 AS _part FROM github_in)"""
     )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE dedup AS
-        SELECT * EXCLUDE (rn) FROM (
-            SELECT *, row_number() OVER (PARTITION BY hash(theorem, state, tactic) ORDER BY _ord) AS rn FROM merged)
-        WHERE rn = 1"""
-    )
-    duplicates = int(duck.scalar(con, "SELECT (SELECT count(*) FROM merged) - (SELECT count(*) FROM dedup)"))
     banned = " OR ".join([f"contains(tactic, {duck.sql_str(w)})" for w in BANNED_TACTIC_WORDS]
                          + [f"contains(state, {duck.sql_str(w)})" for w in BANNED_STATE_WORDS])
-    con.execute(f"CREATE OR REPLACE TEMP TABLE sorry_theorems AS SELECT DISTINCT theorem FROM dedup WHERE {banned}")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE keys AS
+        SELECT _ord, theorem, source, depth, {banned} AS banned,
+               row_number() OVER (PARTITION BY hash(theorem, state, tactic) ORDER BY _ord) = 1 AS first_copy
+        FROM merged"""
+    )
+    duplicates = int(duck.scalar(con, "SELECT count(*) FROM keys WHERE NOT first_copy"))
+    con.execute("CREATE OR REPLACE TEMP TABLE sorry_theorems AS SELECT DISTINCT theorem FROM keys WHERE banned")
     con.execute("CREATE OR REPLACE TEMP TABLE bench_names (name VARCHAR)")
     if benchmark:
         con.executemany("INSERT INTO bench_names VALUES (?)", [[n] for n in sorted(benchmark)])
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE bench_theorems AS SELECT DISTINCT theorem FROM dedup
+        f"""CREATE OR REPLACE TEMP TABLE bench_theorems AS SELECT DISTINCT theorem FROM keys
         WHERE {_bare_sql()} IN (SELECT name FROM bench_names)
            OR regexp_extract({_bare_sql()}, '([^.]+)$', 1) IN (SELECT name FROM bench_names)"""
     )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE kept AS SELECT * FROM dedup
-        WHERE theorem NOT IN (SELECT theorem FROM sorry_theorems UNION ALL SELECT theorem FROM bench_theorems)"""
+        """CREATE OR REPLACE TEMP TABLE kept AS SELECT _ord, theorem, source, depth FROM keys
+        WHERE first_copy
+          AND theorem NOT IN (SELECT theorem FROM sorry_theorems UNION ALL SELECT theorem FROM bench_theorems)"""
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE theorem_split AS
@@ -108,10 +111,10 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
     con.execute("CREATE OR REPLACE TEMP TABLE prompt_parts AS SELECT ? AS pre, ? AS suf", [PROMPT_PREFIX, PROMPT_SUFFIX])
     written = {}
     for split, flag in (("train", "false"), ("val", "true")):
-        q = f"""SELECT (SELECT pre FROM prompt_parts) || k.state || (SELECT suf FROM prompt_parts) AS prompt,
-                       k.tactic AS completion, k.theorem, k.source
-                FROM kept k JOIN theorem_split s USING (theorem)
-                WHERE s.is_val = {flag} ORDER BY k._ord"""
+        q = f"""SELECT (SELECT pre FROM prompt_parts) || m.state || (SELECT suf FROM prompt_parts) AS prompt,
+                       m.tactic AS completion, m.theorem, m.source
+                FROM merged m JOIN kept k USING (_ord) JOIN theorem_split s ON s.theorem = k.theorem
+                WHERE s.is_val = {flag} ORDER BY m._ord"""
         written[split] = duck.copy_to_jsonl(con, q, out_dir / f"{split}.jsonl")
     by_source: dict[str, dict[str, int]] = {}
     for src, is_val, pairs, theorems in con.execute(

@@ -71,3 +71,27 @@ def test_clean_pool_rerun_is_byte_identical(tmp_path):
     assert (tmp_path / "a.jsonl").read_bytes() == first
     assert res.clean_fraction == 1.0 and res.bad_lines == 0
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write left no temp file
+
+
+def test_parquet_sidecar_matches_the_jsonl_and_goes_stale_after_an_edit(tmp_path):
+    import os
+
+    import pyarrow.parquet as pq
+
+    dest = tmp_path / "clean.jsonl"
+    build_clean_pool(DEMO_INPUTS / "traced" / "handwritten_deep_traces.jsonl", dest)
+    lines = dest.read_text(encoding="utf-8").splitlines()
+    side = pq.read_table(duck.sidecar_path(dest)).to_pylist()
+    assert [r["_line"] for r in side] == list(range(1, len(lines) + 1))
+    assert [json.loads(line) for line in lines] == [{k: v for k, v in r.items() if k != "_line"} for r in side]
+    cols = {"theorem": "VARCHAR", "tactic": "VARCHAR"}
+    con = duck.connect()
+    assert duck.load_pairs(con, dest, "p", cols, ("theorem",)) == len(lines)
+    # an edited JSONL is newer than its sidecar: the JSONL is read (and its bad line reported)
+    with open(dest, "a", encoding="utf-8") as fh:
+        fh.write("{broken\n")
+    st = duck.sidecar_path(dest).stat()
+    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    report = LineReport()
+    assert duck.load_pairs(con, dest, "p", cols, ("theorem",), report) == len(lines)
+    assert report.bad_count == 1 and report.bad[0].line == len(lines) + 1

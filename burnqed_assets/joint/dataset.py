@@ -243,17 +243,26 @@ class JointDataset:
         self.sft_batch_size = sft_batch_size
         self.contrastive_batch_size = contrastive_batch_size
         self.seed = seed
+        self._perms: dict[tuple[int, int, int], list[int]] = {}
 
-    @staticmethod
-    def _take(n_items: int, batch_size: int, step: int, seed: int) -> list[int]:
+    def _permutation(self, n_items: int, seed: int, epoch: int) -> list[int]:
+        # Cached: shuffling 300K SFT records for every item of every step would cost ~0.5 s/step.
+        key = (n_items, seed, epoch)
+        if key not in self._perms:
+            perm = list(range(n_items))
+            random.Random(f"{seed}:{epoch}").shuffle(perm)
+            if len(self._perms) >= 4:
+                self._perms.pop(next(iter(self._perms)))
+            self._perms[key] = perm
+        return self._perms[key]
+
+    def _take(self, n_items: int, batch_size: int, step: int, seed: int) -> list[int]:
         """Indices of the items a step uses: the step's window of the per-epoch permutations."""
         out: list[int] = []
         start = step * batch_size
         for pos in range(start, start + batch_size):
             epoch, offset = divmod(pos, n_items)
-            perm = list(range(n_items))
-            random.Random(f"{seed}:{epoch}").shuffle(perm)
-            out.append(perm[offset])
+            out.append(self._permutation(n_items, seed, epoch)[offset])
         return out
 
     def batch(self, step: int) -> JointBatch:

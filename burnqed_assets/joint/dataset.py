@@ -276,7 +276,9 @@ class JointDataset:
     def fixed_groups(self, candidates: Sequence[ContrastiveCandidate], max_groups: int) -> list[ContrastiveGroup]:
         """Deterministic groups for the separation probe (same negatives at every eval)."""
         rng = random.Random(f"{self.seed}:probe")
-        chosen = list(candidates)[:max_groups]
+        chosen = list(candidates)
+        rng.shuffle(chosen)  # spread over theorems rather than the first few by name
+        chosen = chosen[:max_groups]
         return [sample_group(c, self.negative_pool, self.k_negatives, self.hard_ratio, rng) for c in chosen]
 
 

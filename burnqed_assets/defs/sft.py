@@ -1,6 +1,8 @@
 """Phase 1.1–1.2: base_model, lora_iter0, merged_iter0 and the SFT checks."""
 # No `from __future__ import annotations` in defs/: Dagster inspects the context annotation.
 
+import contextlib
+import logging
 import math
 from pathlib import Path
 
@@ -18,6 +20,37 @@ GROUP = "phase_1_sft"
 SFT_METRICS_FILE = "sft_metrics.json"
 
 
+class _ToDagsterLog(logging.Handler):
+    """Forwards the domain layer's python logging (training progress) to the run's event log."""
+
+    def __init__(self, context: dg.AssetExecutionContext):
+        super().__init__(level=logging.INFO)
+        self.context = context
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = self.format(record)
+        if record.levelno >= logging.ERROR:
+            self.context.log.error(msg)
+        elif record.levelno >= logging.WARNING:
+            self.context.log.warning(msg)
+        else:
+            self.context.log.info(msg)
+
+
+@contextlib.contextmanager
+def _domain_logs_to(context: dg.AssetExecutionContext, name: str = "burnqed_assets.models"):
+    logger = logging.getLogger(name)
+    handler = _ToDagsterLog(context)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def sft_metrics_path(settings: Settings) -> Path:
     return settings.paths.lora_checkpoint(0) / SFT_METRICS_FILE
 
@@ -27,7 +60,8 @@ def sft_metrics_path(settings: Settings) -> Path:
           "corpus, built deterministically in seconds. Full: DeepSeek-Prover-V2-7B, validated in place.")
 def base_model(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
     settings = burnqed.settings()
-    info = prepare_base_model(settings)
+    with _domain_logs_to(context):
+        info = prepare_base_model(settings)
     context.log.info(f"base model ready at {info['path']}")
     tok = info.pop("tokenizer")
     meta = {k: v for k, v in info.items() if k not in ("corpus_files", "spec")}
@@ -62,8 +96,9 @@ def lora_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.
     paths = settings.paths
     max_length, source = resolve_sft_max_length(paths.token_geometry, settings.sft.default_max_length)
     context.log.info(f"SFT max_length={max_length} from {source}")
-    result = train_lora(settings.model.base_model_path, paths.sft / "train.jsonl", paths.sft / "val.jsonl",
-                        paths.lora_checkpoint(0), _run_config(settings, max_length))
+    with _domain_logs_to(context):
+        result = train_lora(settings.model.base_model_path, paths.sft / "train.jsonl", paths.sft / "val.jsonl",
+                            paths.lora_checkpoint(0), _run_config(settings, max_length))
     metrics = {**result.metadata(), "max_length_source": source, "profile": settings.profile,
                "history": result.history}
     write_json(sft_metrics_path(settings), metrics)
@@ -139,8 +174,9 @@ def merged_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> d
 
     settings = burnqed.settings()
     dest = settings.paths.merged_model(0)
-    info = merge_lora(settings.model.base_model_path, settings.paths.lora_checkpoint(0) / ADAPTER_DIRNAME, dest,
-                      dtype=settings.model.dtype)
+    with _domain_logs_to(context):
+        info = merge_lora(settings.model.base_model_path, settings.paths.lora_checkpoint(0) / ADAPTER_DIRNAME,
+                          dest, dtype=settings.model.dtype)
     # Smoke test: the saved directory loads with plain transformers and generates a tactic.
     model = load_causal_lm(dest, device=settings.model.device, dtype=settings.model.dtype).eval()
     tokenizer = load_tokenizer(dest)

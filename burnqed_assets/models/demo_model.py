@@ -79,18 +79,17 @@ class BuildReport:
 
 # ------------------------------------------------------------------ corpus
 
-def _strings(value: object) -> Iterator[str]:
-    """Every string inside a JSON value, skipping private `_`-prefixed keys (provenance, urls)."""
-    if isinstance(value, str):
-        if value.strip():
-            yield value
-    elif isinstance(value, dict):
-        for key in sorted(value):
-            if not str(key).startswith("_"):
-                yield from _strings(value[key])
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings(item)
+# Record fields that hold Lean text (states, tactics, proofs, statements). Names, sources, urls,
+# commits and verifier logs are left out: they would only teach the model to emit bookkeeping.
+TEXT_KEYS = ("state", "state_before", "state_after", "tactic", "full_proof", "formal_statement", "header")
+
+
+def _texts(rec: object) -> Iterator[str]:
+    if isinstance(rec, dict):
+        for key in TEXT_KEYS:
+            value = rec.get(key)
+            if isinstance(value, str) and value.strip():
+                yield value
 
 
 def corpus_files(demo_dirs: Iterable[Path]) -> list[Path]:
@@ -105,8 +104,8 @@ def corpus_files(demo_dirs: Iterable[Path]) -> list[Path]:
 
 
 def iter_corpus(files: Iterable[Path], with_sft_examples: bool = True) -> Iterator[str]:
-    """Texts for the tokenizer and warm-up: the prompt template, Lean symbols, then every string
-    of every JSONL record, plus (tokenizer only) each (state, tactic) pair as the SFT example it
+    """Texts for the tokenizer and warm-up: the prompt template, Lean symbols, then the Lean text
+    fields (`TEXT_KEYS`) of every JSONL record, plus (tokenizer only) each (state, tactic) pair as the SFT example it
     becomes. The warm-up leaves those out: the base model reads Lean text (states, tactics,
     proofs) but never the prompt -> tactic mapping that SFT must learn and validation measures."""
     yield format_example("a b : ℝ\nh : a ≥ b\n⊢ a + 1 ≥ b", "linarith")
@@ -122,7 +121,7 @@ def iter_corpus(files: Iterable[Path], with_sft_examples: bool = True) -> Iterat
                     rec = json.loads(raw)
                 except json.JSONDecodeError:
                     continue  # the corpus only shapes the vocabulary; data assets report bad lines
-                yield from _strings(rec)
+                yield from _texts(rec)
                 if with_sft_examples and isinstance(rec, dict):
                     state = rec.get("state") or rec.get("state_before")
                     tactic = rec.get("tactic")

@@ -196,6 +196,33 @@ minif2f_v2s_config_c = build_ebm_search_asset(
     head_path_fn=lambda s: s.paths.ebm_checkpoint(1), tag="config_c", group_name=GROUP_COMPARE)
 
 
+@dg.asset(group_name=GROUP_COMPARE, deps=["joint_iter1", "minif2f_v2s_427"], op_tags=GPU_TAG,
+          description="miniF2F-v2s LLM-only with the iter_1 merged model (plan Success Metrics: iter_1 LLM-only "
+                      "target; the decision's iter_1 ≈ iter_0 reading). Same search code and budget as "
+                      "minif2f_v2s_iter0 → data/evals/iter_1/minif2f_v2s_llm.json.")
+def minif2f_v2s_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+    from burnqed_assets.search import pipeline
+
+    settings = burnqed.settings()
+    info = pipeline.evaluate_minif2f(settings, "minif2f_v2s", iteration=1, tag="llm")
+    context.log.info(f"minif2f_v2s iter_1 LLM-only: proved {info['proved']}/{info['attempted']} ({info['rate']:.3f})")
+    meta: dict[str, Any] = {k: info[k] for k in ("proved", "attempted", "errors", "benchmark_size") if k in info}
+    meta.update({"rate": dg.MetadataValue.float(float(info["rate"])), "profile": settings.profile,
+                 "summary_path": dg.MetadataValue.path(str(search_summary_path(settings, 1, "llm"))),
+                 "proved_names": dg.MetadataValue.json(info.get("proved_names", [])[:50])})
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset_check(asset=minif2f_v2s_iter1, name="minif2f_v2s_iter1_llm_rate",
+                description="iter_1 miniF2F-v2s LLM-only ≥ target (WARN); below the red line ERROR in full.")
+def minif2f_v2s_iter1_llm_rate(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    from burnqed_assets.defs.checks import metric_check
+
+    s = burnqed.settings()
+    return metric_check(s, _metric(search_summary_path(s, 1, "llm"), "rate"), s.thresholds.minif2f_llm_target,
+                        s.thresholds.minif2f_llm_red_line, "miniF2F-v2s LLM-only iter_1")
+
+
 def _metric(path: Path, key: str) -> float | None:
     if not path.exists():
         return None
@@ -217,9 +244,10 @@ def centroid_l2_held(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
 
 defs = dg.Definitions(
     assets=[joint_iter1, embeddings_iter1, embedding_metrics_iter1, ebm_iter1_decoupled, ebm_metrics_config_b,
-            ebm_metrics_config_c, minif2f_v2s_config_b, minif2f_v2s_config_c],
+            ebm_metrics_config_c, minif2f_v2s_config_b, minif2f_v2s_config_c, minif2f_v2s_iter1],
     asset_checks=[
         centroid_l2_held,
+        minif2f_v2s_iter1_llm_rate,
         *build_embedding_metric_checks("embedding_metrics_iter1", iteration=1),
         *build_ebm_metric_checks("ebm_metrics_config_b", ebm_metrics_b_path),
         *build_ebm_metric_checks("ebm_metrics_config_c", ebm_metrics_c_path),

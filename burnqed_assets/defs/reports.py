@@ -31,7 +31,7 @@ def _json(path: Path) -> dict[str, Any] | None:
     group_name=GROUP_COMPARE,
     deps=["joint_iter1", "embedding_metrics", "ebm_metrics_iter0", "minif2f_v2s_iter0", "minif2f_v2s_iter0_ebm",
           "embedding_metrics_iter1", "ebm_metrics_config_b", "ebm_metrics_config_c", "minif2f_v2s_config_b",
-          "minif2f_v2s_config_c"],
+          "minif2f_v2s_config_c", "minif2f_v2s_iter1"],
     description="data/evals/iter_1/analysis/comparison_report.md (plan Tasks 4.4–4.5): the 3-row A/B/C table, "
                 "A→B / B→C / A→C differences, the four questions answered from the numbers, and the Task 4.5 "
                 "decision rule applied with the chosen branch stated; plus comparison.json. Names the profile.")
@@ -50,8 +50,11 @@ def comparison_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig)
         "C": config_result("C", emb1, _json(ebm_metrics_c_path(s)), _json(search_summary_path(s, 1, "config_c"))),
     }
     llm0 = _json(search_summary_path(s, 0, "llm")) or {}
+    llm1 = _json(search_summary_path(s, 1, "llm")) or {}
     iter0_llm_rate = llm0.get("rate") if isinstance(llm0.get("rate"), (int, float)) else None
+    iter1_llm_rate = llm1.get("rate") if isinstance(llm1.get("rate"), (int, float)) else None
     comparison = build_comparison(profile=s.profile, rows=rows, iter0_llm_rate=iter0_llm_rate,
+                                  iter1_llm_rate=iter1_llm_rate,
                                   joint_run=_json(joint_run_summary_path(s)),
                                   centroid_red_line=s.thresholds.centroid_l2_red_line)
     markdown = render_comparison_report(comparison)

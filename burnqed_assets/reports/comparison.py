@@ -102,11 +102,12 @@ RULE_ORDER = ["joint_failed", "joint_works", "data_bottleneck", "data_not_proble
 
 
 def decide(rows: Mapping[str, ConfigResult], iter0_llm_rate: float | None, joint_run: Mapping[str, Any] | None,
-           centroid_red_line: float) -> Decision:
-    """The Task 4.5 rule: branches checked in RULE_ORDER (collapse first), the first that holds wins."""
+           centroid_red_line: float, iter1_llm_rate: float | None = None) -> Decision:
+    """The Task 4.5 rule: branches checked in RULE_ORDER (collapse first), the first that holds wins.
+    miniF2F of an iteration = its best configuration, LLM-only included."""
     a, b, c = rows["A"], rows["B"], rows["C"]
     m0_candidates = [v for v in (a.values["minif2f_rate"], iter0_llm_rate) if v is not None]
-    m1_candidates = [v for v in (b.values["minif2f_rate"], c.values["minif2f_rate"]) if v is not None]
+    m1_candidates = [v for v in (b.values["minif2f_rate"], c.values["minif2f_rate"], iter1_llm_rate) if v is not None]
     m0 = max(m0_candidates) if m0_candidates else None
     m1 = max(m1_candidates) if m1_candidates else None
     c0, c1 = a.values["centroid_l2"], b.values["centroid_l2"]
@@ -121,7 +122,7 @@ def decide(rows: Mapping[str, ConfigResult], iter0_llm_rate: float | None, joint
                         f"{abort.get('remedy')}. Then re-run joint_iter1 (it resumes from the last checkpoint).",
                         RULE_ORDER, {}, numbers)
     missing = [name for name, v in (("miniF2F iter_0 (config A or LLM-only)", m0),
-                                    ("miniF2F iter_1 (config B or C)", m1),
+                                    ("miniF2F iter_1 (config B, C or LLM-only)", m1),
                                     ("centroid_l2 iter_0 (config A)", c0), ("centroid_l2 iter_1 (config B/C)", c1))
                if v is None]
     if missing:
@@ -169,7 +170,7 @@ def _compare(x: float | None, y: float | None, tol: float) -> str:
 
 
 def answer_questions(rows: Mapping[str, ConfigResult], iter0_llm_rate: float | None,
-                     decision: Decision) -> list[tuple[str, str]]:
+                     decision: Decision, iter1_llm_rate: float | None = None) -> list[tuple[str, str]]:
     """The four questions of Task 4.4, answered from the numbers."""
     a, b, c = rows["A"], rows["B"], rows["C"]
     tol = decision.numbers["approx_tolerance"] or APPROX_POINTS
@@ -196,11 +197,11 @@ def answer_questions(rows: Mapping[str, ConfigResult], iter0_llm_rate: float | N
           f"joint embeddings vs iter_0 under the same recipe (B vs A): {_compare(r['B'], r['A'], 0.0)}. "
           "All three heads are goal-conditioned (Gotcha 7); if none beats A, the dual-label problem may be "
           "milder on competition data.")
-    best1 = max((("B", b.values["minif2f_rate"]), ("C", c.values["minif2f_rate"])),
-                key=lambda kv: -1 if kv[1] is None else kv[1])
+    best1 = max((("B", b.values["minif2f_rate"]), ("C", c.values["minif2f_rate"]),
+                 ("iter_1 LLM-only", iter1_llm_rate)), key=lambda kv: -1 if kv[1] is None else kv[1])
     best0 = max((("A (LLM+EBM)", a.values["minif2f_rate"]), ("iter_0 LLM-only", iter0_llm_rate)),
                 key=lambda kv: -1 if kv[1] is None else kv[1])
-    q4 = (f"iter_1 best = config {best1[0]} {_pct(best1[1])} vs iter_0 best = {best0[0]} {_pct(best0[1])} "
+    q4 = (f"iter_1 best = {best1[0]} {_pct(best1[1])} vs iter_0 best = {best0[0]} {_pct(best0[1])} "
           f"vs old 41.7%: iter_1 is {_compare(best1[1], best0[1], tol)} than iter_0 and "
           f"{_compare(best1[1], OLD_BEST_RATE, tol)} than the old number (≈ means within {100 * tol:.1f} points).")
     return [("1. Did competition data help?", q1), ("2. Did joint training protect embeddings?", q2),
@@ -208,11 +209,13 @@ def answer_questions(rows: Mapping[str, ConfigResult], iter0_llm_rate: float | N
 
 
 def build_comparison(*, profile: str, rows: Mapping[str, ConfigResult], iter0_llm_rate: float | None,
-                     joint_run: Mapping[str, Any] | None, centroid_red_line: float) -> dict[str, Any]:
-    decision = decide(rows, iter0_llm_rate, joint_run, centroid_red_line)
+                     joint_run: Mapping[str, Any] | None, centroid_red_line: float,
+                     iter1_llm_rate: float | None = None) -> dict[str, Any]:
+    decision = decide(rows, iter0_llm_rate, joint_run, centroid_red_line, iter1_llm_rate)
     return {"profile": profile, "rows": {k: asdict(v) for k, v in rows.items()},
             "differences": differences(rows), "iter0_llm_only_rate": iter0_llm_rate,
-            "decision": asdict(decision), "questions": answer_questions(rows, iter0_llm_rate, decision),
+            "iter1_llm_only_rate": iter1_llm_rate, "decision": asdict(decision),
+            "questions": answer_questions(rows, iter0_llm_rate, decision, iter1_llm_rate),
             "joint_run": {k: (joint_run or {}).get(k) for k in ("status", "steps_done", "total_steps", "abort")}}
 
 
@@ -246,6 +249,8 @@ def render_comparison_report(comparison: Mapping[str, Any], generated_at: str | 
                 cells.append(_f(v) if v is not None else
                              (f"n/a ({r['not_available'][key]})" if key in r.get("not_available", {}) else "n/a"))
         lines.append(f"| {CONFIG_LABELS[name]} | " + " | ".join(cells) + " |")
+    lines += ["", (f"LLM-only miniF2F (no EBM): iter_0 {_pct(comparison.get('iter0_llm_only_rate'))}, "
+              f"iter_1 {_pct(comparison.get('iter1_llm_only_rate'))}.")]
     lines += ["", "More EBM numbers (validation theorems, same split for every config):", "",
               "| Config | " + " | ".join(label for _, label in EXTRA_COLUMNS) + " |",
               "|---|" + "---|" * len(EXTRA_COLUMNS)]
@@ -272,7 +277,7 @@ def render_comparison_report(comparison: Mapping[str, Any], generated_at: str | 
               f"\"≈\" means within {100 * (d['numbers'].get('approx_tolerance') or APPROX_POINTS):.1f} points "
               f"(2 points, or one problem on a small benchmark); \">>\" means at least "
               f"{100 * CLEARLY_BETTER_POINTS:.0f} points; iter_0 best = max(config A, LLM-only), iter_1 best = "
-              "max(B, C).", ""]
+              "max(B, C, iter_1 LLM-only).", ""]
     if d["missing"]:
         lines += ["Missing numbers:", *[f"- {m}" for m in d["missing"]], ""]
     if d["conditions"]:

@@ -49,7 +49,9 @@ def test_each_decision_branch_follows_from_the_numbers(kw, llm0, branch):
 def test_red_line_collapse_and_missing_numbers():
     assert decide(rows(c0=3.5, c1=2.9), 0.3, None, centroid_red_line=3.0).branch == "joint_failed"
     d = decide(rows(rate_b=None, rate_c=None), 0.3, None, centroid_red_line=3.0)
-    assert d.branch == "insufficient_data" and d.missing == ["miniF2F iter_1 (config B or C)"]
+    assert d.branch == "insufficient_data" and d.missing == ["miniF2F iter_1 (config B, C or LLM-only)"]
+    # The iter_1 LLM-only number alone is enough for the iter_1 side.
+    assert decide(rows(rate_b=None, rate_c=None), 0.3, None, 3.0, iter1_llm_rate=0.5).branch == "joint_works"
 
 
 def test_aborted_joint_run_gives_its_remedy():
@@ -93,7 +95,8 @@ def test_comparison_report_asset_reads_the_metrics_json(tmp_path):
     write_json(ebm_metrics_path(s), {"rank1_d4+": 0.3, "sibling_discrimination": 0.1})
     write_json(ebm_metrics_b_path(s), {"rank1_d4+": 0.31})
     write_json(ebm_metrics_c_path(s), {"rank1_d4+": 0.33, "not_available": {"sibling_discrimination": "no groups"}})
-    for it, tag, rate in ((0, "llm", 0.1), (0, "ebm", 0.1), (1, "config_b", 0.2), (1, "config_c", 0.25)):
+    for it, tag, rate in ((0, "llm", 0.1), (0, "ebm", 0.1), (1, "config_b", 0.2), (1, "config_c", 0.25),
+                          (1, "llm", 0.15)):
         write_json(search_summary_path(s, it, tag), {"rate": rate, "proved": int(rate * 20), "attempted": 20})
     write_json(joint_run_summary_path(s), {"status": "completed", "steps_done": 40, "total_steps": 40, "abort": None})
     result = dg.materialize([comparison_report], resources={"burnqed": BurnqedConfig(data_root=str(tmp_path))})
@@ -101,5 +104,6 @@ def test_comparison_report_asset_reads_the_metrics_json(tmp_path):
     assert meta["decision_branch"].value == "joint_failed"  # 0.4 < half of 1.0
     md = (s.paths.evals / "iter_1" / "analysis" / "comparison_report.md").read_text()
     assert "Chosen branch: `joint_failed`" in md and "n/a (no groups)" in md
+    assert "LLM-only miniF2F (no EBM): iter_0 10.0%, iter_1 15.0%." in md
     assert (s.paths.evals / "iter_1" / "analysis" / "comparison.json").exists()
     assert meta["C_minif2f_rate"].value == pytest.approx(0.25)

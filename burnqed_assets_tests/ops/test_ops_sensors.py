@@ -214,6 +214,12 @@ def test_real_graph_sensor_selection_is_downstream_closed_and_loadable():
     for name, selection in affected.items():
         for key in selection:
             assert children.get(key, set()) <= set(selection), f"{name}: downstream of {key} missing"
+    # Each requested selection is a valid run of the asset job (no unsubsettable multi-asset split).
+    job = defs.resolve_implicit_global_asset_job_def()
+    for name, selection in affected.items():
+        if selection:
+            subset = job.get_subset(asset_selection=set(selection))
+            assert subset.asset_layer.executable_asset_keys >= set(selection), name
     sensor = defs.get_sensor_def(operations.INPUT_SENSOR_NAME)
     first = sensor.evaluate_tick(dg.build_sensor_context(cursor=None))
     assert first.run_requests == [] and first.cursor

@@ -17,6 +17,7 @@ REGENERATE = "python -m burnqed_assets.defs.catalogue"
 _TASK = re.compile(r"Tasks?\s+((?:[0-9M]\.\d+)(?:\s*[–-]\s*(?:[0-9M]\.)?\d+)?(?:\s*/\s*[0-9M]\.\d+)*)")
 # Plan-layout paths under the data root (`data/...`), up to whitespace or closing punctuation.
 _DATA_PATH = re.compile(r"(?<![\w/])data/(?:[A-Za-z0-9_.*<>\-/]|\{[^}\s]*\})+")
+_READ_CUE = re.compile(r"\b(?:on|from|reads?|of|in)\s+\(?$")
 _PHASE_ORDER = re.compile(r"phase_(m|0|\d+)")
 
 
@@ -56,6 +57,8 @@ def data_paths(text: str) -> list[str]:
         path = match.group(0).rstrip(".,;:)")
         if path.startswith("data/demo/"):
             continue  # shipped inputs, not outputs
+        if _READ_CUE.search((text or "")[max(0, match.start() - 12):match.start()]):
+            continue  # "trained on data/sft", "read from data/..." name inputs
         if path not in seen:
             seen.append(path)
     return seen

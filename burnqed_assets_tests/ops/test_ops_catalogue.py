@@ -28,6 +28,8 @@ def test_data_paths_keep_outputs_and_skip_shipped_inputs():
     text = ("writes data/sft/{train,val}.jsonl and data/traced/x.jsonl; rename table "
             "(data/demo/migration/rename_table.json). Plots under data/traced/plots.")
     assert data_paths(text) == ["data/sft/{train,val}.jsonl", "data/traced/x.jsonl", "data/traced/plots"]
+    # Paths named as what an asset reads are not outputs.
+    assert data_paths("LoRA trained on data/sft; checkpoints under data/checkpoints/lora") == ["data/checkpoints/lora"]
 
 
 def test_topo_order_puts_upstream_first():

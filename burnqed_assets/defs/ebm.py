@@ -15,6 +15,7 @@ Factories, so the joint-training phase builds configs B/C from the same code und
         EBM-guided search through an encode server started on 127.0.0.1 (free port) inside the asset;
         policy and encoder = merged model of `iteration`; outputs under search.pipeline.eval_paths(
         settings, benchmark, iteration, tag), summary evals/iter_N/<benchmark>_<tag>.json
+    build_ebm_training_check(asset_name, eval_dir_fn)        the head was trained (red-line severity)
     build_ebm_metric_checks(asset_name, out_path_fn)          rank1_d4+ and sibling_discrimination
     build_search_check(asset_name, summary_path_fn, name=...)  prove rate vs minif2f_ebm thresholds
 
@@ -29,7 +30,7 @@ from typing import Any
 import dagster as dg
 
 from burnqed_assets.data.io import atomic_open, read_json, write_json
-from burnqed_assets.defs.checks import metric_check
+from burnqed_assets.defs.checks import metric_check, red_line_severity
 from burnqed_assets.defs.embeddings import (
     PathFn,
     embedding_metrics_path,
@@ -67,17 +68,20 @@ def build_ebm_training_asset(name: str, *, embeddings_iteration: int, embeddings
         settings = burnqed.settings()
         config = EbmTrainConfig.from_ebm_settings(settings.ebm, device=_device(settings))
         head_path = head_path_fn(settings)
+        # The demo's tiny policy may prove nothing: then the head stays untrained and says so
+        # (check ebm_trained); in full a run without contrastive pairs is an error.
         result = train_ebm_from_files(trajectories_path_fn(settings), embeddings_dir(settings, embeddings_iteration),
-                                      head_path, config, progress=context.log.info)
+                                      head_path, config, progress=context.log.info, allow_untrained=settings.is_demo)
         out_dir = eval_dir_fn(settings)
         write_json(out_dir / "ebm_training.json", {"summary": result.summary(), "history": result.history,
                                                    "val_theorems": sorted(result.val_theorems),
                                                    "profile": settings.profile})
-        plot = training_curves(result.history, out_dir / "plots" / "ebm_training.png")
         meta: dict[str, Any] = {k: v for k, v in result.summary().items() if k != "config"}
         meta.update({"config": result.summary().get("config"), "profile": settings.profile,
-                     "temperature_per_epoch": [round(h["temperature"], 4) for h in result.history],
-                     "plot_training": dg.MetadataValue.md(png_markdown(plot, "EBM loss and temperature"))})
+                     "temperature_per_epoch": [round(h["temperature"], 4) for h in result.history]})
+        if result.history:
+            plot = training_curves(result.history, out_dir / "plots" / "ebm_training.png")
+            meta["plot_training"] = dg.MetadataValue.md(png_markdown(plot, "EBM loss and temperature"))
         return dg.MaterializeResult(metadata=meta)
 
     return _train
@@ -117,6 +121,26 @@ def _json_value(path: Path, key: str) -> float | None:
         return None
     value = read_json(path).get(key)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def build_ebm_training_check(asset_name: str, eval_dir_fn: PathFn) -> dg.AssetChecksDefinition:
+    """The head was trained (the trajectories held positive and negative states); red-line severity."""
+
+    @dg.asset_check(asset=asset_name, name="ebm_trained",
+                    description="The EBM head was trained on at least one (positive, negative) pair "
+                                "(ERROR in full, WARN in the demo where the tiny policy may prove nothing)")
+    def _trained(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+        s = burnqed.settings()
+        path = eval_dir_fn(s) / "ebm_training.json"
+        summary = read_json(path).get("summary", {}) if path.exists() else {}
+        trained = bool(summary.get("trained"))
+        return dg.AssetCheckResult(
+            passed=trained, severity=red_line_severity(s),
+            description="trained" if trained else f"not trained: {summary.get('untrained_reason') or 'no summary'}",
+            metadata={"train_positives": summary.get("train_positives"), "epochs": summary.get("epochs"),
+                      "final_val_rank1": summary.get("final_val_rank1")})
+
+    return _trained
 
 
 def build_ebm_metric_checks(asset_name: str, out_path_fn: PathFn) -> list[dg.AssetChecksDefinition]:
@@ -281,8 +305,9 @@ def baseline_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -
     write_json(out_dir / "search_results.json", {**search_results, "profile": settings.profile})
     embedding = _read_json_or_empty(embedding_metrics_path(settings, 0))
     ebm = _read_json_or_empty(ebm_metrics_path(settings))
+    training = _read_json_or_empty(out_dir / "ebm_training.json").get("summary")
     markdown = render_baseline_report(profile=settings.profile, data=_data_section(context.instance),
-                                      embedding=embedding, ebm=ebm, search=search)
+                                      embedding=embedding, ebm=ebm, search=search, ebm_training=training)
     dest = out_dir / "baseline_report.md"
     with atomic_open(dest) as fh:
         fh.write(markdown)
@@ -296,6 +321,7 @@ def baseline_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -
 
 defs = dg.Definitions(
     assets=[ebm_iter0, ebm_metrics_iter0, minif2f_v2s_iter0_ebm, baseline_report],
-    asset_checks=[*build_ebm_metric_checks("ebm_metrics_iter0", ebm_metrics_path),
+    asset_checks=[build_ebm_training_check("ebm_iter0", lambda s: evals_dir(s, 0)),
+                  *build_ebm_metric_checks("ebm_metrics_iter0", ebm_metrics_path),
                   build_search_check("minif2f_v2s_iter0_ebm", lambda s: search_summary_path(s, 0, "ebm"))],
 )

@@ -75,10 +75,16 @@ class EbmTrainResult:
     hard_negative_share: float = 0.0
     seconds: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
+    untrained_reason: str = ""  # set when allow_untrained let a run without contrastive pairs through
+
+    @property
+    def trained(self) -> bool:
+        return not self.untrained_reason
 
     def summary(self) -> dict[str, object]:
         last = self.history[-1] if self.history else {}
         return {
+            "trained": self.trained, "untrained_reason": self.untrained_reason,
             "d_model": self.head.d_model, "hidden_dims": list(self.head.hidden_dims),
             "train_theorems": len(self.train_theorems), "val_theorems": len(self.val_theorems),
             "train_positives": self.train_positives, "val_positives": self.val_positives,
@@ -115,14 +121,20 @@ def sibling_rank1(head: GoalConditionedEnergyHead, data: EmbeddedTrajectories, r
 
 
 def train_decoupled_ebm(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: set[str],
-                        config: EbmTrainConfig, progress: Callable[[str], None] | None = None) -> EbmTrainResult:
-    """Train a fresh head on frozen embeddings; returns the head (eval mode) and per-epoch history."""
+                        config: EbmTrainConfig, progress: Callable[[str], None] | None = None,
+                        allow_untrained: bool = False) -> EbmTrainResult:
+    """Train a fresh head on frozen embeddings; returns the head (eval mode) and per-epoch history.
+
+    Without a single (positive, negative) pair on the training theorems this raises, unless
+    `allow_untrained` (the demo, whose tiny policy may prove nothing): then the freshly initialised
+    head comes back with `untrained_reason` set, so downstream steps run and say so.
+    """
     with cpu_threads(config.cpu_threads if config.device == "cpu" else 0):
-        return _train(data, train_theorems, val_theorems, config, progress or log.info)
+        return _train(data, train_theorems, val_theorems, config, progress or log.info, allow_untrained)
 
 
 def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: set[str], config: EbmTrainConfig,
-           say: Callable[[str], None]) -> EbmTrainResult:
+           say: Callable[[str], None], allow_untrained: bool) -> EbmTrainResult:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = torch.device(config.device)
@@ -140,11 +152,18 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
     history: list[dict[str, float]] = []
     hard_total = hard_slots = at_bound = 0
     train_positives = 0
+    labels = data.frame["label"].to_numpy()[train_rows]
+    if not ((labels == "positive").any() and (labels == "negative").any()):
+        reason = (f"no training positives with negatives: the training theorems need both labels "
+                  f"({len(train_rows)} rows over {len(train_theorems)} theorems: "
+                  f"{int((labels == 'positive').sum())} positive, {int((labels == 'negative').sum())} negative)")
+        if not allow_untrained:
+            raise ValueError(reason)
+        say(f"WARNING: {reason}; the head stays untrained")
+        return EbmTrainResult(head=head.eval().cpu(), history=[], train_theorems=train_theorems,
+                              val_theorems=val_theorems, untrained_reason=reason)
     for epoch in range(1, config.epochs + 1):
         batch = sample_contrastive(data, train_rows, config.k_negatives, config.hard_ratio, rng)
-        if len(batch) == 0:
-            raise ValueError("no training positives with negatives: the training theorems need both labels "
-                             f"({len(train_rows)} rows over {len(train_theorems)} theorems)")
         train_positives = len(batch)
         hard_total += int(batch.hard_count.sum())
         hard_slots += batch.negatives.size
@@ -184,11 +203,12 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
 
 
 def train_ebm_from_files(trajectories_path: str | Path, embeddings_dir: str | Path, head_path: str | Path,
-                         config: EbmTrainConfig, progress: Callable[[str], None] | None = None) -> EbmTrainResult:
+                         config: EbmTrainConfig, progress: Callable[[str], None] | None = None,
+                         allow_untrained: bool = False) -> EbmTrainResult:
     """Load trajectories + embeddings of one iteration, split by theorem, train, save the head."""
     data = load_embedded_trajectories(trajectories_path, embeddings_dir)
     train, val = theorem_split(data.frame, config.val_fraction, config.split_seed)
-    result = train_decoupled_ebm(data, train, val, config, progress)
+    result = train_decoupled_ebm(data, train, val, config, progress, allow_untrained)
     save_head(result.head, str(head_path))
     result.extra.update({"head_path": str(head_path), "missing_state_embeddings": data.missing_state_embeddings,
                          "theorems_without_goal": len(data.theorems_without_goal),

@@ -54,7 +54,8 @@ def _value_cell(metrics: Mapping[str, Any], key: str) -> str:
 
 def render_baseline_report(*, profile: str, data: Mapping[str, Any], embedding: Mapping[str, Any],
                            ebm: Mapping[str, Any], search: Mapping[str, Mapping[str, Any] | None],
-                           iteration: int = 0, generated_at: str | None = None) -> str:
+                           iteration: int = 0, generated_at: str | None = None,
+                           ebm_training: Mapping[str, Any] | None = None) -> str:
     """Markdown of the baseline report. `search` maps llm_only / llm_ebm to {proved, attempted, rate}."""
     when = generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# v2 Iter {iteration} Baseline Report", "",
@@ -74,6 +75,8 @@ def render_baseline_report(*, profile: str, data: Mapping[str, Any], embedding: 
     lines += ["", "## EBM (GoalConditioned PyTorch, frozen encoder, decoupled training)",
               "| Metric                    | Value  | Old iter_5 | Notes                    |",
               "|---------------------------|--------|------------|--------------------------|"]
+    if ebm_training and ebm_training.get("trained") is False:
+        lines.insert(len(lines) - 2, f"**The EBM head was not trained**: {ebm_training.get('untrained_reason')}\n")
     for key, label, old, note in EBM_ROWS:
         cell = _value_cell(ebm, key)
         if key == "energy_gap" and ebm.get(key) is not None:

@@ -38,6 +38,7 @@ def test_phase2_assets_materialize_with_checks(demo_root):
     result = dg.materialize(
         [emb_defs.embeddings, emb_defs.embedding_metrics, ebm_defs.ebm_iter0, ebm_defs.ebm_metrics_iter0,
          *emb_defs.build_embedding_metric_checks("embedding_metrics"),
+         ebm_defs.build_ebm_training_check("ebm_iter0", lambda s: s.paths.evals / "iter_0"),
          *ebm_defs.build_ebm_metric_checks("ebm_metrics_iter0", ebm_defs.ebm_metrics_path)],
         resources={"burnqed": BurnqedConfig(data_root=str(demo_root))}, raise_on_error=False)
     assert result.success
@@ -60,7 +61,8 @@ def test_phase2_assets_materialize_with_checks(demo_root):
     assert set(EBM_METRIC_NAMES) <= set(ebm_metrics) and ebm_metrics["counts"]["val_theorems"] > 0
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(checks) == {"centroid_l2_target", "linear_probe_acc_target", "rank1_d4_target",
-                           "sibling_discrimination_target"}
+                           "sibling_discrimination_target", "ebm_trained"}
+    assert checks["ebm_trained"].passed
     assert checks["centroid_l2_target"].metadata["value"].value == pytest.approx(metrics["centroid_l2"])
 
 
@@ -160,3 +162,22 @@ def test_factories_build_iter1_configs_without_clashing_with_iter0():
     assert dg.AssetKey("joint_iter1") in graph.get(dg.AssetKey("embeddings_iter1")).parent_keys
     s = get_settings("demo", "/tmp/x")
     assert emb_defs.embedding_metrics_path(s, 1).parts[-2:] == ("iter_1", "embedding_metrics.json")
+
+
+def test_demo_without_proofs_degrades_to_an_untrained_head_and_says_so(tmp_path):
+    """The demo policy may prove nothing: every state unknown. Metrics are n/a with reasons, the head
+    stays untrained, the check fails (WARN in demo) and the report says it, instead of a crash."""
+    rows = [dict(r, label="unknown", proved=False) for r in synthetic_rows(n_theorems=4, depth=2)]
+    write_synthetic(tmp_path, rows)
+    res = {"burnqed": BurnqedConfig(data_root=str(tmp_path))}
+    result = dg.materialize([emb_defs.embedding_metrics, ebm_defs.ebm_iter0, ebm_defs.ebm_metrics_iter0,
+                             ebm_defs.build_ebm_training_check("ebm_iter0", lambda s: s.paths.evals / "iter_0")],
+                            resources=res, raise_on_error=False)
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN and "not trained" in check.description
+    settings = get_settings("demo", tmp_path)
+    metrics = read_json(settings.paths.evals / "iter_0" / "ebm_metrics.json")
+    assert metrics["rank1_accuracy"] is None and "rank1_accuracy" in metrics["not_available"]
+    assert dg.materialize([ebm_defs.baseline_report], resources=res).success
+    assert "The EBM head was not trained" in (settings.paths.evals / "iter_0" / "baseline_report.md").read_text()

@@ -104,3 +104,7 @@ def test_training_without_positives_fails_clearly(tmp_path):
     data = load_embedded_trajectories(traj, emb)
     with pytest.raises(ValueError, match="no training positives"):
         train_decoupled_ebm(data, set(data.frame["theorem"]), set(), EbmTrainConfig(epochs=1))
+    result = train_decoupled_ebm(data, set(data.frame["theorem"]), set(), EbmTrainConfig(epochs=1),
+                                 progress=lambda _: None, allow_untrained=True)
+    assert not result.trained and "0 positive" in result.untrained_reason and result.history == []
+    assert result.summary()["trained"] is False

@@ -163,6 +163,13 @@ def test_materialize_from_asset_graph_shows_checks_and_plots(dagster_ui):
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.set_default_timeout(30_000)
 
+            # 0. The operations: the raw-input sensor, the automation sensor and the data schedule.
+            page.goto(f"{base}/automation", wait_until="domcontentloaded")
+            _dismiss_dialogs(page)
+            for name in ("raw_input_change_sensor", "default_automation_condition_sensor", "weekly_data_refresh"):
+                expect(page.get_by_text(name, exact=True).first).to_be_visible()
+            page.screenshot(path=str(SHOTS / "0_automation.png"))
+
             # 1. The asset graph, filtered to the target and its upstream.
             page.goto(f"{base}/asset-groups", wait_until="domcontentloaded")
             expect(page.get_by_text("Global asset lineage")).to_be_visible()

@@ -224,6 +224,7 @@ class SearchSettings:
     http_retries: int = 3
     http_max_batch: int = 32  # prompts per SGLang request (concurrent expansions are batched)
     encode_max_batch: int = 256  # (state, goal) pairs per encode-server request
+    cpu_threads: int = 0  # torch threads for in-process generation (0 = torch default; demo 1, see models.loading)
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,7 @@ def _demo(data_root: Path) -> Settings:
                         learning_rate=4e-3, eval_steps=25, save_steps=25, warmup_ratio=0.05, cpu_threads=1),
         search=SearchSettings(max_nodes=40, timeout_s=30.0, eval_max_nodes=24, num_candidates=4,
                               concurrency=2, max_theorems=30, max_eval_theorems=40,
-                              policy_backend="transformers", max_new_tokens=96),
+                              policy_backend="transformers", max_new_tokens=96, cpu_threads=1),
         ebm=EbmSettings(epochs=30, learning_rate=1e-3, k_negatives=3, batch_size=16,
                         encode_max_length=256, embed_batch_size=16, val_fraction=0.25,
                         silhouette_min_states=10, cpu_threads=1),

@@ -76,7 +76,8 @@ def make_policy(settings: Settings, model_dir: Path | None = None) -> Policy:
         path = model_dir or settings.paths.merged_model(0)
         return TransformersPolicy.from_pretrained(
             str(path), device=settings.model.device, dtype=settings.model.dtype, max_new_tokens=s.max_new_tokens,
-            seed=settings.data.seed, how_to_obtain="materialize the `merged_iter0` asset first")
+            seed=settings.data.seed, how_to_obtain="materialize the `merged_iter0` asset first",
+            cpu_threads=s.cpu_threads)
     if s.policy_backend == "sglang":
         client = SGLangPolicy(s.sglang_url, max_new_tokens=s.max_new_tokens, timeout_s=s.http_timeout_s,
                               retries=s.http_retries, max_batch=s.http_max_batch)

@@ -90,10 +90,12 @@ class BasePolicy:
 class TransformersPolicy(BasePolicy):
     """In-process generation with a local HF causal LM (demo, CPU). One generation at a time."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int = 64, seed: int | None = None):
+    def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int = 64, seed: int | None = None,
+                 cpu_threads: int = 0):
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
+        self.cpu_threads = cpu_threads
         self._lock = threading.Lock()  # one model, several search threads
         if seed is not None:
             import torch
@@ -103,13 +105,13 @@ class TransformersPolicy(BasePolicy):
     @classmethod
     def from_pretrained(cls, path: str, device: str = "auto", dtype: str = "float32",
                         max_new_tokens: int = 64, seed: int | None = None,
-                        how_to_obtain: str = "") -> TransformersPolicy:
+                        how_to_obtain: str = "", cpu_threads: int = 0) -> TransformersPolicy:
         from burnqed_assets.models.loading import load_causal_lm, load_tokenizer
 
         tokenizer = load_tokenizer(path, how_to_obtain)
         model = load_causal_lm(path, device=device, dtype=dtype, how_to_obtain=how_to_obtain)
         model.eval()
-        return cls(model, tokenizer, max_new_tokens=max_new_tokens, seed=seed)
+        return cls(model, tokenizer, max_new_tokens=max_new_tokens, seed=seed, cpu_threads=cpu_threads)
 
     def generate(self, state: str, n: int, temperature: float) -> list[Candidate]:
         with self._lock:
@@ -118,9 +120,11 @@ class TransformersPolicy(BasePolicy):
 
     def _generate_locked(self, state: str, n: int, temperature: float) -> list[tuple[str, float]]:
         from burnqed_assets.models.generation import generate_tactics
+        from burnqed_assets.models.loading import cpu_threads
 
-        return list(generate_tactics(self.model, self.tokenizer, state, n=n, temperature=temperature,
-                                     max_new_tokens=self.max_new_tokens))
+        with cpu_threads(self.cpu_threads):
+            return list(generate_tactics(self.model, self.tokenizer, state, n=n, temperature=temperature,
+                                         max_new_tokens=self.max_new_tokens))
 
 
 # --------------------------------------------------------------------------- SGLang over HTTP (full)

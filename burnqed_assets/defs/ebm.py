@@ -262,11 +262,17 @@ def _read_json_or_empty(path: Path) -> dict[str, Any]:
     return read_json(path) if path.exists() else {}
 
 
-def _data_section(instance: dg.DagsterInstance) -> dict[str, Any]:
-    sft = latest_metadata(instance, "sft_dataset")
+def _data_section(instance: dg.DagsterInstance, settings: Settings) -> dict[str, Any]:
+    """Data statistics from the upstream assets' metadata, else from their JSON files."""
+    sft = latest_metadata(instance, "sft_dataset") or _read_json_or_empty(settings.paths.sft / "stats.json")
     pool = latest_metadata(instance, "contrastive_pool")
     pool_2k = latest_metadata(instance, "contrastive_pool_2k")
-    traj = latest_metadata(instance, "trajectories")
+    traj = latest_metadata(instance, "trajectories") or \
+        _read_json_or_empty(settings.paths.trajectories / "trajectory_stats.json")
+    if not pool and (pool_file := settings.paths.sft / "contrastive_pool.json").exists():
+        pool = {"theorems": len(read_json(pool_file))}
+    if not pool_2k and (pool_2k_file := settings.paths.sft / "contrastive_pool_2k.json").exists():
+        pool_2k = {"selected": len(read_json(pool_2k_file))}
     data: dict[str, Any] = {}
     if "total_pairs" in sft:
         data["SFT pairs"] = sft["total_pairs"]
@@ -280,7 +286,7 @@ def _data_section(instance: dg.DagsterInstance) -> dict[str, Any]:
         data["Contrastive theorems"] = pool["theorems"]
     if "selected" in pool_2k:
         data["Contrastive theorems searched (Task 1.3)"] = pool_2k["selected"]
-    for key in ("states", "theorems_proved", "label_counts"):
+    for key in ("theorems_attempted", "theorems_proved", "total_records", "label_counts", "deep_state_share"):
         if key in traj:
             data[f"Trajectories {key}"] = traj[key]
     return data
@@ -306,7 +312,7 @@ def baseline_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -
     embedding = _read_json_or_empty(embedding_metrics_path(settings, 0))
     ebm = _read_json_or_empty(ebm_metrics_path(settings))
     training = _read_json_or_empty(out_dir / "ebm_training.json").get("summary")
-    markdown = render_baseline_report(profile=settings.profile, data=_data_section(context.instance),
+    markdown = render_baseline_report(profile=settings.profile, data=_data_section(context.instance, settings),
                                       embedding=embedding, ebm=ebm, search=search, ebm_training=training)
     dest = out_dir / "baseline_report.md"
     with atomic_open(dest) as fh:

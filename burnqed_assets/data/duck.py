@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from burnqed_assets.data.io import LineReport, atomic_path
+from burnqed_assets.data.io import BadInputError, BadLine, LineReport, atomic_path
 
 # JSON types DuckDB's json_type() reports for an acceptable value of each SQL type.
 _TYPE_WORDS = {"VARCHAR": "a string", "BIGINT": "an integer", "DOUBLE": "a number", "BOOLEAN": "a boolean"}
@@ -58,7 +58,7 @@ def load_jsonl(
     `report` as `file:line: reason` (blank lines carry no record and are skipped). Absent
     optional fields become NULL. Fast path: DuckDB's parallel `read_json`, accepted only when
     it reads every line of the file with all required fields; otherwise the line-checked path
-    runs and names each bad line.
+    runs and names each bad line. Without a `report`, any bad line raises `BadInputError`.
     """
     path = Path(path)
     n = _load_jsonl_fast(con, path, table, columns, required)
@@ -131,9 +131,13 @@ def _load_jsonl_checked(con, path: Path, table: str, columns: Mapping[str, str],
         FROM (SELECT _line, line, TRY(json_type(line, {paths})) AS _t
               FROM _raw WHERE line IS NOT NULL AND trim(line) <> '')"""
     )
+    bad = [BadLine(path, int(n), reason) for n, reason in
+           con.execute("SELECT _line, reason FROM _checked WHERE reason IS NOT NULL ORDER BY _line").fetchall()]
+    if bad and report is None:  # no report to count them in: fail loudly rather than drop rows
+        con.execute("DROP TABLE _raw; DROP TABLE _checked")
+        raise BadInputError(bad)
     if report is not None:
-        for line_no, reason in con.execute("SELECT _line, reason FROM _checked WHERE reason IS NOT NULL ORDER BY _line").fetchall():
-            report.add(path, int(line_no), reason)
+        report.bad.extend(bad)
     struct = "{" + ", ".join(f'"{k}": "{v}"' for k, v in columns.items()) + "}"
     fields = ", ".join(f"_s.{k} AS {k}" for k in columns)
     con.execute(

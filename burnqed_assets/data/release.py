@@ -69,7 +69,7 @@ def _write_proofs(dest: Path, lean_dir: Path | None, proofs_jsonl: Path | None) 
 
 def build_release(release_dir: str | os.PathLike[str], clean_pairs: Path, clean_pool_report: dict[str, Any],
                   lean_version: str, profile: str, lean_dir: Path | None = None,
-                  proofs_jsonl: Path | None = None) -> dict[str, Any]:
+                  proofs_jsonl: Path | None = None, extra_dropped: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     out = Path(release_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_proofs, proofs_origin = _write_proofs(out / "proofs.parquet", lean_dir, proofs_jsonl)
@@ -79,7 +79,8 @@ def build_release(release_dir: str | os.PathLike[str], clean_pairs: Path, clean_
                     ("theorem", "state", "tactic"))
     n_pairs = duck.copy_to_parquet(
         con, "SELECT theorem, state, tactic, state_after, depth, source FROM pairs ORDER BY _line", out / "pairs.parquet")
-    dropped = clean_pool_report.get("dropped_theorems", [])
+    dropped = list(extra_dropped or []) + [{**d, "stage": "integrity sweep (M.6)"}
+                                           for d in clean_pool_report.get("dropped_theorems", [])]
     write_json(out / "dropped_theorems.json", dropped)
     with atomic_open(out / "lean-toolchain") as fh:
         fh.write(f"leanprover/lean4:{lean_version}\n")

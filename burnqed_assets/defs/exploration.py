@@ -10,6 +10,7 @@ from burnqed_assets.data.integrity import build_clean_pool
 from burnqed_assets.data.io import read_json, write_json
 from burnqed_assets.data.token_geometry import geometry, measure, plot_lengths
 from burnqed_assets.defs.checks import gate, target
+from burnqed_assets.lean.phase_m import migration_paths
 from burnqed_assets.reports.plots import png_markdown
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import Settings
@@ -144,10 +145,10 @@ def token_geometry_within_budget(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
 def exploration_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
     settings = burnqed.settings()
     pool_report = read_json(clean_pool_report_path(settings)) if clean_pool_report_path(settings).exists() else None
-    proofs = settings.inputs.goedel_proofs.path
+    mig = migration_paths(settings)
+    proofs = [p for p in (mig["proofs"], settings.inputs.goedel_proofs.path) if p.is_file()]
     report, arrays = explore(
-        settings.paths.clean_pairs, pool_report,
-        lean_dirs=[settings.paths.goedel_427_dir], proof_jsonl=[proofs] if proofs.is_file() else [],
+        settings.paths.clean_pairs, pool_report, lean_dirs=[mig["lean"]], proof_jsonl=proofs,
         contrastive_min_depth=settings.data.contrastive_min_depth,
         contrastive_min_theorems=settings.data.contrastive_min_theorems)
     report["profile"] = settings.profile

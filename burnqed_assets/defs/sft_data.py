@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from burnqed_assets.data.io import read_json, write_json
+from burnqed_assets.data.io import iter_jsonl, read_json, write_json
 from burnqed_assets.data.lean_github import filter_lean_github
 from burnqed_assets.data.release import build_release
 from burnqed_assets.data.sft import (
@@ -17,6 +17,7 @@ from burnqed_assets.data.sft import (
 )
 from burnqed_assets.defs.checks import gate, target
 from burnqed_assets.defs.exploration import clean_pool_report_path
+from burnqed_assets.lean.phase_m import migration_paths
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import Settings
 
@@ -30,6 +31,14 @@ def lean_github_report_path(settings: Settings):
 def _benchmarks(settings: Settings) -> set[str]:
     i = settings.inputs
     return benchmark_names([i.minif2f_v2s.path, i.minif2f_v2c.path, i.minif2f_v1.path])
+
+
+def _proof_files(settings: Settings) -> list:
+    """Goedel proofs JSONL files {problem_id, full_proof}: the raw input, then the migrated 4.27 text
+    (later files win when both name a theorem)."""
+    raw = settings.inputs.goedel_proofs.path
+    migrated = migration_paths(settings)["proofs"]
+    return [p for p in (raw, migrated) if p.is_file()]
 
 
 def _preview(path, n: int = 3) -> str:
@@ -158,8 +167,7 @@ def contrastive_pool(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) 
     settings = burnqed.settings()
     traced_dir = settings.inputs.goedel_recorded_traces.path
     statement_files = sorted(traced_dir.glob("*statements.jsonl")) if traced_dir.is_dir() else []
-    proofs = settings.inputs.goedel_proofs.path
-    statements = load_statements(statement_files, [proofs] if proofs.is_file() else [])
+    statements = load_statements(statement_files, _proof_files(settings))
     dest = settings.paths.sft / "contrastive_pool.json"
     d = settings.data
     info = build_contrastive_pool(settings.paths.clean_pairs, dest, d.contrastive_min_depth,
@@ -174,7 +182,7 @@ def contrastive_pool(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) 
         "decision": info["decision"],
         "eligible_at_min_depth": info["eligible_at_min_depth"],
         "with_formal_statement": info["with_statement"],
-        "statement_sources": dg.MetadataValue.json([str(p) for p in statement_files] + [str(proofs)]),
+        "statement_sources": dg.MetadataValue.json([str(p) for p in statement_files + _proof_files(settings)]),
     })
 
 
@@ -186,15 +194,19 @@ def contrastive_pool_size(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     return target(n >= need, f"contrastive pool {n} theorems (target >= {need})", theorems=n, target=need)
 
 
-@dg.asset(group_name=GROUP, deps=["clean_pool", "sft_dataset"],
+@dg.asset(group_name=GROUP, deps=["clean_pool", "sft_dataset", "goedel_427_proofs"],
           description="Task M.11: release bundle (Parquet of proofs and pairs, changelog, dropped list, "
           "lean-toolchain, manifest) under data/release; nothing is uploaded.")
 def release_bundle(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
     settings = burnqed.settings()
-    proofs = settings.inputs.goedel_proofs.path
+    proofs = _proof_files(settings)
+    mig = migration_paths(settings)
+    migration_dropped = [{**r, "stage": "migration (M.1-M.3)"} for _, r in iter_jsonl(mig["dropped"])] \
+        if mig["dropped"].exists() else []
     info = build_release(settings.paths.release, settings.paths.clean_pairs,
                          read_json(clean_pool_report_path(settings)), settings.lean.lean_version, settings.profile,
-                         lean_dir=settings.paths.goedel_427_dir, proofs_jsonl=proofs if proofs.is_file() else None)
+                         lean_dir=mig["lean"], proofs_jsonl=proofs[-1] if proofs else None,
+                         extra_dropped=migration_dropped)
     changelog = (settings.paths.release / "CHANGELOG.md").read_text(encoding="utf-8")
     return dg.MaterializeResult(metadata={
         "release_dir": info["release_dir"],

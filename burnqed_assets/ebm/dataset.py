@@ -7,9 +7,11 @@ A/B/C, by the joint-training comparison: everything takes explicit paths, nothin
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,11 +19,25 @@ import pyarrow.parquet as pq
 
 STATE_EMBEDDINGS_FILE = "state_embeddings.parquet"
 GOAL_EMBEDDINGS_FILE = "goal_embeddings.parquet"
+MANIFEST_FILE = "embeddings_manifest.json"  # fingerprint of the trajectories the embeddings were made from
 TRAJECTORY_COLUMNS = ["theorem", "state_id", "parent_id", "state_pp", "depth", "label", "sibling_group", "proved"]
 
 
 class EmbeddingDataError(ValueError):
     """Embeddings and trajectories do not fit together; the message names the file."""
+
+
+def update_fingerprint(digest: Any, theorems: list, state_ids: list, texts: list) -> None:
+    """Fold (theorem, state_id, state_pp) rows into `digest`: embeddings keyed by (theorem, state_id)
+    are only valid for the trajectories they were computed from."""
+    for theorem, state_id, text in zip(theorems, state_ids, texts):
+        digest.update(f"{theorem}\x1f{state_id}\x1f{text}\x1e".encode())
+
+
+def trajectories_fingerprint(traj: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    update_fingerprint(digest, traj["theorem"].tolist(), traj["state_id"].tolist(), traj["state_pp"].tolist())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -63,6 +79,12 @@ def load_embedded_trajectories(trajectories_path: str | Path, embeddings_dir: st
         if not p.exists():
             raise FileNotFoundError(f"missing input {p}")
     traj = pq.read_table(trajectories_path, columns=TRAJECTORY_COLUMNS).to_pandas()
+    manifest_path = embeddings_dir / MANIFEST_FILE
+    if manifest_path.exists():
+        expected = json.loads(manifest_path.read_text(encoding="utf-8")).get("trajectories_fingerprint")
+        if expected and expected != trajectories_fingerprint(traj):
+            raise EmbeddingDataError(f"{embeddings_dir} was computed from other trajectories than {trajectories_path} "
+                                     f"(fingerprint in {manifest_path} differs): re-materialize the embeddings")
     state_table = pq.read_table(embeddings_dir / STATE_EMBEDDINGS_FILE)
     goal_table = pq.read_table(embeddings_dir / GOAL_EMBEDDINGS_FILE)
     state_matrix = _embedding_matrix(state_table.column("embedding"))

@@ -8,6 +8,7 @@ a batch pads little. Outputs follow `data.schema.STATE_EMBEDDING_SCHEMA` / `GOAL
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,9 +19,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from burnqed_assets.data.io import atomic_path, read_json
+from burnqed_assets.data.io import atomic_path, read_json, write_json
 from burnqed_assets.data.schema import GOAL_EMBEDDING_SCHEMA, STATE_EMBEDDING_SCHEMA
-from burnqed_assets.ebm.dataset import GOAL_EMBEDDINGS_FILE, STATE_EMBEDDINGS_FILE
+from burnqed_assets.ebm.dataset import (
+    GOAL_EMBEDDINGS_FILE,
+    MANIFEST_FILE,
+    STATE_EMBEDDINGS_FILE,
+    update_fingerprint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,7 @@ class EmbeddingRunSummary:
     seconds: float = 0.0
     state_path: str = ""
     goal_path: str = ""
+    trajectories_fingerprint: str = ""
 
     def as_metadata(self) -> dict[str, object]:
         return {
@@ -120,6 +127,7 @@ def extract_embeddings(trajectories_path: str | Path, out_dir: str | Path, encod
     theorems: set[str] = set()
     state_path, goal_path = out_dir / STATE_EMBEDDINGS_FILE, out_dir / GOAL_EMBEDDINGS_FILE
     row_offset = 0
+    digest = hashlib.sha256()
     writer: pq.ParquetWriter | None = None
     with atomic_path(state_path) as tmp_state:
         try:
@@ -130,6 +138,7 @@ def extract_embeddings(trajectories_path: str | Path, out_dir: str | Path, encod
                 if bad:
                     shown = ", ".join(f"{trajectories_path}:row {r}" for r in bad[:10])
                     raise BadTrajectoryRowError(f"{len(bad)} trajectory row(s) with an empty state_pp: {shown}")
+                update_fingerprint(digest, cols["theorem"], cols["state_id"], texts)
                 unique = list(dict.fromkeys(texts))
                 position = {t: i for i, t in enumerate(unique)}
                 encoded = _encode_unique(unique, encoder, batch_size)
@@ -164,6 +173,10 @@ def extract_embeddings(trajectories_path: str | Path, out_dir: str | Path, encod
     with atomic_path(goal_path) as tmp_goal:
         pq.write_table(goal_table, tmp_goal)
     summary.goals = len(names)
+    summary.trajectories_fingerprint = digest.hexdigest()
+    write_json(out_dir / MANIFEST_FILE, {"trajectories_path": str(trajectories_path), "state_rows": summary.state_rows,
+                                         "trajectories_fingerprint": summary.trajectories_fingerprint,
+                                         "d_model": summary.d_model, "encode_max_length": max_length})
     summary.seconds = time.monotonic() - started
     summary.state_path, summary.goal_path = str(state_path), str(goal_path)
     say(f"wrote {summary.state_rows} state and {summary.goals} goal embeddings (d={summary.d_model}) "

@@ -14,7 +14,7 @@ from burnqed_assets.data.schema import (
     STATE_EMBEDDING_SCHEMA,
     trajectory_table,
 )
-from burnqed_assets.ebm.dataset import load_embedded_trajectories
+from burnqed_assets.ebm.dataset import EmbeddingDataError, load_embedded_trajectories
 from burnqed_assets.ebm.embed import (
     BadTrajectoryRowError,
     extract_embeddings,
@@ -110,3 +110,16 @@ def test_demo_model_batched_embeddings_match_single_text(tmp_path):
     for i in (0, 1, 2):
         alone = extractor.encode([rows[i]["state_pp"]]).numpy()[0]
         assert np.allclose(table.column("embedding")[i].as_py(), alone, atol=1e-4)
+
+
+def test_embeddings_of_other_trajectories_are_refused(tmp_path):
+    rows = synthetic_rows(n_theorems=2)
+    traj = write_traj(tmp_path / "t.parquet", rows)
+    summary = extract_embeddings(traj, tmp_path / "emb", CountingEncoder())
+    assert json.loads((tmp_path / "emb" / "embeddings_manifest.json").read_text())["trajectories_fingerprint"] \
+        == summary.trajectories_fingerprint
+    assert len(load_embedded_trajectories(traj, tmp_path / "emb").frame) == len(rows)
+    rows[5] = dict(rows[5], state_pp="a different state ⊢ x")  # a new search: same ids, other states
+    write_traj(traj, rows)
+    with pytest.raises(EmbeddingDataError, match="re-materialize the embeddings"):
+        load_embedded_trajectories(traj, tmp_path / "emb")

@@ -61,6 +61,7 @@ class EmbeddingRunSummary:
             "seconds": round(self.seconds, 2),
             "states_per_s": round(self.unique_texts_encoded / self.seconds, 2) if self.seconds else None,
             "state_embeddings_path": self.state_path, "goal_embeddings_path": self.goal_path,
+            "trajectories_fingerprint": self.trajectories_fingerprint,
         }
 
 

@@ -95,3 +95,14 @@ def test_parquet_sidecar_matches_the_jsonl_and_goes_stale_after_an_edit(tmp_path
     report = LineReport()
     assert duck.load_pairs(con, dest, "p", cols, ("theorem",), report) == len(lines)
     assert report.bad_count == 1 and report.bad[0].line == len(lines) + 1
+
+
+def test_bad_lines_raise_when_there_is_no_report_to_count_them(tmp_path):
+    import pytest
+
+    from burnqed_assets.data.io import BadInputError
+
+    src = tmp_path / "p.jsonl"
+    _write(src, [_pair("goedel::a"), "{oops"])
+    with pytest.raises(BadInputError, match=r"p\.jsonl:2: malformed JSON"):
+        duck.load_jsonl(duck.connect(), src, "t", {"theorem": "VARCHAR"}, ("theorem",))

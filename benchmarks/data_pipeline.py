@@ -102,7 +102,11 @@ def run_ours(workdir: Path, traced: Path, github: Path, tok) -> dict[str, float]
     from burnqed_assets.data.exploration import explore
     from burnqed_assets.data.integrity import build_clean_pool
     from burnqed_assets.data.lean_github import filter_lean_github
-    from burnqed_assets.data.sft import build_contrastive_pool, build_sft_dataset, verify_split
+    from burnqed_assets.data.sft import (
+        build_contrastive_pool,
+        build_sft_dataset,
+        verify_split,
+    )
     from burnqed_assets.data.token_geometry import geometry, measure
 
     out, times = workdir / "ours", {}
@@ -130,6 +134,12 @@ def run_ours(workdir: Path, traced: Path, github: Path, tok) -> dict[str, float]
 # ----------------------------------------------------------------------------- plain (the plan's scripts)
 
 
+def _loads(path: Path) -> list[dict]:
+    """The plan's `[json.loads(l) for l in open(path)]`, with the file closed."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
 PREFIX = "Complete the following Lean 4 code:\n\n```lean4\n/- tactic state:\n"
 SUFFIX = "\n-/\n```\n"
 
@@ -141,7 +151,7 @@ def run_plain(workdir: Path, traced: Path, github: Path, tok) -> dict[str, float
     (out / "sft").mkdir(parents=True, exist_ok=True)
     # M.6 explore_traced.py part 1
     t = time.perf_counter()
-    pairs = [json.loads(line) for line in open(traced, encoding="utf-8")]
+    pairs = _loads(traced)
     theorems: dict[str, list] = {}
     for p in pairs:
         theorems.setdefault(p["theorem"], []).append(p)
@@ -206,7 +216,7 @@ def run_plain(workdir: Path, traced: Path, github: Path, tok) -> dict[str, float
     # M.9 filter_lean_github.py
     t = time.perf_counter()
     rng = random.Random(42)
-    rows = [json.loads(line) for line in open(github, encoding="utf-8")]
+    rows = _loads(github)
     gh_pairs = []
     for row in rows:
         state, tactic = row["state_before"], row["tactic"]
@@ -222,8 +232,8 @@ def run_plain(workdir: Path, traced: Path, github: Path, tok) -> dict[str, float
     times["M.9 LEAN-GitHub filter"] = time.perf_counter() - t
     # M.10 merge + 0.6 checks (re-reading the files, as the plan's separate scripts do)
     t = time.perf_counter()
-    merged = [json.loads(line) for line in open(out / "clean.jsonl", encoding="utf-8")]
-    merged += [json.loads(line) for line in open(out / "github_pairs.jsonl", encoding="utf-8")]
+    merged = _loads(out / "clean.jsonl")
+    merged += _loads(out / "github_pairs.jsonl")
     seen, dedup = set(), []
     for p in merged:
         key = (p["theorem"], p["state"], p["tactic"])
@@ -252,8 +262,8 @@ def run_plain(workdir: Path, traced: Path, github: Path, tok) -> dict[str, float
     pool = [{"theorem": k, "max_depth": v} for k, v in deep.items() if v >= 3]
     with open(out / "sft" / "contrastive_pool.json", "w", encoding="utf-8") as fh:
         json.dump(pool, fh)
-    train = [json.loads(line) for line in open(out / "sft" / "train.jsonl", encoding="utf-8")]
-    val = [json.loads(line) for line in open(out / "sft" / "val.jsonl", encoding="utf-8")]
+    train = _loads(out / "sft" / "train.jsonl")
+    val = _loads(out / "sft" / "val.jsonl")
     for rec in train + val:
         assert rec["prompt"].startswith(PREFIX) and "\n-/\n```\n" in rec["prompt"]
     assert not {r["theorem"] for r in train} & {r["theorem"] for r in val}

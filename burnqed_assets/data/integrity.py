@@ -22,7 +22,12 @@ from typing import Any
 
 from burnqed_assets.data import duck
 from burnqed_assets.data.io import LineReport
-from burnqed_assets.data.schema import BANNED_STATE_WORDS, BANNED_TACTIC_WORDS, GOEDEL_SOURCE, TURNSTILE
+from burnqed_assets.data.schema import (
+    BANNED_STATE_WORDS,
+    BANNED_TACTIC_WORDS,
+    GOEDEL_SOURCE,
+    TURNSTILE,
+)
 
 TRACED_COLUMNS = {"theorem": "VARCHAR", "state": "VARCHAR", "tactic": "VARCHAR", "state_after": "VARCHAR",
                   "depth": "BIGINT", "source": "VARCHAR"}
@@ -91,7 +96,7 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
     traced_path = Path(traced_path)
     report = LineReport()
     duck.load_jsonl(con, traced_path, "traced", TRACED_COLUMNS, TRACED_REQUIRED, report)
-    where = lambda words, col: _any_contains(col, words)  # noqa: E731
+    where = lambda words, col: _any_contains(col, words)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE flagged AS
         SELECT *,
@@ -126,7 +131,7 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
     duplicate_examples = [f"{loc(n)}: {th}: duplicate of an earlier pair" for n, th in con.execute(
         f"SELECT _line, theorem FROM flagged WHERE duplicate ORDER BY _line LIMIT {EXAMPLES}").fetchall()]
     counts = con.execute(
-        "SELECT " + ", ".join(f"count(*) FILTER (WHERE contains(tactic, ?) OR contains(state, ?))" for _ in SUSPICIOUS_AXIOMS)
+        "SELECT " + ", ".join("count(*) FILTER (WHERE contains(tactic, ?) OR contains(state, ?))" for _ in SUSPICIOUS_AXIOMS)
         + " FROM traced", [w for ax in SUSPICIOUS_AXIOMS for w in (ax, ax)]).fetchall()[0]
     suspicious = {ax: int(n) for ax, n in zip(SUSPICIOUS_AXIOMS, counts) if n}
 
@@ -136,14 +141,14 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
           AND theorem NOT IN (SELECT theorem FROM bad_theorems))"""
     clean_pairs = duck.export_jsonl_with_sidecar(
         con, clean, ["theorem", "state", "tactic", "state_after", "depth", "source"], "_line", dest)
-    clean_theorems = duck.scalar(con, f"""SELECT count(DISTINCT theorem) FROM flagged
+    clean_theorems = duck.scalar(con, """SELECT count(DISTINCT theorem) FROM flagged
         WHERE NOT contaminated AND malformed IS NULL AND NOT duplicate
           AND theorem NOT IN (SELECT theorem FROM bad_theorems)""")
     dropped = [{"theorem": th, "reason": "contaminated (sorry/admit/cheat/sorryAx)", "first_line": loc(n)}
                for th, n in con.execute("SELECT theorem, first_line FROM bad_theorems ORDER BY first_line").fetchall()]
     # theorems that lost every pair to malformed/duplicate rules are dropped too
     for th, n in con.execute(
-            f"""SELECT theorem, min(_line) FROM flagged WHERE theorem NOT IN (SELECT theorem FROM bad_theorems)
+            """SELECT theorem, min(_line) FROM flagged WHERE theorem NOT IN (SELECT theorem FROM bad_theorems)
                 GROUP BY theorem HAVING bool_and(malformed IS NOT NULL OR duplicate) ORDER BY 2""").fetchall():
         dropped.append({"theorem": th, "reason": "no well-formed pair left", "first_line": loc(n)})
     stats = con.execute(

@@ -80,7 +80,7 @@ def filter_lean_github(src: str | os.PathLike[str], dest: str | os.PathLike[str]
     n_files = _load(con, Path(src), report)
     banned = " OR ".join(f"contains(tactic, {duck.sql_str(w)})" for w in BANNED)
     trivial = ", ".join(duck.sql_str(t) for t in TRIVIAL_TACTICS)
-    threshold = int(round(trivial_keep_rate * HASH_SCALE))
+    threshold = round(trivial_keep_rate * HASH_SCALE)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE judged AS
         SELECT *, CASE

@@ -96,10 +96,10 @@ def build_release(release_dir: str | os.PathLike[str], clean_pairs: Path, clean_
         "## Integrity sweep (plan Task M.6)",
         f"- traced pairs: {r.get('traced_pairs')} from {r.get('traced_theorems')} theorems",
         f"- contaminated pairs (sorry/admit/cheat/sorryAx): {r.get('contaminated_pairs')}",
-        f"- malformed states: {r.get('malformed_states')}; duplicate pairs: {r.get('duplicate_pairs')}; "
-        f"unreadable lines: {r.get('bad_lines')}",
-        f"- clean pool: {r.get('clean_pairs')} pairs, {r.get('clean_theorems')} theorems "
-        f"({100 * float(r.get('clean_fraction') or 0):.1f}% of traced pairs)",
+        (f"- malformed states: {r.get('malformed_states')}; duplicate pairs: {r.get('duplicate_pairs')}; "
+         f"unreadable lines: {r.get('bad_lines')}"),
+        (f"- clean pool: {r.get('clean_pairs')} pairs, {r.get('clean_theorems')} theorems "
+         f"({100 * float(r.get('clean_fraction') or 0):.1f}% of traced pairs)"),
         "",
         "Not uploaded: publishing is a manual step (plan Task M.11).",
     ]

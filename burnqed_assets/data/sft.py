@@ -98,7 +98,7 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
           AND theorem NOT IN (SELECT theorem FROM sorry_theorems UNION ALL SELECT theorem FROM bench_theorems)"""
     )
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE theorem_split AS
+        """CREATE OR REPLACE TEMP TABLE theorem_split AS
         WITH t AS (SELECT DISTINCT source, theorem FROM kept),
         r AS (SELECT source, theorem,
                      row_number() OVER (PARTITION BY source ORDER BY md5(? || '|' || theorem), theorem) AS rk,

@@ -134,7 +134,7 @@ def geometry(lengths: dict[str, Any], tokenizer: Any, percentiles: Sequence[int]
     n = int(full.size)
     ratios = state / np.maximum(tactic, 1) if n else np.zeros(0)
     # The wrapper's own cost: the plan assumed 45 tokens; measure it with this tokenizer.
-    overhead = int(len(tokenizer(format_prompt(""), add_special_tokens=True)["input_ids"]))
+    overhead = len(tokenizer(format_prompt(""), add_special_tokens=True)["input_ids"])
     truncation = []
     for max_len in sft_candidates:
         truncated = int((full > max_len).sum())

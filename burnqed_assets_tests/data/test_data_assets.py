@@ -6,6 +6,7 @@ import json
 import shutil
 
 import dagster as dg
+
 from burnqed_assets.defs import exploration, migration, sft, sft_data
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import DEMO_INPUTS, get_settings

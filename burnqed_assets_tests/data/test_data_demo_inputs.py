@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from itertools import pairwise
 
 from burnqed_assets.settings import DEMO_INPUTS
 
@@ -27,7 +28,7 @@ def test_handwritten_traces_are_deep_and_chain_state_to_state():
         steps.sort(key=lambda r: r["depth"])
         assert [r["depth"] for r in steps] == list(range(len(steps)))
         assert 4 <= len(steps) <= 7
-        for a, b in zip(steps, steps[1:]):
+        for a, b in pairwise(steps):
             assert a["state_after"] == b["state"]
         assert steps[-1]["state_after"] == "no goals"
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
-from burnqed_assets.data.sft import build_contrastive_pool, build_sft_dataset, load_statements, verify_split
+from burnqed_assets.data.sft import (
+    build_contrastive_pool,
+    build_sft_dataset,
+    load_statements,
+    verify_split,
+)
 from burnqed_assets.models.prompt import format_prompt, is_well_formed_prompt
 from burnqed_assets.settings import DEMO_INPUTS
 

@@ -32,8 +32,7 @@ def main() -> None:
                     "_provenance": f"{SOURCE.name}:{line_no} traced_tactics[{i}]",
                 })
     with open(OUT, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     print(f"wrote {len(rows)} rows from {SOURCE.name} to {OUT}")
 
 

@@ -159,7 +159,7 @@ def derive(record: dict) -> tuple[list[dict], str | None]:
         "state_after": "no goals" if single else None,
         "depth": 0,
         "source": "goedel_workbook",
-        "_derived": DERIVED_NOTE + ("" if single else "; first of %d top-level tactics, next state unknown" % len(tactics)),
+        "_derived": DERIVED_NOTE + ("" if single else f"; first of {len(tactics)} top-level tactics, next state unknown"),
     }
     return [row], None
 
@@ -174,8 +174,7 @@ def main() -> int:
                 if why:
                     skipped[why] = skipped.get(why, 0) + 1
     with open(OUT, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     closed = sum(r["state_after"] == "no goals" for r in rows)
     print(f"wrote {len(rows)} pairs ({closed} single-tactic proofs) to {OUT}; skipped {sum(skipped.values())}: {skipped}")
     return 0

@@ -280,8 +280,7 @@ def main() -> None:
     for fname, rows in [("handwritten_deep_traces.jsonl", traces), ("handwritten_statements.jsonl", statements),
                         ("handwritten_dead_ends.jsonl", dead)]:
         with open(HERE / fname, "w", encoding="utf-8") as fh:
-            for r in rows:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     dead_states = len({(r["theorem"], r["depth"]) for r in dead})
     print(f"{len(theorems)} theorems, {len(traces)} pairs, {len(dead)} dead ends at {dead_states} states")
 

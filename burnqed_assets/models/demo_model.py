@@ -52,9 +52,10 @@ class DemoModelSpec:
     num_attention_heads: int = 4
     num_key_value_heads: int = 4
     max_position_embeddings: int = 4096
-    # Init std: 0.02 (Llama's) makes tied-embedding logits nearly uniform at this width (|h||e| ~ 2)
-    # and LoRA, which cannot touch the embeddings, could never sharpen them.
-    initializer_range: float = 0.02
+    # Init std 1/sqrt(hidden): Llama's 0.02 (meant for d=4096) leaves tied-embedding logits nearly
+    # flat at d=128 (|h||e| ~ 2.6, top token ~5%), and LoRA, which cannot touch the embeddings,
+    # then cannot sharpen them: measured val loss 4.9 -> 4.2 with 0.02, 4.0 -> 2.9 with 0.088.
+    initializer_range: float = 0.088
     seed: int = 42
     warmup_steps: int = 60  # causal-LM steps on the raw Lean corpus at build time (0 = random init)
     warmup_batch_size: int = 16

@@ -86,3 +86,24 @@ def test_bad_sft_line_is_reported_with_location(demo_base_model_dir, tmp_path):
     with pytest.raises(BadInputError) as err:
         train_lora(demo_base_model_dir, train, tmp_path / "val.jsonl", tmp_path / "out", SftRunConfig(max_steps=1))
     assert f"{train}:2" in str(err.value)
+
+
+def test_padding_free_batch_loss_equals_separate_examples(trainer_and_rows):
+    """Padding-free on CPU (sdpa, no FlashAttention) is exact: `position_ids` restarting per example
+    give a block-diagonal mask, so examples in one row never attend to each other."""
+    trainer, _, _ = trainer_and_rows
+    dataset = trainer.train_dataset
+    examples = [dataset[i] for i in range(4)]
+    model = trainer.model.eval()
+    with torch.no_grad():
+        packed = trainer.data_collator(examples)
+        packed_loss = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"],
+                            labels=packed["labels"], use_cache=False).loss
+        total, count = 0.0, 0
+        for ex in examples:
+            one = trainer.data_collator([ex])
+            n = int((one["labels"][0, 1:] != -100).sum())
+            total += float(model(input_ids=one["input_ids"], position_ids=one["position_ids"],
+                                 labels=one["labels"], use_cache=False).loss) * n
+            count += n
+    assert float(packed_loss) == pytest.approx(total / count, rel=1e-4)

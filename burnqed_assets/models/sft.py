@@ -150,7 +150,7 @@ def _file_digest(path: Path) -> str:
 
 
 def run_fingerprint(base_model_dir: Path, train_path: Path, val_path: Path, config: SftRunConfig) -> str:
-    """Identity of a run: data content, base model (config + weight file sizes), run config.
+    """Identity of a run: data content, base model (config, weight files), run config.
 
     Checkpoints from a run with another fingerprint are never resumed (stale data or settings).
     """
@@ -159,7 +159,10 @@ def run_fingerprint(base_model_dir: Path, train_path: Path, val_path: Path, conf
     h.update(_file_digest(val_path).encode())
     h.update((base_model_dir / "config.json").read_bytes())
     for weights in sorted(base_model_dir.glob("*.safetensors")):
-        h.update(f"{weights.name}:{weights.stat().st_size}".encode())
+        # size + mtime, not content: hashing 14 GB of 7B weights per run is too slow; a rebuilt
+        # base (new mtime) never resumes checkpoints trained on the old one
+        st = weights.stat()
+        h.update(f"{weights.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     cfg = asdict(config)
     cfg.pop("device")  # resuming on another device is fine
     cfg.pop("cpu_threads")

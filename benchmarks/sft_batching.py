@@ -46,8 +46,16 @@ def main() -> None:
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from burnqed_assets.models.demo_model import DemoModelSpec, build_demo_model
-    from burnqed_assets.models.loading import cpu_threads, load_causal_lm, load_tokenizer
-    from burnqed_assets.models.sft import SftRunConfig, build_trainer, resolve_sft_max_length
+    from burnqed_assets.models.loading import (
+        cpu_threads,
+        load_causal_lm,
+        load_tokenizer,
+    )
+    from burnqed_assets.models.sft import (
+        SftRunConfig,
+        build_trainer,
+        resolve_sft_max_length,
+    )
     from burnqed_assets.settings import DEMO_INPUTS, get_settings
 
     ap = argparse.ArgumentParser()

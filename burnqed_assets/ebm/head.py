@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -43,7 +45,7 @@ class GoalConditionedEnergyHead(nn.Module):
         self.first_layer_scale = float(first_layer_scale)
         dims = [3 * d_model, *hidden_dims, 1]
         layers: list[nn.Module] = []
-        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
             linear = spectral_norm(nn.Linear(d_in, d_out))
             if i == 0:
                 parametrize.register_parametrization(linear, "weight", _Scale(first_layer_scale))

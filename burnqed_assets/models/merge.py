@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from burnqed_assets.models.demo_model import replace_dir
-from burnqed_assets.models.loading import load_causal_lm, load_tokenizer, require_model_dir
+from burnqed_assets.models.loading import (
+    load_causal_lm,
+    load_tokenizer,
+    require_model_dir,
+)
 
 log = logging.getLogger(__name__)
 

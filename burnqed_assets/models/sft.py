@@ -28,7 +28,13 @@ import torch
 
 from burnqed_assets.data.io import LineReport, iter_jsonl, read_json, write_json
 from burnqed_assets.models.demo_model import replace_dir
-from burnqed_assets.models.loading import cpu_threads, load_causal_lm, load_tokenizer, pick_device, require_model_dir
+from burnqed_assets.models.loading import (
+    cpu_threads,
+    load_causal_lm,
+    load_tokenizer,
+    pick_device,
+    require_model_dir,
+)
 from burnqed_assets.models.prompt import is_well_formed_prompt
 
 log = logging.getLogger(__name__)

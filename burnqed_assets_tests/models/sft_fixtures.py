@@ -35,6 +35,5 @@ def write_sft_split(dest: Path, n_train: int = 48, n_val: int = 8) -> tuple[Path
     dest.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train.jsonl", train), ("val.jsonl", val)):
         with open(dest / name, "w", encoding="utf-8") as fh:
-            for rec in sft_records(rows):
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            fh.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in sft_records(rows))
     return dest / "train.jsonl", dest / "val.jsonl"

@@ -6,8 +6,17 @@ import dagster as dg
 import pytest
 import torch
 
-from burnqed_assets.models.demo_model import LEAN_SYMBOLS, DemoModelSpec, build_demo_model
-from burnqed_assets.models.loading import ModelNotFoundError, load_causal_lm, load_tokenizer, require_model_dir
+from burnqed_assets.models.demo_model import (
+    LEAN_SYMBOLS,
+    DemoModelSpec,
+    build_demo_model,
+)
+from burnqed_assets.models.loading import (
+    ModelNotFoundError,
+    load_causal_lm,
+    load_tokenizer,
+    require_model_dir,
+)
 from burnqed_assets.models.prompt import format_prompt
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import DEMO_INPUTS, get_settings

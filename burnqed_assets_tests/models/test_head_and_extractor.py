@@ -11,7 +11,7 @@ from burnqed_assets.ebm.head import GoalConditionedEnergyHead, load_head, save_h
 from burnqed_assets.models.embedding import EmbeddingExtractor
 from burnqed_assets.models.loading import load_causal_lm, load_tokenizer
 
-SMALL = dict(d_model=32, hidden_dims=(64, 32, 16))
+SMALL = {"d_model": 32, "hidden_dims": (64, 32, 16)}
 
 
 def _sigma(weight: torch.Tensor) -> float:

@@ -7,13 +7,12 @@ import shutil
 
 import dagster as dg
 import pytest
+from sft_fixtures import write_sft_split
 
 import burnqed_assets.defs.sft as sft_defs
 from burnqed_assets.models.sft import SftResult
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import get_settings
-
-from sft_fixtures import write_sft_split
 
 
 @pytest.fixture

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 import torch
+from sft_fixtures import demo_pairs, sft_records
 
 from burnqed_assets.data.io import BadInputError
 from burnqed_assets.models.loading import load_causal_lm, load_tokenizer
-from burnqed_assets.models.sft import (SftRunConfig, build_trainer, example_length, resolve_sft_max_length,
-                                       split_by_length, train_lora)
-
-from sft_fixtures import demo_pairs, sft_records
+from burnqed_assets.models.sft import (
+    SftRunConfig,
+    build_trainer,
+    example_length,
+    resolve_sft_max_length,
+    split_by_length,
+    train_lora,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +45,7 @@ def test_loss_mask_is_exactly_tactic_plus_eos(trainer_and_rows):
     assert input_ids.shape[0] == sum(len(dataset[i]["input_ids"]) for i in range(len(dataset)))  # no padding
     starts = (position_ids == 0).nonzero().flatten().tolist() + [len(input_ids)]
     assert len(starts) - 1 == len(rows)
-    for row, (a, b) in zip(rows, zip(starts[:-1], starts[1:])):
+    for row, (a, b) in zip(rows, itertools.pairwise(starts)):
         seq_ids, seq_labels = input_ids[a:b], labels[a:b]
         trained = seq_labels != -100
         # the trained tokens are one contiguous block at the end of the example

@@ -6,14 +6,13 @@ import json
 import math
 
 import pytest
+from sft_fixtures import write_sft_split
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from burnqed_assets.models.generation import generate_tactics
 from burnqed_assets.models.loading import load_tokenizer
 from burnqed_assets.models.merge import merge_lora
 from burnqed_assets.models.sft import HISTORY_FILE, SftRunConfig, train_lora
-
-from sft_fixtures import write_sft_split
 
 pytestmark = pytest.mark.slow
 

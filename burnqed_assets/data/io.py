@@ -8,6 +8,7 @@ report each bad line as `path:line: reason`, count it, and never drop it silentl
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -98,6 +99,15 @@ def write_jsonl(dest: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
             fh.write("\n")
             n += 1
     return n
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (fingerprints for resume and manifests)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

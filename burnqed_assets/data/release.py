@@ -13,7 +13,6 @@ Nothing in it depends on the clock, so a re-run on the same inputs gives the sam
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from burnqed_assets.data import duck
-from burnqed_assets.data.io import atomic_open, atomic_path, write_json
+from burnqed_assets.data.io import atomic_open, atomic_path, file_sha256, write_json
 
 PROOFS_SCHEMA = pa.schema([("name", pa.string()), ("full_proof", pa.string()), ("origin", pa.string())])
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_proofs(dest: Path, lean_dir: Path | None, proofs_jsonl: Path | None) -> tuple[int, str]:
@@ -111,7 +104,7 @@ def build_release(release_dir: str | os.PathLike[str], clean_pairs: Path, clean_
     for name, rows in (("proofs.parquet", n_proofs), ("pairs.parquet", n_pairs), ("dropped_theorems.json", len(dropped)),
                        ("lean-toolchain", 1), ("CHANGELOG.md", None)):
         p = out / name
-        manifest[name] = {"bytes": p.stat().st_size, "sha256": _sha256(p), "rows": rows}
+        manifest[name] = {"bytes": p.stat().st_size, "sha256": file_sha256(p), "rows": rows}
     write_json(out / "manifest.json", manifest)
     return {"proofs": n_proofs, "pairs": n_pairs, "dropped_theorems": len(dropped), "proofs_origin": proofs_origin,
             "files": sorted(manifest) + ["manifest.json"], "release_dir": str(out)}

@@ -10,7 +10,6 @@ model (merge_and_unload) and the head (`save_head`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -24,7 +23,7 @@ from typing import Any
 
 import torch
 
-from burnqed_assets.data.io import LineReport, write_json
+from burnqed_assets.data.io import LineReport, file_sha256, write_json
 from burnqed_assets.ebm.head import save_head
 from burnqed_assets.joint.dataset import (
     JointBatch,
@@ -197,12 +196,6 @@ def list_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def inputs_fingerprint(sft_path: Path, trajectories_path: Path, base_model_path: Path) -> dict[str, Any]:
@@ -211,8 +204,8 @@ def inputs_fingerprint(sft_path: Path, trajectories_path: Path, base_model_path:
     base = Path(base_model_path)
     weights = sorted((p.name, p.stat().st_size) for p in base.glob("*.safetensors")) if base.is_dir() else []
     config = base / "config.json"
-    return {"sft_sha256": _file_digest(Path(sft_path)), "trajectories_sha256": _file_digest(Path(trajectories_path)),
-            "base_config_sha256": _file_digest(config) if config.exists() else None,
+    return {"sft_sha256": file_sha256(Path(sft_path)), "trajectories_sha256": file_sha256(Path(trajectories_path)),
+            "base_config_sha256": file_sha256(config) if config.exists() else None,
             "base_weight_files": [list(w) for w in weights]}
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from burnqed_assets.data.io import LineReport, iter_jsonl, read_json, write_json
+from burnqed_assets.data.io import LineReport, file_sha256, iter_jsonl, read_json, write_json
 from burnqed_assets.models.demo_model import replace_dir
 from burnqed_assets.models.loading import (
     cpu_threads,
@@ -147,12 +147,6 @@ def split_by_length(tokenizer, rows: list[dict[str, Any]], max_length: int) -> t
 
 # ------------------------------------------------------------------ resume bookkeeping
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run_fingerprint(base_model_dir: Path, train_path: Path, val_path: Path, config: SftRunConfig) -> str:
@@ -161,8 +155,8 @@ def run_fingerprint(base_model_dir: Path, train_path: Path, val_path: Path, conf
     Checkpoints from a run with another fingerprint are never resumed (stale data or settings).
     """
     h = hashlib.sha256()
-    h.update(_file_digest(train_path).encode())
-    h.update(_file_digest(val_path).encode())
+    h.update(file_sha256(train_path).encode())
+    h.update(file_sha256(val_path).encode())
     h.update((base_model_dir / "config.json").read_bytes())
     for weights in sorted(base_model_dir.glob("*.safetensors")):
         # size + mtime, not content: hashing 14 GB of 7B weights per run is too slow; a rebuilt

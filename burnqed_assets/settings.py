@@ -375,8 +375,9 @@ def _demo(data_root: Path) -> Settings:
                           trace_chunk_size=25, restart_every=100),
         executor=ExecutorSettings(kind="in_process", max_concurrent=2),
         data=DataSettings(contrastive_min_theorems=20),
-        # demo SFT: 150 steps at lr 6e-3 on one thread (docs/models.md: val loss 3.96 -> 2.86, ~1 min)
-        sft=SftSettings(epochs=1.0, max_steps=150, batch_size=8, grad_accumulation=1,
+        # demo SFT: 300 steps at lr 6e-3 on one thread (docs/models.md: val loss 2.88 -> 1.76, ~1 min);
+        # enough for the tiny model to reproduce its training tactics, so demo search finds proofs.
+        sft=SftSettings(epochs=1.0, max_steps=300, batch_size=8, grad_accumulation=1,
                         learning_rate=6e-3, eval_steps=25, save_steps=25, warmup_ratio=0.05, cpu_threads=1),
         search=SearchSettings(max_nodes=40, timeout_s=30.0, eval_max_nodes=24, num_candidates=4,
                               concurrency=2, max_theorems=30, max_eval_theorems=40,

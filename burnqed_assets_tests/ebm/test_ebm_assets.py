@@ -29,7 +29,7 @@ def demo_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     settings = get_settings("demo", root)
     write_synthetic(root, synthetic_rows(n_theorems=16, depth=5, branch=4, proved_every=2))
-    build_demo_model(settings.paths.merged_model(0), DEMO_INPUTS, DemoModelSpec())
+    build_demo_model(settings.paths.merged_model(0), DEMO_INPUTS, DemoModelSpec(warmup_steps=4))
     return root
 
 

@@ -98,7 +98,7 @@ def test_demo_model_batched_embeddings_match_single_text(tmp_path):
     from burnqed_assets.settings import DEMO_INPUTS
 
     model_dir = tmp_path / "model"
-    build_demo_model(model_dir, DEMO_INPUTS, DemoModelSpec())
+    build_demo_model(model_dir, DEMO_INPUTS, DemoModelSpec(warmup_steps=4))
     rows = synthetic_rows(n_theorems=2, depth=2)
     rows[1] = dict(rows[1], state_pp="x y z : ℝ\nh : x + y = 2 * z\n⊢ x ^ 2 + y ^ 2 ≥ 2 * z ^ 2")  # long
     traj = write_traj(tmp_path / "t.parquet", rows)

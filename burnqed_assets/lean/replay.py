@@ -114,6 +114,7 @@ class ReplayLeanEnv:
         self._table: dict[tuple[str, str], Outcome] = {}
         self._roots: dict[str, str] = {}  # theorem name (bare and prefixed) -> root state
         self._roots_by_statement: dict[str, str] = {}
+        self._states_with_moves: set[str] = set()  # state keys with at least one recorded tactic
         self.report = LineReport()
         self._counters: dict[str, int] = {
             "calls": 0, "tactic_calls": 0, "hits": 0, "misses": 0, "open_theorem_calls": 0,
@@ -131,6 +132,7 @@ class ReplayLeanEnv:
             if old.kind != "unknown":  # first known result wins
                 return
         self._table[key] = outcome
+        self._states_with_moves.add(key[0])
         self._counters["transitions"] = len(self._table)
 
     def add_root(self, name: str, state: str, statement: str | None = None, override: bool = False) -> None:
@@ -280,6 +282,14 @@ class ReplayLeanEnv:
 
     def known_theorems(self) -> list[str]:
         return sorted(self._roots)
+
+    def can_answer(self, name: str) -> bool:
+        """True when the theorem's root state is recorded with at least one recorded tactic from it.
+
+        The replay cannot say anything about other theorems (every tactic is "not in the table"),
+        so a demo evaluation restricted to these measures the plumbing, not a benchmark rate."""
+        root = self._roots.get(name) or self._roots.get(_bare(name))
+        return root is not None and _key(root) in self._states_with_moves
 
     def stats(self) -> dict[str, int | float]:
         out: dict[str, int | float] = dict(self._counters)

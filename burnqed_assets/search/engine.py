@@ -12,8 +12,8 @@ root; `timeout_s` bounds the wall clock. A search succeeds only when a tactic cl
 goal AND the verifier accepts the assembled proof; otherwise it keeps searching.
 
 The whole tree is returned and turned into `TRAJECTORY_SCHEMA` rows: states on the proof
-path are `positive`, the other expanded states `negative`, states never expanded and every
-state of an unproved search `unknown`.
+path are `positive`, every other state of a proved tree `negative` (siblings of the path are
+the EBM's hard negatives), and every state of an unproved search `unknown`.
 """
 
 from __future__ import annotations
@@ -344,7 +344,9 @@ def trajectory_rows(result: SearchResult) -> list[dict[str, Any]]:
         elif n.id in positive:
             label = "positive"
         else:
-            label = "negative" if n.expanded else "unknown"
+            # Off the found proof path in a proved tree: a (hard, when a sibling of the path)
+            # negative, expanded or not; the EBM needs exactly these siblings (plan Task 2.4).
+            label = "negative"
         rows.append({
             "theorem": result.theorem, "state_id": n.id, "parent_id": n.parent_id, "state_pp": n.state_pp,
             "tactic": n.tactic, "depth": n.depth, "llm_logprob": n.llm_logprob,

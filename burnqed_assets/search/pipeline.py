@@ -202,18 +202,25 @@ def evaluate_minif2f(settings: Settings, benchmark: str, policy: Policy | None =
     if not src.exists():
         raise FileNotFoundError(f"{src} is missing: materialize the benchmark port asset first")
     all_problems = load_benchmark(src)
-    problems = load_benchmark(src, limit=settings.search.max_eval_theorems)
-    model_dir = settings.paths.merged_model(iteration)
-    policy = policy or make_policy(settings, model_dir)
     own_env = env is None
     env = env if env is not None else _env_source(settings)
+    # A replay backend only knows recorded theorems: evaluate those it can answer, and say so.
+    can_answer = getattr(env, "can_answer", None)
+    candidates = [p for p in all_problems if can_answer(p["name"])] if callable(can_answer) else all_problems
+    selection = ("replay-answerable problems (recorded root state with recorded tactics), file order"
+                 if callable(can_answer) else "file order")
+    limit = settings.search.max_eval_theorems
+    problems = candidates[:limit] if limit is not None else candidates
+    model_dir = settings.paths.merged_model(iteration)
+    policy = policy or make_policy(settings, model_dir)
     paths = eval_paths(settings, benchmark, iteration, tag)
     summary = evaluate_benchmark(problems, env, policy, settings, scorer=scorer, out_path=paths["results"],
                                  trajectories_path=paths["trajectories"],
                                  verifier_factory=lambda e: make_verifier(e, settings),
                                  fingerprint={**_model_fingerprint(settings, model_dir), "tag": tag},
                                  progress=_progress_logger(say, max(1, len(problems) // 20)))
-    summary.update({"benchmark": benchmark, "benchmark_size": len(all_problems), "iteration": iteration,
+    summary.update({"benchmark": benchmark, "benchmark_size": len(all_problems), "selection": selection,
+                    "selectable_problems": len(candidates), "iteration": iteration,
                     "tag": tag, "profile": settings.profile, "lean_backend": settings.lean.backend,
                     "policy_backend": settings.search.policy_backend, "summary_path": str(paths["summary"])})
     write_json(paths["summary"], summary)

@@ -87,10 +87,11 @@ def test_search_assets_materialize_with_checks(data_root, monkeypatch):
     assert len(keys) == len(set(keys))
 
     v2s = read_json(pipeline.eval_paths(settings, "minif2f_v2s")["summary"])
-    assert v2s["attempted"] == 6 and 1 <= v2s["proved"] <= 5
+    # the replay backend cannot answer `not_recorded_p1`: the demo evaluates the 5 it can, and says so
+    assert v2s["benchmark_size"] == 6 and v2s["selectable_problems"] == 5
+    assert v2s["attempted"] == 5 and 1 <= v2s["proved"] <= 5 and "replay" in v2s["selection"]
     res = pq.read_table(v2s["results_path"]).to_pylist()
-    missing = [r for r in res if r["theorem"] == "not_recorded_p1"][0]
-    assert missing["stop_reason"] == "error" and "no recorded root" in missing["error"]
+    assert "not_recorded_p1" not in {r["theorem"] for r in res}
     assert read_json(pipeline.eval_paths(settings, "minif2f_v1")["summary"])["attempted"] == 3
 
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}

@@ -192,3 +192,19 @@ def test_a_tactic_that_raises_is_an_error_and_repeated_crashes_end_the_theorem()
     env.run_tactic = dead
     res = search_theorem(Theorem("t", "thm"), env, chain_policy(), CFG)
     assert res.stop_reason == "error" and "3 tactic calls in a row" in res.error and res.tactic_crashes == 3
+
+
+def test_unexpanded_siblings_of_the_proof_path_are_negative():
+    """A sibling created but never expanded (the proof was found first) is still off the path
+    of a proved tree: a hard negative for the EBM, not `unknown`."""
+    roots = {"thm": "⊢ root"}
+    tr = {"⊢ root": {"a": "⊢ s1", "w": "⊢ side"}, "⊢ s1": {"b": PROVED}, "⊢ side": {"q": "⊢ side2"}}
+    policy = TablePolicy({"⊢ root": [("a", -0.1), ("w", -3.0)], "⊢ s1": [("b", -0.1)],
+                          "⊢ side": [("q", -0.1)]})
+    res = search_theorem(Theorem("t", "thm", ""), FakeEnv(roots, tr), policy, CFG)
+    assert res.proved
+    by_state = {r["state_pp"]: r for r in trajectory_rows(res)}
+    assert not by_state["⊢ side"]["expanded"]
+    assert by_state["⊢ side"]["label"] == "negative"
+    assert by_state["⊢ side"]["sibling_group"] == by_state["⊢ s1"]["sibling_group"]
+    assert by_state["⊢ s1"]["label"] == "positive"

@@ -24,13 +24,25 @@ def test_handwritten_traces_are_deep_and_chain_state_to_state():
         assert "⊢" in r["state"]
         by_theorem[r["theorem"]].append(r)
     assert len(by_theorem) >= 40
-    for steps in by_theorem.values():
-        steps.sort(key=lambda r: r["depth"])
-        assert [r["depth"] for r in steps] == list(range(len(steps)))
-        assert 4 <= len(steps) <= 7
-        for a, b in pairwise(steps):
+    variants = 0
+    for rows_of_theorem in by_theorem.values():
+        main = sorted((r for r in rows_of_theorem if "_proof_variant" not in r), key=lambda r: r["depth"])
+        assert [r["depth"] for r in main] == list(range(len(main)))
+        assert 4 <= len(main) <= 7
+        for a, b in pairwise(main):
             assert a["state_after"] == b["state"]
-        assert steps[-1]["state_after"] == "no goals"
+        assert main[-1]["state_after"] == "no goals"
+        # a second proof leaves the first from one of its states, with another tactic, and chains to the end
+        alt = sorted((r for r in rows_of_theorem if r.get("_proof_variant") == 2), key=lambda r: r["depth"])
+        if alt:
+            variants += 1
+            assert alt[0]["state"] == main[alt[0]["depth"]]["state"]
+            assert alt[0]["tactic"] != main[alt[0]["depth"]]["tactic"]
+            assert [r["depth"] for r in alt] == list(range(alt[0]["depth"], alt[0]["depth"] + len(alt)))
+            for a, b in pairwise(alt):
+                assert a["state_after"] == b["state"]
+            assert alt[-1]["state_after"] == "no goals"
+    assert variants >= 10  # branching proofs give search its off-path siblings
 
 
 def test_statements_cover_every_handwritten_theorem():

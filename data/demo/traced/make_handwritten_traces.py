@@ -11,6 +11,11 @@ Writes, next to this script:
                                   (no `_traces` suffix), used by the replay Lean backend so that
                                   search produces negative siblings.
 
+Some theorems also have a second valid proof that leaves the first at one step (as a real traced
+corpus with several proofs per theorem does). SFT learns both tactics at that state, so search
+samples both and the branch it does not finish on gives off-path sibling states (EBM negatives);
+the dead ends alone never do, because a policy never learns their tactics.
+
 Why: the real Goedel sample has almost no proofs with recorded intermediate states, so the
 contrastive pool (depth >= 3) and the replay backend need a clearly labelled hand-written set.
 Proofs are valid Lean 4 / Mathlib syntax; the states are written as Lean's pretty printer
@@ -50,6 +55,8 @@ class Theorem:
     steps: list[tuple[str, str]]  # (state, tactic); the last tactic closes the proof
     dead_ends: list[tuple[int, str, str | None, str | None]] = field(default_factory=list)
     # (step index, tactic, new state or None, error or None)
+    alternative: tuple[int, list[tuple[str, str]]] | None = None
+    # a second proof: the first `index` steps shared, then these (state, tactic) steps to the end
 
 
 def lin_solve(x: str, a: int, b: int, k: int) -> Theorem:
@@ -69,6 +76,8 @@ def lin_solve(x: str, a: int, b: int, k: int) -> Theorem:
         [(0, f"intro {x}", render([(x, "ℝ")], f"{a} * {x} + {b} = {c} → {x} = {k}"), None),
          (1, f"nlinarith [sq_nonneg {x}]", None, LINARITH_FAIL),
          (1, "rw [h₀]", None, REWRITE_FAIL)],
+        # linarith derives x = k from h₀ directly, without the intermediate h₁
+        alternative=(1, [(s1, f"have h₂ : {x} = {k} := by linarith"), (render(hyps + [h2], f"{x} = {k}"), "exact h₂")]),
     )
 
 
@@ -215,6 +224,9 @@ def vieta_squares(a_: str, b_: str, s: int, p: int) -> Theorem:
         [(0, "linarith", None, LINARITH_FAIL),
          (0, "rw [h₀]", None, REWRITE_FAIL),
          (1, "ring_nf", render(hyps + [h2], f"{a_} ^ 2 + {b_} ^ 2 = {v}"), None)],
+        # the three rewrites in one `rw`, then the arithmetic
+        alternative=(1, [(render(hyps + [h2], goal), f"rw [h₂, h₀, h₁]"),
+                         (render(hyps + [h2], f"{s} ^ 2 - 2 * {p} = {v}"), "norm_num")]),
     )
 
 
@@ -235,6 +247,8 @@ def bounded_product(a_: str, b_: str, s: int) -> Theorem:
         [(1, "linarith", None, LINARITH_FAIL),
          (1, "positivity", None, "failed to prove positivity: the goal is not of the form 0 ≤ e, 0 < e or e ≠ 0"),
          (3, "linarith", None, LINARITH_FAIL)],
+        # (a - b)^2 ≥ 0 with a + b = s closes it without substituting
+        alternative=(1, [(render(hyps, f"{a_} * {b_} ≤ {top}"), f"nlinarith [sq_nonneg ({a_} - {b_}), hab]")]),
     )
 
 
@@ -274,6 +288,14 @@ def main() -> None:
             after = thm.steps[depth + 1][0] if depth + 1 < len(thm.steps) else "no goals"
             traces.append({"theorem": full, "state": state, "tactic": tactic, "state_after": after,
                            "depth": depth, "source": SOURCE, "_handwritten": True})
+        if thm.alternative is not None:
+            start, alt_steps = thm.alternative
+            assert alt_steps[0][0] == thm.steps[start][0], f"{name}: the alternative must leave from a proof state"
+            for i, (state, tactic) in enumerate(alt_steps):
+                after = alt_steps[i + 1][0] if i + 1 < len(alt_steps) else "no goals"
+                traces.append({"theorem": full, "state": state, "tactic": tactic, "state_after": after,
+                               "depth": start + i, "source": SOURCE, "_handwritten": True,
+                               "_proof_variant": 2})
         for depth, tactic, new_state, error in thm.dead_ends:
             dead.append({"theorem": full, "state": thm.steps[depth][0], "tactic": tactic, "state_after": new_state,
                          "error": error, "depth": depth, "source": SOURCE, "_handwritten": True})

@@ -69,6 +69,25 @@ def load_benchmark_file(path: str | Path, source: str) -> tuple[list[dict[str, A
     return records, report
 
 
+def align_splits(records: list[dict[str, Any]], reference: dict[str, str]) -> tuple[list[dict[str, Any]], int]:
+    """Relabel splits by problem name to the original miniF2F split (`reference`, from v1).
+
+    The stored miniF2F-v2 files label the original miniF2F test problems `valid` and vice versa
+    (checked against three independent sources: DeepSeek's v1 file, InternLM's miniF2F-test
+    search traces and Kimina's miniF2F-test proofs). `split` follows the original split so that
+    v1 and v2 "test" name the same 244 problems; `split_upstream` keeps the file's label.
+    Returns the records and how many labels changed."""
+    out, changed = [], 0
+    for rec in records:
+        ref = reference.get(rec["name"])
+        new = {**rec, "split_upstream": rec["split"]}
+        if ref is not None and ref != rec["split"]:
+            new["split"] = ref
+            changed += 1
+        out.append(new)
+    return out, changed
+
+
 def port_statements(records: list[dict[str, Any]], rules: list[RenameRule]) -> list[dict[str, Any]]:
     """Apply the rename table to each statement; edits are recorded on the record (`port_edits`)."""
     out = []

@@ -15,7 +15,7 @@ from typing import Any
 
 from burnqed_assets.data.io import LineReport, atomic_open, iter_jsonl, read_json, write_json, write_jsonl
 from burnqed_assets.data.schema import GOEDEL_SOURCE, prefixed
-from burnqed_assets.lean.benchmarks import compile_statements, load_benchmark_file, port_statements
+from burnqed_assets.lean.benchmarks import align_splits, compile_statements, load_benchmark_file, port_statements
 from burnqed_assets.lean.env import LeanEnv
 from burnqed_assets.lean.factory import make_lean_env
 from burnqed_assets.lean.migration import (
@@ -141,6 +141,10 @@ def port_benchmark(settings: Settings, asset_key: str, env: LeanEnv | None = Non
     input_name, source, stem = BENCHMARKS[asset_key]
     settings.require_inputs(input_name, "rename_table")
     records, report = load_benchmark_file(settings.inputs.all()[input_name].path, source)
+    realigned = None
+    if input_name != "minif2f_v1" and settings.inputs.minif2f_v1.path.exists():
+        v1, _ = load_benchmark_file(settings.inputs.minif2f_v1.path, "minif2f_v1")
+        records, realigned = align_splits(records, {r["name"]: r["split"] for r in v1})
     ported = port_statements(records, load_rename_table(settings.inputs.rename_table.path))
     files = benchmark_files(settings, stem)
     write_json(files["all"], ported)
@@ -169,6 +173,7 @@ def port_benchmark(settings: Settings, asset_key: str, env: LeanEnv | None = Non
     return {"records": len(ported), "splits": splits, "source": source,
             "input": str(settings.inputs.all()[input_name].path),
             "statements_edited": sum(bool(r["port_edits"]) for r in ported),
+            "split_labels_realigned_to_minif2f_v1": realigned,
             "with_goal": sum(bool(r.get("goal")) for r in ported), "compile": compile_report,
             "sorry_placeholders": [r["name"] for r in ported if r["sorry_placeholder"]],
             "paths": {k: str(v) for k, v in files.items()}, **report.as_metadata()}

@@ -183,3 +183,22 @@ def test_demo_benchmark_files(tmp_path):
     v1 = phase_m.port_benchmark(settings, "minif2f_v1")
     rows = json.loads((tmp_path / "benchmarks" / "minif2f_v1_test.json").read_text(encoding="utf-8"))
     assert v1["with_goal"] == 488 and all(" in Finset" not in r["formal_statement"] for r in rows)
+
+
+def test_v2_split_labels_realigned_to_the_original_minif2f_split(tmp_path):
+    """The stored v2 files call the original miniF2F test problems `valid`; after the port, v1 and
+    v2s `test` are the same 244 problems, the file's own label is kept in `split_upstream`, and the
+    miniF2F-test search traces shipped for the replay all fall in `test`."""
+    settings = get_settings("demo", tmp_path)
+    info = phase_m.port_benchmark(settings, "minif2f_v2s_427")
+    assert info["split_labels_realigned_to_minif2f_v1"] == 488
+    v2s = json.loads(open(info["paths"]["all"], encoding="utf-8").read())
+    v1 = {r["name"]: r["split"] for r in json.loads(open(phase_m.port_benchmark(settings, "minif2f_v1")["paths"]["all"],
+                                                              encoding="utf-8").read())}
+    assert all(r["split"] == v1[r["name"]] for r in v2s)
+    assert all(r["split_upstream"] != r["split"] for r in v2s)
+    traced = {json.loads(line)["_context"]["full_name"]
+              for line in (settings.inputs.minif2f_v1.path.parent.parent / "raw_samples"
+                           / "real_internlm_minif2f_sstrace_pairs.jsonl").read_text(encoding="utf-8").splitlines()}
+    test_names = {r["name"] for r in v2s if r["split"] == "test"}
+    assert len(test_names) == 244 and traced <= test_names

@@ -11,5 +11,5 @@ from burnqed_assets.settings import DEMO_INPUTS
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     dest = tmp_path_factory.mktemp("search_model") / "tiny-llama"
-    build_demo_model(dest, DEMO_INPUTS, DemoModelSpec(warmup_steps=4))  # shape only, not quality
+    build_demo_model(dest, DEMO_INPUTS, DemoModelSpec(warmup_steps=60))  # enough to emit tactic-shaped text, not quality
     return dest

@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 import dagster as dg
 
+from burnqed_assets.data.io import file_sha256
 from burnqed_assets.settings import GPU_TAG, GPU_TAG_KEY, REPO_ROOT, Settings, get_settings
 
 EXECUTOR_ENV = "BURNQED_EXECUTOR"
@@ -189,20 +190,12 @@ def _file_digest(path: Path) -> str:
     # Like git's racy-timestamp rule: a file modified in the last 2 s may change again within
     # the same mtime tick, so it is hashed afresh and not cached.
     if time.time_ns() - st.st_mtime_ns < _RACY_WINDOW_NS:
-        return _hash_file(path)
+        return file_sha256(path)
     if key not in _DIGEST_CACHE:
         if len(_DIGEST_CACHE) > 100_000:
             _DIGEST_CACHE.clear()
-        _DIGEST_CACHE[key] = _hash_file(path)
+        _DIGEST_CACHE[key] = file_sha256(path)
     return _DIGEST_CACHE[key]
-
-
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fingerprint_path(path: Path, hash_limit_bytes: int = HASH_LIMIT_BYTES) -> str:

@@ -233,8 +233,8 @@ def test_fingerprint_cache_hashes_an_old_unchanged_file_once(tmp_path: Path, mon
     f.write_text("{}\n")
     os.utime(f, (1_000_000, 1_000_000))  # long ago: outside the racy window, cacheable
     calls = []
-    real = operations._hash_file
-    monkeypatch.setattr(operations, "_hash_file", lambda p: calls.append(p) or real(p))
+    real = operations.file_sha256
+    monkeypatch.setattr(operations, "file_sha256", lambda p: calls.append(p) or real(p))
     first = operations.fingerprint_path(f)
     assert operations.fingerprint_path(f) == first
     assert len(calls) == 1

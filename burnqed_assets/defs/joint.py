@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 
 from burnqed_assets.data.io import read_json
-from burnqed_assets.defs.checks import target
+from burnqed_assets.defs.checks import not_run, target
 from burnqed_assets.defs.ebm import (
     build_ebm_metric_checks,
     build_ebm_metrics_asset,
@@ -237,7 +237,7 @@ def centroid_l2_held(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     s = burnqed.settings()
     c0, c1 = _metric(embedding_metrics_path(s, 0), "centroid_l2"), _metric(embedding_metrics_path(s, 1), "centroid_l2")
     if c0 is None or c1 is None:
-        return target(False, f"centroid_l2 not available (iter_0={c0}, iter_1={c1})", iter0=c0, iter1=c1)
+        return not_run(f"centroid_l2 not available (iter_0={c0}, iter_1={c1})", iter0=c0, iter1=c1)
     return target(c1 >= c0, f"centroid_l2 iter_1={c1:.4g} vs iter_0={c0:.4g}", iter0=c0, iter1=c1,
                   profile=s.profile)
 

@@ -8,7 +8,7 @@ backend, recorded traces), and every verdict says so; full: the supervised Lean 
 import dagster as dg
 
 from burnqed_assets.data.io import read_json
-from burnqed_assets.defs.checks import gate, target
+from burnqed_assets.defs.checks import gate, not_run, target
 from burnqed_assets.lean import phase_m
 from burnqed_assets.resources import BurnqedConfig
 
@@ -98,9 +98,8 @@ def _compile_check(asset: dg.AssetsDefinition, key: str) -> dg.AssetChecksDefini
         settings = burnqed.settings()
         report = phase_m.benchmark_compile_report(settings, key)
         if not report["checked"]:
-            return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
-                                       description=str(report["note"]),
-                                       metadata={"checked": False, "backend": report["backend"]})
+            return not_run(str(report.get("note") or f"no Lean backend ({report['backend']})"),
+                           checked=False, backend=report["backend"])
         total, compiled = report["total"], report["compiled"]
         rate = compiled / total if total else 0.0
         need = settings.thresholds.min_benchmark_compile_rate

@@ -13,10 +13,23 @@ with psutil against `memory_cap_mb`, EOF (crash) and unparsable output detection
 these kills the process group and raises a `ReplError` subclass naming the failed request;
 the next call starts a fresh process. `recycle_if_due()` restarts after `restart_every`
 commands (called between theorems, never in the middle of one).
+
+Request/response pairing: an exception that is not ours (a `signal.alarm` handler raising,
+KeyboardInterrupt, anything) can interrupt `send` after the request was written and before its
+answer was read. The REPL would then answer that request into the pipe and the NEXT caller
+would read it as its own answer. So any exception inside a request kills the process (counted
+as `interrupted`) before it propagates: a later request always goes to a fresh process.
+
+Parent death: every REPL is started with PR_SET_PDEATHSIG=SIGKILL (prctl, in the child before
+exec), so a SIGKILLed supervisor never leaves a REPL running under PID 1. The kernel sends that
+signal when the *thread* that forked the child exits, so children are forked from one
+long-lived spawner thread, never from a short-lived worker thread.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
@@ -26,14 +39,100 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import psutil
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05
+PR_SET_PDEATHSIG = 1
+_T = TypeVar("_T")
+
+
+def _libc() -> Any:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def parent_death_preexec(parent_pid: int) -> Callable[[], None]:
+    """A `preexec_fn`: SIGKILL this child when its parent dies (Linux prctl), set before exec.
+
+    The libc handle is resolved here, in the parent: the child between fork and exec must not
+    load libraries. If the parent already died before prctl ran, exit at once."""
+    libc = _libc()
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return preexec
+
+
+class _Spawner:
+    """One long-lived daemon thread that forks every supervised child (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._guard = threading.Lock()
+
+    def run(self, fn: Callable[[], _T], on_abandon: Callable[[_T], None] | None = None) -> _T:
+        """Run `fn` on the spawner thread; if the caller is interrupted while waiting, the result
+        (a started process) is handed to `on_abandon` instead of being lost."""
+        with self._guard:
+            # After a fork (multiprocessing) the thread of the parent does not exist here.
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._jobs = queue.Queue()
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._loop, name="repl-spawner", daemon=True)
+                self._thread.start()
+            reply: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+            self._jobs.put((fn, reply))
+        try:
+            ok, value = reply.get()
+        except BaseException:
+            if on_abandon is not None:
+                threading.Thread(target=_abandon, args=(reply, on_abandon), daemon=True).start()
+            raise
+        if not ok:
+            raise value
+        return value
+
+    def _loop(self) -> None:
+        jobs = self._jobs
+        while True:
+            fn, reply = jobs.get()
+            try:
+                reply.put((True, fn()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                reply.put((False, exc))
+
+
+def _abandon(reply: queue.Queue[tuple[bool, Any]], on_abandon: Callable[[Any], None]) -> None:
+    ok, value = reply.get()
+    if ok:
+        on_abandon(value)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+_SPAWNER = _Spawner()
+
+
+def spawn_supervised(argv: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+    """Popen from the spawner thread with the parent-death signal set in the child."""
+    preexec = parent_death_preexec(os.getpid())
+    return _SPAWNER.run(lambda: subprocess.Popen(list(argv), preexec_fn=preexec, **popen_kwargs),
+                        on_abandon=_kill_group)
 
 
 class ReplError(RuntimeError):
@@ -105,7 +204,7 @@ class ReplProcess:
         self.commands_since_start = 0
         self.counters: dict[str, int] = {
             "calls": 0, "ok": 0, "starts": 0, "restarts": 0, "recycles": 0, "timeouts": 0, "crashes": 0,
-            "memory_kills": 0, "protocol_errors": 0,
+            "memory_kills": 0, "protocol_errors": 0, "interrupted": 0,
         }
         self.peak_rss_mb = 0.0
 
@@ -123,7 +222,7 @@ class ReplProcess:
         self._stderr_file = tempfile.TemporaryFile()
         # start_new_session: the REPL and everything it spawns (lake -> repl -> lean) share one
         # process group that we can kill as a whole; no shell, argv only.
-        self._proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE,
+        self._proc = spawn_supervised(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._stderr_file, start_new_session=True)
         self._lines = queue.Queue()
         self._reader = threading.Thread(target=self._read_stdout, args=(self._proc, self._lines), daemon=True)
@@ -207,32 +306,44 @@ class ReplProcess:
         """Send one request and return the parsed response; on any failure kill and raise."""
         with self._lock:
             self.counters["calls"] += 1
-            if not self.is_alive():
-                if self._proc is not None:  # died since the last call (e.g. OOM-killer): reap, count, restart
-                    self.counters["crashes"] += 1
-                    self.kill()
-                self.start()
-            assert self._proc is not None and self._proc.stdin is not None
-            self.commands_since_start += 1
-            payload = (json.dumps(request, ensure_ascii=False) + "\n\n").encode("utf-8")
             try:
-                self._proc.stdin.write(payload)
-                self._proc.stdin.flush()
-            except (BrokenPipeError, OSError) as exc:
-                self._fail("crashes")
-                raise ReplCrashError(f"could not write to the REPL ({exc})", request, self._stderr_tail()) from exc
-            raw = self._read_response(request, timeout_s if timeout_s is not None else self.timeout_s)
-            try:
-                resp = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                tail = self._stderr_tail()
-                self._fail("protocol_errors")
-                raise ReplProtocolError(f"not JSON ({exc.msg}): {raw[:200]!r}", request, tail) from exc
-            if not isinstance(resp, dict):
-                self._fail("protocol_errors")
-                raise ReplProtocolError(f"expected a JSON object, got {type(resp).__name__}", request)
-            self.counters["ok"] += 1
-            return resp
+                return self._send_locked(request, timeout_s)
+            except ReplError:
+                raise  # already killed and counted
+            except BaseException:
+                # Not ours (alarm handler, KeyboardInterrupt, ...): the request may be in flight,
+                # and its late answer must never reach the next caller. Kill before propagating.
+                self._fail("interrupted")
+                raise
+
+    def _send_locked(self, request: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
+        if not self.is_alive():
+            if self._proc is not None:  # died since the last call (e.g. OOM-killer): reap, count, restart
+                self.counters["crashes"] += 1
+                self.kill()
+            self.start()
+        assert self._proc is not None and self._proc.stdin is not None
+        self.commands_since_start += 1
+        payload = (json.dumps(request, ensure_ascii=False) + "\n\n").encode("utf-8")
+        try:
+            self._proc.stdin.write(payload)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            tail = self._stderr_tail()
+            self._fail("crashes")
+            raise ReplCrashError(f"could not write to the REPL ({exc})", request, tail) from exc
+        raw = self._read_response(request, timeout_s if timeout_s is not None else self.timeout_s)
+        try:
+            resp = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            tail = self._stderr_tail()
+            self._fail("protocol_errors")
+            raise ReplProtocolError(f"not JSON ({exc.msg}): {raw[:200]!r}", request, tail) from exc
+        if not isinstance(resp, dict):
+            self._fail("protocol_errors")
+            raise ReplProtocolError(f"expected a JSON object, got {type(resp).__name__}", request)
+        self.counters["ok"] += 1
+        return resp
 
     def _fail(self, counter: str) -> None:
         self.counters[counter] += 1

@@ -84,6 +84,8 @@ class Rules:
                              "endPos": {"line": 1, "column": 1}, "data": "declaration uses `sorry`"})
         if "FAKE_SLOW" in code:
             time.sleep(3600)
+        if "FAKE_DELAY" in code:  # answers, but late (an interrupted caller must not get it)
+            time.sleep(1.5)
         for m in re.finditer(r"#print axioms (\S+)", code):
             axioms = "[propext, sorryAx]" if "FAKE_AXIOM" in code else self.AXIOMS
             messages.append({"severity": "info", "pos": {"line": 1, "column": 0},

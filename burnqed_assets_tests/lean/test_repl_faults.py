@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import _thread
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -140,3 +147,77 @@ def test_process_killed_between_calls_is_restarted():
         assert proc.send(CMD)["env"] == 0
         assert proc.counters["crashes"] == 1 and proc.counters["restarts"] == 1
         assert _wait_gone(child)  # the old process's child was cleaned up with it
+
+
+class _Interrupted(Exception):
+    """What an alarm handler of the caller raises (trace_one's TraceTimeout, for instance)."""
+
+
+def _raise_interrupted(signum, frame):
+    raise _Interrupted()
+
+
+def _interrupt_with_alarm(delay_s: float) -> None:
+    signal.signal(signal.SIGALRM, _raise_interrupted)
+    signal.setitimer(signal.ITIMER_REAL, delay_s)
+
+
+def _interrupt_with_ctrl_c(delay_s: float) -> None:
+    threading.Timer(delay_s, _thread.interrupt_main).start()
+
+
+@pytest.mark.parametrize("interrupt,exc_type", [(_interrupt_with_alarm, _Interrupted),
+                                                (_interrupt_with_ctrl_c, KeyboardInterrupt)],
+                         ids=["alarm", "keyboard_interrupt"])
+def test_interrupted_request_never_answers_the_next_one(interrupt, exc_type):
+    """A is interrupted while the REPL works on it; B must get B's own answer, not A's late one."""
+    old = signal.getsignal(signal.SIGALRM)
+    with ReplProcess(fake_argv("--rules"), timeout_s=10) as proc:
+        proc.send(CMD)
+        first = proc.pid
+        try:
+            interrupt(0.3)
+            with pytest.raises(exc_type):
+                proc.send({"cmd": "theorem a : A_PROP := by sorry -- FAKE_DELAY"})  # answers after 1.5 s
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        time.sleep(1.5)  # A's answer would be in the pipe by now if the process had been kept
+        got = proc.send({"cmd": "theorem b : B_PROP := by sorry"})
+        assert got["sorries"][0]["goal"] == "⊢ B_PROP"
+        assert got["env"] == 0 and proc.pid != first  # a fresh process answered
+        assert _wait_gone(first), "an interrupted request left its REPL running"
+        assert proc.counters["interrupted"] == 1
+
+
+_SUPERVISOR = """
+import sys, threading, time
+sys.path.insert(0, {tests!r})
+from lean_fakes import fake_argv
+from burnqed_assets.lean.repl_client import ReplProcess
+procs = []
+def start():  # from a short-lived thread: the REPL must outlive the thread, not the process
+    p = ReplProcess(fake_argv("--rules"), timeout_s=10)
+    p.send({{"cmd": "theorem t : 1 = 1 := by rfl"}})
+    procs.append(p)
+t = threading.Thread(target=start); t.start(); t.join()
+# Keep the REPL busy (it never reads stdin again, so the pipe's EOF cannot end it).
+threading.Thread(target=procs[0].send, args=({{"cmd": "FAKE_SLOW"}}, 600), daemon=True).start()
+print(procs[0].pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_repl_dies_with_its_supervisor():
+    tests = str(Path(__file__).resolve().parent)
+    sup = subprocess.Popen([sys.executable, "-c", _SUPERVISOR.format(tests=tests)], stdout=subprocess.PIPE,
+                           text=True, env={**os.environ, "PYTHONPATH": str(Path(tests).parents[1])})
+    try:
+        repl_pid = int(sup.stdout.readline())
+        time.sleep(0.5)
+        assert not _gone(repl_pid), "the REPL died with the thread that started it"
+        sup.kill()  # SIGKILL: no finally, no atexit, no __del__ runs in the supervisor
+        sup.wait(timeout=10)
+        assert _wait_gone(repl_pid), "the REPL outlived its SIGKILLed supervisor"
+    finally:
+        sup.kill()

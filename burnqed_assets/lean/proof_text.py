@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from burnqed_assets.lean.verify import strip_comments_and_strings
 
 NO_GOALS = "no goals"
+# A line starting at column 0 with one of these ends the tactic block before it (a new command).
+_COMMAND_AT_COL0 = re.compile(
+    r"(?m)^(?:(?:theorem|lemma|example|def|abbrev|instance|structure|class|inductive|namespace|section|end|"
+    r"open|set_option|variable|universe|noncomputable|private|protected|attribute)(?![\w'])|@\[|#[A-Za-z])")
 _DECL = re.compile(r"(?m)^[ \t]*(?:@\[[^\]]*\][ \t]*)?(?:private\s+|protected\s+)*(theorem|lemma)\s+([^\s:({\[⦃]+)")
 
 
@@ -117,5 +121,11 @@ def parse_proof_file(code: str, name: str | None = None) -> ProofFile | None:
         name=decl.group(2),
         statement=code[decl.start():by_end].strip(),
         header=code[:decl.start()],
-        tactics=split_tactics(code[by_end:]),
+        tactics=split_tactics(code[by_end:_block_end(clean, by_end)]),
     )
+
+
+def _block_end(clean: str, start: int) -> int:
+    """Where the `by` block starting at `start` ends: the next command at column 0, else the end."""
+    m = _COMMAND_AT_COL0.search(clean, start)
+    return m.start() if m else len(clean)

@@ -7,13 +7,23 @@ Goedel verify results recorded by kimina-lean-server; `#print axioms` lines as L
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from lean_fakes import SHARED_FIXTURES
 
 from burnqed_assets.lean.env import CheckResult
 from burnqed_assets.lean.repl_env import check_result_from_response
-from burnqed_assets.lean.verify import static_scan, strip_comments_and_strings, theorem_names, verify_proof
+from burnqed_assets.lean.verify import (
+    lex,
+    normalise_statement,
+    static_scan,
+    statement_check_commands,
+    strip_comments_and_strings,
+    theorem_names,
+    verify_proof,
+)
 from burnqed_assets.settings import REPO_ROOT
 
 HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
@@ -26,18 +36,22 @@ class RecordedEnv:
     name = "recorded"
     verified_by = "lean"
 
-    def __init__(self, response: dict | None = None, axioms: str = STD_AXIOMS):
+    def __init__(self, response: dict | None = None, axioms: str | dict[str, str] = STD_AXIOMS):
         self.response = response or {"env": 0}
-        self.axioms = axioms
+        self.axioms = axioms  # one list for every theorem, or {theorem: list}
         self.calls = 0
+        self.codes: list[str] = []
 
     def check_file(self, code: str) -> CheckResult:
         self.calls += 1
+        self.codes.append(code)
         resp = json.loads(json.dumps(self.response))
         resp.setdefault("messages", [])
-        for name in theorem_names(code):
+        # Lean answers each `#print axioms` command of the file (the verifier appends them).
+        for name in dict.fromkeys(m.group(1) for m in re.finditer(r"(?m)^#print axioms (\S+)", code)):
+            axioms = self.axioms.get(name, STD_AXIOMS) if isinstance(self.axioms, dict) else self.axioms
             resp["messages"].append({"severity": "info", "pos": {"line": 1, "column": 0},
-                                     "data": f"'{name}' depends on axioms: {self.axioms}"})
+                                     "data": f"'{name}' depends on axioms: {axioms}"})
         return check_result_from_response(resp)
 
 
@@ -182,7 +196,7 @@ def test_kimina_native_decide_proofs_are_flagged():
 def test_expected_statement_and_theorem_name():
     code = HEADER + "theorem t (x : ℝ) (h : 0 < x) : 0 ≤ x := by\n  positivity\n"
     weakened = verify_proof(code, RecordedEnv(), expected_statement=T)
-    assert not weakened.ok and "expected statement" in weakened.reason
+    assert not weakened.ok and "statement_mismatch" in weakened.codes
     assert not verify_proof(code, RecordedEnv(), theorem="other").ok
     assert not verify_proof(HEADER + T + "  positivity\n" + T + "  positivity\n", RecordedEnv()).ok  # declared twice
     assert verify_proof(HEADER + T + "  positivity\n", RecordedEnv(), expected_statement=T).ok
@@ -200,3 +214,132 @@ def test_recorded_timeouts_are_rejected():
     for r in timeouts:
         resp = {"message": r["expected_verify_result"]["error"]}
         assert not verify_proof(r["full_proof"], RecordedEnv(resp)).ok
+
+
+# ---- the adversarial corpus on disk: one file per trick, its first line names the rule ----------
+
+CORPUS = Path(__file__).parent / "cheat_corpus"
+BENCH_T = T  # the benchmark statement every corpus file is checked against (unless it says otherwise)
+
+
+def corpus_files() -> list[tuple[str, str, str, str]]:
+    """(file name, code, rule code expected, benchmark statement)."""
+    out = []
+    for path in sorted(CORPUS.glob("*.lean")):
+        code = path.read_text(encoding="utf-8")
+        rule = re.match(r"-- rule: (\S+)", code)
+        assert rule, f"{path.name}: first line must be `-- rule: <code>`"
+        expected = re.search(r"(?m)^-- expected: (.+)$", code)
+        out.append((path.name, code, rule.group(1), expected.group(1) if expected else BENCH_T))
+    return out
+
+
+def test_cheat_corpus_has_twenty_new_files():
+    assert len(corpus_files()) >= 20
+
+
+@pytest.mark.parametrize("case", corpus_files(), ids=[c[0] for c in corpus_files()])
+def test_corpus_file_is_rejected_by_its_rule(case):
+    name, code, rule, statement = case
+    env = RecordedEnv()
+    result = verify_proof(code, env, expected_statement=statement)
+    assert not result.ok, f"{name} accepted"
+    assert rule in result.codes, f"{name}: expected rule {rule}, got {result.codes}"
+    assert env.calls == 0  # rejected before any backend sees it
+
+
+def test_lexer_reads_tricky_tokens_like_lean():
+    clean, issues = lex("h'\"' '\"' x")  # identifier h', the string "' '", then a lone `'`
+    assert clean == "h'\"   \"' x" and not issues
+    clean, _ = lex("'\"' sorry '\"'")  # two character literals around real code
+    assert "sorry" in clean and '"' not in clean
+    clean, _ = lex('r#"a "# sorry')  # the raw string ends at quote-hash
+    assert "sorry" in clean and "a" not in clean.replace("sorry", "")
+    clean, _ = lex('"a \\" sorry" ok')  # an escaped quote does not end a string
+    assert "sorry" not in clean and "ok" in clean
+    clean, _ = lex("/- a /- b -/ sorry -/ ok")  # nested
+    assert "sorry" not in clean and "ok" in clean
+    clean, _ = lex("/-/- -/ sorry")  # the character after /- is not read: no nesting here
+    assert "sorry" in clean
+    clean, _ = lex("/-- doc -/ theorem «a -- b» : True")
+    assert "theorem «a -- b»" in clean and "doc" not in clean
+    clean, _ = lex("a --b\nc")
+    assert clean == "a    \nc"
+    assert len(lex("x /- é \" ' -/ y")[0]) == len("x /- é \" ' -/ y")  # offsets kept
+
+
+def test_statement_normalisation_is_equality_not_substring():
+    assert normalise_statement(T) == normalise_statement(
+        "theorem t (x : ℝ)\n    (h : 0 < x) :  -- positive\n 0 < x^2 := by sorry")
+    assert normalise_statement("lemma t (x:ℝ) (h:0<x) : 0<x ^ 2 := by") == normalise_statement(T)
+    assert normalise_statement(T) != normalise_statement(T.replace("0 < x ^ 2", "0 < x ^ 2 ∨ True"))
+    assert normalise_statement("theorem t : a b = c") != normalise_statement("theorem t : ab = c")
+
+
+def test_lean_checks_the_benchmark_statement_and_all_axioms():
+    env = RecordedEnv()
+    code = HEADER + "lemma helper (y : ℝ) : 0 ≤ y ^ 2 := sq_nonneg y\n\n" + T + "  positivity\n"
+    assert verify_proof(code, env, expected_statement=T).ok
+    sent = env.codes[-1]
+    assert "example : ∀ (x : ℝ) (h : 0 < x), 0 < x ^ 2 := @t" in sent
+    assert "#print axioms t" in sent and "#print axioms helper" in sent
+    # Lean refusing the appended `example` (the theorem does not prove the benchmark statement) rejects.
+    bad = RecordedEnv({"env": 0, "messages": [{"severity": "error", "pos": {"line": 12, "column": 0},
+                                               "data": "type mismatch\n  @t\nhas type ..."}]})
+    assert "lean_error" in verify_proof(code, bad, expected_statement=T).codes
+
+
+def test_decoy_theorem_and_helper_axioms_count():
+    # The benchmark theorem depends on sorryAx; a clean decoy comes last. Checked by name, rejected.
+    code = HEADER + T + "  positivity\n\ntheorem decoy : True := trivial\n"
+    env = RecordedEnv(axioms={"t": "[propext, sorryAx]", "decoy": STD_AXIOMS})
+    result = verify_proof(code, env, expected_statement=T)
+    assert not result.ok and "axioms" in result.codes and result.axioms == ["propext", "sorryAx"]
+    # An unused helper with a bad axiom counts too.
+    env = RecordedEnv(axioms={"t": STD_AXIOMS, "helper": "[Lean.ofReduceBool]"})
+    code = HEADER + "theorem helper : True := trivial\n\n" + T + "  positivity\n"
+    assert "axioms" in verify_proof(code, env, expected_statement=T).codes
+
+
+def test_replay_backend_requires_the_target_last():
+    class ReplayLike(RecordedEnv):
+        verified_by = "replay"
+
+    code = HEADER + T + "  positivity\n\ntheorem decoy : True := trivial\n"
+    assert "not_last" in verify_proof(code, ReplayLike(), expected_statement=T).codes
+    assert verify_proof(HEADER + T + "  positivity\n", ReplayLike(), expected_statement=T).ok
+
+
+def _benchmark_statements() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name in ("minif2f_v1", "miniF2F_v2s", "miniF2F_v2c"):
+        for r in _jsonl(REPO_ROOT / "data" / "demo" / "benchmarks" / f"{name}.jsonl"):
+            out.setdefault(r["name"], []).append(r["formal_statement"])
+    return out
+
+
+def test_real_model_proofs_are_accepted_against_the_benchmark_statement():
+    """Kimina (miniF2F-test) and DeepSeek (miniF2F-valid) proofs, checked by name against the
+    benchmark statement of the demo's miniF2F versions: every one whose statement is one of them
+    passes; the ones that proved a different variant (an extra hypothesis, other bracketing) fail
+    with `statement_mismatch`, never with a scan rule."""
+    bench = _benchmark_statements()
+    rows = []
+    kimina = SHARED_FIXTURES / "real_kimina_minif2f_test_proofs.jsonl"
+    deepseek = SHARED_FIXTURES / "real_deepseek_minif2f_valid_fewshot_proofs.jsonl"
+    if not kimina.exists() or not deepseek.exists():
+        pytest.skip("shared fixtures absent")
+    rows += [(r["name"], r["correct_proof"]) for r in _jsonl(kimina)]
+    rows += [(r["name"], HEADER + r["informal_prefix"] + r["formal_statement"] + r["formal_proof"])
+             for r in _jsonl(deepseek)]
+    accepted, variants = 0, []
+    for name, code in rows:
+        if "native_decide" in strip_comments_and_strings(code):
+            continue  # flagged on purpose (test_kimina_native_decide_proofs_are_flagged)
+        results = [verify_proof(code, RecordedEnv(), expected_statement=s) for s in bench[name]]
+        if any(r.ok for r in results):
+            accepted += 1
+        else:
+            assert all(r.codes == ["statement_mismatch"] for r in results), (name, results[0].reasons)
+            variants.append(name)
+    assert accepted >= 200 and len(variants) <= 10, (accepted, variants)

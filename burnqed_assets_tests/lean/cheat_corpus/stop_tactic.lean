@@ -1,0 +1,12 @@
+-- rule: stop
+-- stop skips the rest of the proof with sorry.
+import Mathlib
+import Aesop
+
+set_option maxHeartbeats 400000
+
+open BigOperators Real Nat Topology Rat
+
+theorem t (x : ℝ) (h : 0 < x) : 0 < x ^ 2 := by
+  stop
+  positivity

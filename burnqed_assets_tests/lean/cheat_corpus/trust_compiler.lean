@@ -1,0 +1,12 @@
+-- rule: ofReduceBool
+-- Lean.trustCompiler is the compiler-trust axiom.
+import Mathlib
+import Aesop
+
+set_option maxHeartbeats 400000
+
+open BigOperators Real Nat Topology Rat
+
+theorem t (x : ℝ) (h : 0 < x) : 0 < x ^ 2 := by
+  have := Lean.trustCompiler
+  positivity

@@ -12,8 +12,10 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_INPUTS = REPO_ROOT / "data" / "demo"
+from burnqed_assets import paths as layout
+from burnqed_assets.paths import DEFAULT_DATA_ROOT, DEMO_INPUTS, REPO_ROOT, Paths
+
+__all__ = ["DEMO_INPUTS", "REPO_ROOT", "Paths"]  # re-exported: the layout itself lives in paths.py
 PROFILE_ENV = "BURNQED_PROFILE"
 DATA_ROOT_ENV = "BURNQED_DATA_ROOT"
 
@@ -47,95 +49,6 @@ class Inputs:
 
     def all(self) -> dict[str, InputSpec]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class Paths:
-    """The plan's data/ layout under one root (plan: Directory Structure)."""
-
-    root: Path
-
-    def __getattr__(self, name: str) -> Path:  # pragma: no cover - only for typos
-        raise AttributeError(f"Paths has no entry {name!r}; add it to settings.Paths")
-
-    # Phase M
-    @property
-    def goedel_source_dir(self) -> Path:
-        return self.root / "lean" / "workbook" / "goedel_proofs_source"
-
-    @property
-    def goedel_427_dir(self) -> Path:
-        return self.root / "lean" / "workbook" / "goedel_proofs_427"
-
-    @property
-    def benchmarks(self) -> Path:
-        return self.root / "benchmarks"
-
-    @property
-    def traced(self) -> Path:
-        return self.root / "traced"
-
-    @property
-    def goedel_traced_pairs(self) -> Path:
-        return self.traced / "goedel_427_pairs.jsonl"
-
-    @property
-    def clean_pairs(self) -> Path:
-        return self.traced / "goedel_427_clean_pairs.jsonl"
-
-    @property
-    def lean_github_pairs(self) -> Path:
-        return self.traced / "lean_github_pairs.jsonl"
-
-    @property
-    def token_geometry(self) -> Path:
-        return self.traced / "token_geometry.json"
-
-    @property
-    def exploration_report(self) -> Path:
-        return self.traced / "exploration_report.json"
-
-    @property
-    def exploration_plots(self) -> Path:
-        return self.traced / "exploration_plots"
-
-    @property
-    def sft(self) -> Path:
-        return self.root / "sft"
-
-    @property
-    def release(self) -> Path:
-        return self.root / "release"
-
-    # Phase 1+
-    @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def trajectories(self) -> Path:
-        return self.root / "trajectories"
-
-    @property
-    def embeddings(self) -> Path:
-        return self.root / "embeddings"
-
-    @property
-    def evals(self) -> Path:
-        return self.root / "evals"
-
-    def merged_model(self, iteration: int) -> Path:
-        return self.models / "merged" / f"iter_{iteration}"
-
-    def lora_checkpoint(self, iteration: int) -> Path:
-        return self.checkpoints / "lora" / f"iter_{iteration}"
-
-    def ebm_checkpoint(self, iteration: int) -> Path:
-        return self.checkpoints / "ebm" / f"iter_{iteration}" / "goal_conditioned_head.pt"
 
 
 @dataclass(frozen=True)
@@ -351,23 +264,22 @@ class Settings:
 
 
 def _demo(data_root: Path) -> Settings:
-    d = DEMO_INPUTS
     shipped = "shipped with the repository under data/demo (restore it with `git checkout data/demo`)"
     return Settings(
         profile="demo",
         data_root=data_root,
         inputs=Inputs(
-            goedel_proofs=InputSpec(d / "goedel" / "goedel_workbook_proofs.jsonl", shipped),
-            goedel_recorded_traces=InputSpec(d / "traced", shipped),  # *_traces.jsonl recorded/derived traces
-            lean_github=InputSpec(d / "lean_github" / "lean_github_rows.jsonl", shipped),
-            minif2f_v2s=InputSpec(d / "benchmarks" / "miniF2F_v2s.jsonl", shipped),
-            minif2f_v2c=InputSpec(d / "benchmarks" / "miniF2F_v2c.jsonl", shipped),
-            minif2f_v1=InputSpec(d / "benchmarks" / "minif2f_v1.jsonl", shipped),
-            lean_repl_transcripts=InputSpec(d / "lean_repl", shipped),
-            rename_table=InputSpec(d / "migration" / "rename_table.json", shipped),
+            goedel_proofs=InputSpec(layout.DEMO_GOEDEL_PROOFS, shipped),
+            goedel_recorded_traces=InputSpec(layout.DEMO_RECORDED_TRACES, shipped),
+            lean_github=InputSpec(layout.DEMO_LEAN_GITHUB, shipped),
+            minif2f_v2s=InputSpec(layout.DEMO_MINIF2F_V2S, shipped),
+            minif2f_v2c=InputSpec(layout.DEMO_MINIF2F_V2C, shipped),
+            minif2f_v1=InputSpec(layout.DEMO_MINIF2F_V1, shipped),
+            lean_repl_transcripts=InputSpec(layout.DEMO_LEAN_REPL_TRANSCRIPTS, shipped),
+            rename_table=InputSpec(layout.DEMO_RENAME_TABLE, shipped),
         ),
         model=ModelSettings(
-            base_model_path=data_root / "models" / "base" / "demo-tiny-llama",
+            base_model_path=Paths(data_root).base_model("demo-tiny-llama"),
             base_model_id="burnqed/demo-tiny-llama",
             how_to_obtain="built by the `base_model` asset (materialize it first)",
         ),
@@ -419,52 +331,52 @@ def _demo(data_root: Path) -> Settings:
 
 
 def _full(data_root: Path) -> Settings:
-    r = data_root
+    p = Paths(data_root)
     return Settings(
         profile="full",
         data_root=data_root,
         inputs=Inputs(
             goedel_proofs=InputSpec(
-                r / "lean" / "workbook" / "Lean-workbook-proofs",
+                p.raw_goedel_proofs,
                 "git clone the Goedel-LM/Lean-workbook-proofs dataset into this directory "
                 "(HF: `huggingface-cli download Goedel-LM/Lean-workbook-proofs --repo-type dataset --local-dir <path>`)",
             ),
             goedel_recorded_traces=InputSpec(
-                r / "traced" / "goedel_427_pairs.jsonl",
+                p.goedel_traced_pairs,
                 "produced by the `goedel_traced_pairs` asset (LeanDojo tracing); not needed as a raw input",
             ),
             lean_github=InputSpec(
-                r / "lean" / "lean_github",
+                p.raw_lean_github,
                 "`huggingface-cli download internlm/Lean-Github --repo-type dataset --local-dir <path>`",
             ),
             minif2f_v2s=InputSpec(
-                r / "benchmarks" / "minif2f_v2" / "miniF2F_v2s.jsonl",
+                p.raw_minif2f_v2s,
                 "copy datasets/miniF2F_v2s.jsonl from the miniF2F-v2 repository (roozbeh-yz/miniF2F_v2)",
             ),
             minif2f_v2c=InputSpec(
-                r / "benchmarks" / "minif2f_v2" / "miniF2F_v2c.jsonl",
+                p.raw_minif2f_v2c,
                 "copy datasets/miniF2F_v2c.jsonl from the miniF2F-v2 repository (roozbeh-yz/miniF2F_v2)",
             ),
             minif2f_v1=InputSpec(
-                r / "benchmarks" / "minif2f_v1" / "minif2f.jsonl",
+                p.raw_minif2f_v1,
                 "copy datasets/minif2f.jsonl from deepseek-ai/DeepSeek-Prover-V1.5",
             ),
             lean_repl_transcripts=InputSpec(
-                DEMO_INPUTS / "lean_repl", "shipped with the repository under data/demo/lean_repl"
+                layout.DEMO_LEAN_REPL_TRANSCRIPTS, "shipped with the repository under data/demo/lean_repl"
             ),
             rename_table=InputSpec(
-                DEMO_INPUTS / "migration" / "rename_table.json",
+                layout.DEMO_RENAME_TABLE,
                 "shipped with the repository under data/demo/migration",
             ),
         ),
         model=ModelSettings(
-            base_model_path=r / "models" / "base" / "deepseek-prover-v2-7b",
+            base_model_path=p.base_model("deepseek-prover-v2-7b"),
             base_model_id="deepseek-ai/DeepSeek-Prover-V2-7B",
             how_to_obtain="`huggingface-cli download deepseek-ai/DeepSeek-Prover-V2-7B --local-dir <path>` "
             "on a machine with network access, then copy the directory here",
             dtype="bfloat16",
         ),
-        lean=LeanSettings(backend="repl", project_dir=r / "lean" / "lean427_project"),
+        lean=LeanSettings(backend="repl", project_dir=p.lean_project),
         executor=ExecutorSettings(kind="multiprocess", max_concurrent=8),
         sft=SftSettings(epochs=1.0),
     )
@@ -478,7 +390,7 @@ def get_settings(profile: str | None = None, data_root: str | Path | None = None
     name = (profile or os.environ.get(PROFILE_ENV) or "demo").strip().lower()
     if name not in PROFILES:
         raise ValueError(f"unknown {PROFILE_ENV}={name!r}; choose one of {sorted(PROFILES)}")
-    root = Path(data_root or os.environ.get(DATA_ROOT_ENV) or (REPO_ROOT / "data")).resolve()
+    root = Path(data_root or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT).resolve()
     return PROFILES[name](root)
 
 

@@ -22,6 +22,14 @@ import pyarrow.parquet as pq
 
 from burnqed_assets.data import duck
 from burnqed_assets.data.io import atomic_open, atomic_path, file_sha256, write_json
+from burnqed_assets.paths import (
+    RELEASE_CHANGELOG_FILE,
+    RELEASE_DROPPED_FILE,
+    RELEASE_MANIFEST_FILE,
+    RELEASE_PAIRS_FILE,
+    RELEASE_PROOFS_FILE,
+    RELEASE_TOOLCHAIN_FILE,
+)
 
 PROOFS_SCHEMA = pa.schema([("name", pa.string()), ("full_proof", pa.string()), ("origin", pa.string())])
 
@@ -65,17 +73,17 @@ def build_release(release_dir: str | os.PathLike[str], clean_pairs: Path, clean_
                   proofs_jsonl: Path | None = None, extra_dropped: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     out = Path(release_dir)
     out.mkdir(parents=True, exist_ok=True)
-    n_proofs, proofs_origin = _write_proofs(out / "proofs.parquet", lean_dir, proofs_jsonl)
+    n_proofs, proofs_origin = _write_proofs(out / RELEASE_PROOFS_FILE, lean_dir, proofs_jsonl)
     con = duck.connect()
     duck.load_pairs(con, clean_pairs, "pairs", {"theorem": "VARCHAR", "state": "VARCHAR", "tactic": "VARCHAR",
                                                 "state_after": "VARCHAR", "depth": "BIGINT", "source": "VARCHAR"},
                     ("theorem", "state", "tactic"))
     n_pairs = duck.copy_to_parquet(
-        con, "SELECT theorem, state, tactic, state_after, depth, source FROM pairs ORDER BY _line", out / "pairs.parquet")
+        con, "SELECT theorem, state, tactic, state_after, depth, source FROM pairs ORDER BY _line", out / RELEASE_PAIRS_FILE)
     dropped = list(extra_dropped or []) + [{**d, "stage": "integrity sweep (M.6)"}
                                            for d in clean_pool_report.get("dropped_theorems", [])]
-    write_json(out / "dropped_theorems.json", dropped)
-    with atomic_open(out / "lean-toolchain") as fh:
+    write_json(out / RELEASE_DROPPED_FILE, dropped)
+    with atomic_open(out / RELEASE_TOOLCHAIN_FILE) as fh:
         fh.write(f"leanprover/lean4:{lean_version}\n")
     r = clean_pool_report
     changelog = [
@@ -98,13 +106,14 @@ def build_release(release_dir: str | os.PathLike[str], clean_pairs: Path, clean_
     ]
     if profile == "demo":
         changelog.insert(2, "Demo build: inputs are the shipped samples (derived and hand-written traces); not a research release.\n")
-    with atomic_open(out / "CHANGELOG.md") as fh:
+    with atomic_open(out / RELEASE_CHANGELOG_FILE) as fh:
         fh.write("\n".join(changelog) + "\n")
     manifest = {}
-    for name, rows in (("proofs.parquet", n_proofs), ("pairs.parquet", n_pairs), ("dropped_theorems.json", len(dropped)),
-                       ("lean-toolchain", 1), ("CHANGELOG.md", None)):
+    for name, rows in ((RELEASE_PROOFS_FILE, n_proofs), (RELEASE_PAIRS_FILE, n_pairs),
+                       (RELEASE_DROPPED_FILE, len(dropped)), (RELEASE_TOOLCHAIN_FILE, 1),
+                       (RELEASE_CHANGELOG_FILE, None)):
         p = out / name
         manifest[name] = {"bytes": p.stat().st_size, "sha256": file_sha256(p), "rows": rows}
-    write_json(out / "manifest.json", manifest)
+    write_json(out / RELEASE_MANIFEST_FILE, manifest)
     return {"proofs": n_proofs, "pairs": n_pairs, "dropped_theorems": len(dropped), "proofs_origin": proofs_origin,
-            "files": sorted(manifest) + ["manifest.json"], "release_dir": str(out)}
+            "files": sorted(manifest) + [RELEASE_MANIFEST_FILE], "release_dir": str(out)}

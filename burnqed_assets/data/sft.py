@@ -29,6 +29,7 @@ from burnqed_assets.data.schema import (
     SOURCE_PREFIX,
 )
 from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
+from burnqed_assets.paths import SFT_STATS_FILE, SFT_TRAIN_FILE, SFT_VAL_FILE
 
 PAIR_COLUMNS = {"theorem": "VARCHAR", "state": "VARCHAR", "tactic": "VARCHAR", "depth": "BIGINT", "source": "VARCHAR"}
 PAIR_REQUIRED = ("theorem", "state", "tactic", "source")
@@ -110,12 +111,12 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
     )
     con.execute("CREATE OR REPLACE TEMP TABLE prompt_parts AS SELECT ? AS pre, ? AS suf", [PROMPT_PREFIX, PROMPT_SUFFIX])
     written = {}
-    for split, flag in (("train", "false"), ("val", "true")):
+    for split, flag, name in (("train", "false", SFT_TRAIN_FILE), ("val", "true", SFT_VAL_FILE)):
         q = f"""SELECT (SELECT pre FROM prompt_parts) || m.state || (SELECT suf FROM prompt_parts) AS prompt,
                        m.tactic AS completion, m.theorem, m.source
                 FROM merged m JOIN kept k USING (_ord) JOIN theorem_split s ON s.theorem = k.theorem
                 WHERE s.is_val = {flag} ORDER BY m._ord"""
-        written[split] = duck.copy_to_jsonl(con, q, out_dir / f"{split}.jsonl")
+        written[split] = duck.copy_to_jsonl(con, q, out_dir / name)
     by_source: dict[str, dict[str, int]] = {}
     for src, is_val, pairs, theorems in con.execute(
             """SELECT k.source, s.is_val, count(*), count(DISTINCT k.theorem)
@@ -148,7 +149,7 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
         "seed": seed,
         "val_fraction": val_fraction,
     }
-    write_json(out_dir / "stats.json", stats)
+    write_json(out_dir / SFT_STATS_FILE, stats)
     return stats
 
 
@@ -160,8 +161,8 @@ def verify_split(out_dir: str | os.PathLike[str], benchmark: set[str] | None = N
     from burnqed_assets.data.io import LineReport
 
     report = LineReport()
-    duck.load_jsonl(con, out_dir / "train.jsonl", "train", cols, tuple(cols), report)
-    duck.load_jsonl(con, out_dir / "val.jsonl", "val", cols, tuple(cols), report)
+    duck.load_jsonl(con, out_dir / SFT_TRAIN_FILE, "train", cols, tuple(cols), report)
+    duck.load_jsonl(con, out_dir / SFT_VAL_FILE, "val", cols, tuple(cols), report)
     leak = [t for (t,) in con.execute(
         "SELECT DISTINCT theorem FROM train INTERSECT SELECT DISTINCT theorem FROM val ORDER BY 1 LIMIT 20").fetchall()]
     n_leak = int(duck.scalar(con, "SELECT count(*) FROM (SELECT theorem FROM train INTERSECT SELECT theorem FROM val)"))

@@ -13,9 +13,10 @@ import dagster as dg
 
 from burnqed_assets.defs import operations
 from burnqed_assets.reports.catalogue import AssetEntry, CheckEntry, data_paths, render_catalogue
-from burnqed_assets.settings import GPU_TAG, GPU_TAG_KEY, REPO_ROOT
+from burnqed_assets.paths import CATALOGUE_DOC
+from burnqed_assets.settings import GPU_TAG, GPU_TAG_KEY
 
-CATALOGUE_PATH = REPO_ROOT / "docs" / "catalogue.md"
+CATALOGUE_PATH = CATALOGUE_DOC
 _FILE_METADATA_KEYS = ("path", "paths", "files", "writes", "output", "outputs")
 
 

@@ -2,25 +2,23 @@
 
 Factories, so the joint-training phase builds configs B/C from the same code under new keys:
 
-    build_ebm_training_asset(name, *, embeddings_iteration, embeddings_asset, head_path_fn,
-                             eval_dir_fn, trajectories_path_fn=trajectories_path, group_name=GROUP)
+    build_ebm_training_asset(name, *, config, embeddings_iteration, embeddings_asset, group_name=GROUP)
         trains GoalConditionedEnergyHead on frozen embeddings of iter_{embeddings_iteration},
-        saves it at head_path_fn(settings), writes eval_dir_fn(settings)/ebm_training.json
-    build_ebm_metrics_asset(name, *, ebm_asset, embeddings_iteration, embeddings_asset, head_path_fn,
-                            out_path_fn, trajectories_path_fn=trajectories_path, group_name=GROUP)
+        saves it at paths.ebm_config(config).head, writes paths.ebm_config(config).training_summary
+    build_ebm_metrics_asset(name, *, config, ebm_asset, embeddings_iteration, embeddings_asset, group_name=GROUP)
         rank-1 (overall, d0-1, d2-3, d4+), energy gap, sibling discrimination, active ratio on the
-        validation theorems (the same deterministic theorem split for every config) → out_path_fn(settings)
-    build_ebm_search_asset(name, *, model_asset, ebm_asset, iteration, head_path_fn, tag="ebm",
+        validation theorems (the same deterministic theorem split for every config)
+        → paths.ebm_config(config).metrics
+    build_ebm_search_asset(name, *, config, model_asset, ebm_asset, iteration, tag="ebm",
                            benchmark="minif2f_v2s", benchmark_asset="minif2f_v2s_427", group_name=GROUP)
         EBM-guided search through an encode server started on 127.0.0.1 (free port) inside the asset;
-        policy and encoder = merged model of `iteration`; outputs under search.pipeline.eval_paths(
-        settings, benchmark, iteration, tag), summary evals/iter_N/<benchmark>_<tag>.json
-    build_ebm_training_check(asset_name, eval_dir_fn)        the head was trained (red-line severity)
-    build_ebm_metric_checks(asset_name, out_path_fn)          rank1_d4+ and sibling_discrimination
-    build_search_check(asset_name, summary_path_fn, name=...)  prove rate vs minif2f_ebm thresholds
+        policy and encoder = merged model of `iteration`; outputs paths.search_eval(benchmark, iteration, tag)
+    build_ebm_training_check(asset_name, config)         the head was trained (red-line severity)
+    build_ebm_metric_checks(asset_name, config)           rank1_d4+ and sibling_discrimination
+    build_search_check(asset_name, iteration, tag, name=...)  prove rate vs minif2f_ebm thresholds
 
-A head from joint training (config C) needs no training asset: call build_ebm_metrics_asset
-with its own ebm_asset and head_path_fn (e.g. `lambda s: s.paths.ebm_checkpoint(1)`).
+`config` is "A", "B" or "C" (paths.ebm_config). A head from joint training (config C) needs no
+training asset: call build_ebm_metrics_asset with config "C" and the joint asset as ebm_asset.
 """
 # No `from __future__ import annotations` in defs/: Dagster inspects the context annotation.
 
@@ -31,14 +29,7 @@ import dagster as dg
 
 from burnqed_assets.data.io import atomic_open, read_json, write_json
 from burnqed_assets.defs.checks import metric_check, red_line_severity
-from burnqed_assets.defs.embeddings import (
-    PathFn,
-    embedding_metrics_path,
-    embeddings_dir,
-    evals_dir,
-    metric_metadata,
-    trajectories_path,
-)
+from burnqed_assets.defs.embeddings import TRAJECTORIES_ITERATION, metric_metadata
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import GPU_TAG, Settings
 
@@ -51,8 +42,7 @@ def _device(settings: Settings) -> str:
     return str(pick_device(settings.model.device))
 
 
-def build_ebm_training_asset(name: str, *, embeddings_iteration: int, embeddings_asset: str, head_path_fn: PathFn,
-                             eval_dir_fn: PathFn, trajectories_path_fn: PathFn = trajectories_path,
+def build_ebm_training_asset(name: str, *, config: str, embeddings_iteration: int, embeddings_asset: str,
                              group_name: str = GROUP) -> dg.AssetsDefinition:
     """Decoupled GoalConditionedEnergyHead on frozen embeddings (Task 2.4)."""
 
@@ -66,30 +56,29 @@ def build_ebm_training_asset(name: str, *, embeddings_iteration: int, embeddings
         from burnqed_assets.reports.plots import png_markdown
 
         settings = burnqed.settings()
-        config = EbmTrainConfig.from_ebm_settings(settings.ebm, device=_device(settings))
-        head_path = head_path_fn(settings)
+        train_config = EbmTrainConfig.from_ebm_settings(settings.ebm, device=_device(settings))
+        paths, out = settings.paths, settings.paths.ebm_config(config)
         # The demo's tiny policy may prove nothing: then the head stays untrained and says so
         # (check ebm_trained); in full a run without contrastive pairs is an error.
-        result = train_ebm_from_files(trajectories_path_fn(settings), embeddings_dir(settings, embeddings_iteration),
-                                      head_path, config, progress=context.log.info, allow_untrained=settings.is_demo)
-        out_dir = eval_dir_fn(settings)
-        write_json(out_dir / "ebm_training.json", {"summary": result.summary(), "history": result.history,
+        result = train_ebm_from_files(paths.search_trajectories(TRAJECTORIES_ITERATION),
+                                      paths.embeddings_dir(embeddings_iteration), out.head, train_config,
+                                      progress=context.log.info, allow_untrained=settings.is_demo)
+        write_json(out.training_summary, {"summary": result.summary(), "history": result.history,
                                                    "val_theorems": sorted(result.val_theorems),
                                                    "profile": settings.profile})
         meta: dict[str, Any] = {k: v for k, v in result.summary().items() if k != "config"}
         meta.update({"config": result.summary().get("config"), "profile": settings.profile,
                      "temperature_per_epoch": [round(h["temperature"], 4) for h in result.history]})
         if result.history:
-            plot = training_curves(result.history, out_dir / "plots" / "ebm_training.png")
+            plot = training_curves(result.history, out.training_plot)
             meta["plot_training"] = dg.MetadataValue.md(png_markdown(plot, "EBM loss and temperature"))
         return dg.MaterializeResult(metadata=meta)
 
     return _train
 
 
-def build_ebm_metrics_asset(name: str, *, ebm_asset: str, embeddings_iteration: int, embeddings_asset: str,
-                            head_path_fn: PathFn, out_path_fn: PathFn, trajectories_path_fn: PathFn = trajectories_path,
-                            group_name: str = GROUP) -> dg.AssetsDefinition:
+def build_ebm_metrics_asset(name: str, *, config: str, ebm_asset: str, embeddings_iteration: int,
+                            embeddings_asset: str, group_name: str = GROUP) -> dg.AssetsDefinition:
     """The Task 2.5 metrics of a head on one iteration's embeddings, validation theorems only."""
 
     @dg.asset(name=name, group_name=group_name, deps=[ebm_asset, embeddings_asset],
@@ -99,10 +88,12 @@ def build_ebm_metrics_asset(name: str, *, ebm_asset: str, embeddings_iteration: 
         from burnqed_assets.ebm.metrics import ebm_metrics_from_files
 
         settings = burnqed.settings()
-        e = settings.ebm
-        out = out_path_fn(settings)
+        e, paths = settings.ebm, settings.paths
+        config_paths = paths.ebm_config(config)
+        out = config_paths.metrics
         report = ebm_metrics_from_files(
-            trajectories_path_fn(settings), embeddings_dir(settings, embeddings_iteration), head_path_fn(settings), out,
+            paths.search_trajectories(TRAJECTORIES_ITERATION), paths.embeddings_dir(embeddings_iteration),
+            config_paths.head, out,
             val_fraction=e.val_fraction, split_seed=e.split_seed, k_negatives=e.k_negatives, hard_ratio=e.hard_ratio,
             margin=e.active_margin, seed=e.split_seed, device=_device(settings))
         for metric, reason in report.not_available.items():
@@ -123,7 +114,7 @@ def _json_value(path: Path, key: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def build_ebm_training_check(asset_name: str, eval_dir_fn: PathFn) -> dg.AssetChecksDefinition:
+def build_ebm_training_check(asset_name: str, config: str) -> dg.AssetChecksDefinition:
     """The head was trained (the trajectories held positive and negative states); red-line severity."""
 
     @dg.asset_check(asset=asset_name, name="ebm_trained",
@@ -131,7 +122,7 @@ def build_ebm_training_check(asset_name: str, eval_dir_fn: PathFn) -> dg.AssetCh
                                 "(ERROR in full, WARN in the demo where the tiny policy may prove nothing)")
     def _trained(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
         s = burnqed.settings()
-        path = eval_dir_fn(s) / "ebm_training.json"
+        path = s.paths.ebm_config(config).training_summary
         summary = read_json(path).get("summary", {}) if path.exists() else {}
         trained = bool(summary.get("trained"))
         return dg.AssetCheckResult(
@@ -143,34 +134,35 @@ def build_ebm_training_check(asset_name: str, eval_dir_fn: PathFn) -> dg.AssetCh
     return _trained
 
 
-def build_ebm_metric_checks(asset_name: str, out_path_fn: PathFn) -> list[dg.AssetChecksDefinition]:
+def build_ebm_metric_checks(asset_name: str, config: str) -> list[dg.AssetChecksDefinition]:
     """EBM rank-1 (d4+) and sibling_discrimination against the iter_0 targets / red lines."""
 
     @dg.asset_check(asset=asset_name, name="rank1_d4_target",
                     description="EBM rank-1 at depth ≥ 4 ≥ target (WARN); below the red line ERROR in full")
     def _rank1(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
         s = burnqed.settings()
-        return metric_check(s, _json_value(out_path_fn(s), "rank1_d4+"), s.thresholds.rank1_d4_target,
+        return metric_check(s, _json_value(s.paths.ebm_config(config).metrics, "rank1_d4+"),
+                            s.thresholds.rank1_d4_target,
                             s.thresholds.rank1_d4_red_line, "rank1_d4+")
 
     @dg.asset_check(asset=asset_name, name="sibling_discrimination_target",
                     description="sibling_discrimination ≥ target (WARN); below the red line ERROR in full")
     def _sibling(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
         s = burnqed.settings()
-        return metric_check(s, _json_value(out_path_fn(s), "sibling_discrimination"),
+        return metric_check(s, _json_value(s.paths.ebm_config(config).metrics, "sibling_discrimination"),
                             s.thresholds.sibling_discrimination_target, s.thresholds.sibling_discrimination_red_line,
                             "sibling_discrimination")
 
     return [_rank1, _sibling]
 
 
-def build_ebm_search_asset(name: str, *, model_asset: str, ebm_asset: str, iteration: int, head_path_fn: PathFn,
+def build_ebm_search_asset(name: str, *, config: str, model_asset: str, ebm_asset: str, iteration: int,
                            tag: str = "ebm", benchmark: str = "minif2f_v2s", benchmark_asset: str = "minif2f_v2s_427",
                            group_name: str = GROUP) -> dg.AssetsDefinition:
     """EBM-guided best-first search (Task 2.6): the merged model of `iteration` as policy and encoder,
-    the head at head_path_fn(settings) as scorer, served by an encode server on 127.0.0.1 (a free
-    port) for the duration of the asset. Outputs: search.pipeline.eval_paths(settings, benchmark,
-    iteration, tag) (summary JSON evals/iter_N/<benchmark>_<tag>.json, results, trajectories)."""
+    the head of `config` (paths.ebm_config) as scorer, served by an encode server on 127.0.0.1 (a
+    free port) for the duration of the asset. Outputs: paths.search_eval(benchmark, iteration, tag)
+    (summary JSON evals/iter_N/<benchmark>_<tag>.json, results, trajectories)."""
 
     @dg.asset(name=name, group_name=group_name, deps=[model_asset, ebm_asset, benchmark_asset], op_tags=GPU_TAG,
               description=f"{benchmark} with LLM + GoalConditioned EBM (plan Task 2.6): priority = cumulative "
@@ -187,7 +179,7 @@ def build_ebm_search_asset(name: str, *, model_asset: str, ebm_asset: str, itera
 
         settings = burnqed.settings()
         max_length, _ = resolve_encode_max_length(settings.paths.token_geometry, settings.ebm.encode_max_length)
-        model_dir, head_path = settings.paths.merged_model(iteration), head_path_fn(settings)
+        model_dir, head_path = settings.paths.merged_model(iteration), settings.paths.ebm_config(config).head
         energy_model = EnergyModel.from_paths(str(model_dir), str(head_path), max_length=max_length,
                                               device=settings.model.device, dtype=settings.model.dtype,
                                               batch_size=settings.ebm.embed_batch_size)
@@ -212,42 +204,26 @@ def build_ebm_search_asset(name: str, *, model_asset: str, ebm_asset: str, itera
     return _search
 
 
-def search_summary_path(settings: Settings, iteration: int = 0, tag: str = "ebm",
-                        benchmark: str = "minif2f_v2s") -> Path:
-    """Same layout as search.pipeline.eval_paths(...)["summary"]."""
-    return settings.paths.evals / f"iter_{iteration}" / f"{benchmark}_{tag}.json"
-
-
-def build_search_check(asset_name: str, summary_path_fn: PathFn, name: str = "minif2f_v2s_llm_ebm_rate",
+def build_search_check(asset_name: str, iteration: int, tag: str, name: str = "minif2f_v2s_llm_ebm_rate",
                        label: str = "miniF2F-v2s LLM+EBM rate") -> dg.AssetChecksDefinition:
-    """Prove rate against settings.thresholds.minif2f_ebm_target / _red_line."""
+    """Prove rate of paths.search_summary(iteration, tag) against settings.thresholds.minif2f_ebm_*."""
 
     @dg.asset_check(asset=asset_name, name=name,
                     description=f"{label} ≥ target (WARN); below the red line ERROR in full")
     def _check(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
         s = burnqed.settings()
-        return metric_check(s, _json_value(summary_path_fn(s), "rate"), s.thresholds.minif2f_ebm_target,
+        return metric_check(s, _json_value(s.paths.search_summary(iteration, tag), "rate"),
+                            s.thresholds.minif2f_ebm_target,
                             s.thresholds.minif2f_ebm_red_line, label)
 
     return _check
 
 
-ebm_iter0 = build_ebm_training_asset("ebm_iter0", embeddings_iteration=0, embeddings_asset="embeddings",
-                                     head_path_fn=lambda s: s.paths.ebm_checkpoint(0),
-                                     eval_dir_fn=lambda s: evals_dir(s, 0))
-
-
-def ebm_metrics_path(settings: Settings) -> Path:
-    return evals_dir(settings, 0) / "ebm_metrics.json"
-
-
-ebm_metrics_iter0 = build_ebm_metrics_asset("ebm_metrics_iter0", ebm_asset="ebm_iter0", embeddings_iteration=0,
-                                            embeddings_asset="embeddings",
-                                            head_path_fn=lambda s: s.paths.ebm_checkpoint(0),
-                                            out_path_fn=ebm_metrics_path)
-minif2f_v2s_iter0_ebm = build_ebm_search_asset("minif2f_v2s_iter0_ebm", model_asset="merged_iter0",
-                                               ebm_asset="ebm_iter0", iteration=0,
-                                               head_path_fn=lambda s: s.paths.ebm_checkpoint(0))
+ebm_iter0 = build_ebm_training_asset("ebm_iter0", config="A", embeddings_iteration=0, embeddings_asset="embeddings")
+ebm_metrics_iter0 = build_ebm_metrics_asset("ebm_metrics_iter0", config="A", ebm_asset="ebm_iter0",
+                                            embeddings_iteration=0, embeddings_asset="embeddings")
+minif2f_v2s_iter0_ebm = build_ebm_search_asset("minif2f_v2s_iter0_ebm", config="A", model_asset="merged_iter0",
+                                               ebm_asset="ebm_iter0", iteration=0)
 
 
 def latest_metadata(instance: dg.DagsterInstance, key: str) -> dict[str, Any]:
@@ -264,14 +240,15 @@ def _read_json_or_empty(path: Path) -> dict[str, Any]:
 
 def _data_section(instance: dg.DagsterInstance, settings: Settings) -> dict[str, Any]:
     """Data statistics from the upstream assets' metadata, else from their JSON files."""
-    sft = latest_metadata(instance, "sft_dataset") or _read_json_or_empty(settings.paths.sft / "stats.json")
+    paths = settings.paths
+    sft = latest_metadata(instance, "sft_dataset") or _read_json_or_empty(paths.sft_stats)
     pool = latest_metadata(instance, "contrastive_pool")
     pool_2k = latest_metadata(instance, "contrastive_pool_2k")
     traj = latest_metadata(instance, "trajectories") or \
-        _read_json_or_empty(settings.paths.trajectories / "trajectory_stats.json")
-    if not pool and (pool_file := settings.paths.sft / "contrastive_pool.json").exists():
+        _read_json_or_empty(paths.trajectory_stats)
+    if not pool and (pool_file := paths.contrastive_pool).exists():
         pool = {"theorems": len(read_json(pool_file))}
-    if not pool_2k and (pool_2k_file := settings.paths.sft / "contrastive_pool_2k.json").exists():
+    if not pool_2k and (pool_2k_file := paths.contrastive_pool_2k).exists():
         pool_2k = {"selected": len(read_json(pool_2k_file))}
     data: dict[str, Any] = {}
     if "total_pairs" in sft:
@@ -301,25 +278,25 @@ def baseline_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -
     from burnqed_assets.reports.baseline import render_baseline_report
 
     settings = burnqed.settings()
-    out_dir = evals_dir(settings, 0)
-    search = {"llm_only": _read_json_or_empty(search_summary_path(settings, 0, "llm")) or
+    paths = settings.paths
+    search = {"llm_only": _read_json_or_empty(paths.search_summary(0, "llm")) or
               latest_metadata(context.instance, "minif2f_v2s_iter0"),
-              "llm_ebm": _read_json_or_empty(search_summary_path(settings, 0, "ebm")) or
+              "llm_ebm": _read_json_or_empty(paths.search_summary(0, "ebm")) or
               latest_metadata(context.instance, "minif2f_v2s_iter0_ebm")}
     search_results = {name: {k: r.get(k) for k in ("proved", "attempted", "rate", "benchmark", "summary_path")}
                       for name, r in search.items()}
-    write_json(out_dir / "search_results.json", {**search_results, "profile": settings.profile})
-    embedding = _read_json_or_empty(embedding_metrics_path(settings, 0))
-    ebm = _read_json_or_empty(ebm_metrics_path(settings))
-    training = _read_json_or_empty(out_dir / "ebm_training.json").get("summary")
+    write_json(paths.baseline_search_results, {**search_results, "profile": settings.profile})
+    embedding = _read_json_or_empty(paths.embedding_metrics(0))
+    ebm = _read_json_or_empty(paths.ebm_config("A").metrics)
+    training = _read_json_or_empty(paths.ebm_config("A").training_summary).get("summary")
     markdown = render_baseline_report(profile=settings.profile, data=_data_section(context.instance, settings),
                                       embedding=embedding, ebm=ebm, search=search, ebm_training=training)
-    dest = out_dir / "baseline_report.md"
+    dest = paths.baseline_report
     with atomic_open(dest) as fh:
         fh.write(markdown)
     return dg.MaterializeResult(metadata={
         "path": str(dest), "profile": settings.profile, "report": dg.MetadataValue.md(markdown),
-        "search_results_path": str(out_dir / "search_results.json"),
+        "search_results_path": str(paths.baseline_search_results),
         "missing_inputs": [name for name, v in (("embedding_metrics", embedding), ("ebm_metrics", ebm),
                                                 ("llm_only", search["llm_only"]), ("llm_ebm", search["llm_ebm"]))
                            if not v]})
@@ -327,7 +304,7 @@ def baseline_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -
 
 defs = dg.Definitions(
     assets=[ebm_iter0, ebm_metrics_iter0, minif2f_v2s_iter0_ebm, baseline_report],
-    asset_checks=[build_ebm_training_check("ebm_iter0", lambda s: evals_dir(s, 0)),
-                  *build_ebm_metric_checks("ebm_metrics_iter0", ebm_metrics_path),
-                  build_search_check("minif2f_v2s_iter0_ebm", lambda s: search_summary_path(s, 0, "ebm"))],
+    asset_checks=[build_ebm_training_check("ebm_iter0", "A"),
+                  *build_ebm_metric_checks("ebm_metrics_iter0", "A"),
+                  build_search_check("minif2f_v2s_iter0_ebm", 0, "ebm")],
 )

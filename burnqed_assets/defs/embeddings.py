@@ -3,21 +3,19 @@
 Assets are built by factories so the joint-training phase reuses them for iter_1 (configs B/C)
 under new keys, without copying code:
 
-    build_embeddings_asset(name, *, iteration, model_asset, model_path_fn,
-                           trajectories_asset="trajectories", trajectories_path_fn=trajectories_path,
+    build_embeddings_asset(name, *, iteration, model_asset, trajectories_asset="trajectories",
                            group_name=GROUP) -> AssetsDefinition
-        writes settings.paths.embeddings/iter_{iteration}/{state,goal}_embeddings.parquet
-    build_embedding_metrics_asset(name, *, iteration, embeddings_asset,
-                                  trajectories_path_fn=trajectories_path, group_name=GROUP) -> AssetsDefinition
-        writes settings.paths.evals/iter_{iteration}/embedding_metrics.json and plots/*.png
+        embeds the iter_0 search trajectories with the merged model of `iteration` into
+        paths.embeddings_dir(iteration)/{state,goal}_embeddings.parquet
+    build_embedding_metrics_asset(name, *, iteration, embeddings_asset, group_name=GROUP) -> AssetsDefinition
+        writes paths.embedding_metrics(iteration) and paths.embedding_plots(iteration)/*.png
     build_embedding_metric_checks(asset_name) -> list[AssetChecksDefinition]
         centroid_l2 and linear_probe_acc against settings.thresholds (iter_0 targets)
 
-`*_path_fn` arguments take the Settings and return a Path (e.g. `lambda s: s.paths.merged_model(1)`).
+Every path comes from `settings.paths` (burnqed_assets/paths.py).
 """
 # No `from __future__ import annotations` in defs/: Dagster inspects the context annotation.
 
-from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -25,32 +23,15 @@ import dagster as dg
 from burnqed_assets.data.io import read_json
 from burnqed_assets.defs.checks import metric_check
 from burnqed_assets.resources import BurnqedConfig
-from burnqed_assets.settings import GPU_TAG, Settings
+from burnqed_assets.settings import GPU_TAG
 
 GROUP = "phase_2_embeddings"
-PathFn = Callable[[Settings], Path]
+TRAJECTORIES_ITERATION = 0  # every config is embedded and measured on the iter_0 search trajectories
 
 PLOT_TITLES = {
     "pca_by_label": "PCA by label", "pca_by_depth": "PCA by depth", "sibling_l2_hist": "Sibling L2 histogram",
     "eigen_spectrum": "Eigenvalue spectrum (log)", "depth_vs_centroid_l2": "Depth vs centroid L2",
 }
-
-
-def trajectories_path(settings: Settings) -> Path:
-    """The iter_0 search trajectories (search phase, Task 1.3)."""
-    return settings.paths.trajectories / "search_iter0.parquet"
-
-
-def embeddings_dir(settings: Settings, iteration: int) -> Path:
-    return settings.paths.embeddings / f"iter_{iteration}"
-
-
-def evals_dir(settings: Settings, iteration: int) -> Path:
-    return settings.paths.evals / f"iter_{iteration}"
-
-
-def embedding_metrics_path(settings: Settings, iteration: int) -> Path:
-    return evals_dir(settings, iteration) / "embedding_metrics.json"
 
 
 def metric_metadata(values: dict, not_available: dict) -> dict[str, object]:
@@ -62,8 +43,7 @@ def metric_metadata(values: dict, not_available: dict) -> dict[str, object]:
     return meta
 
 
-def build_embeddings_asset(name: str, *, iteration: int, model_asset: str, model_path_fn: PathFn,
-                           trajectories_asset: str = "trajectories", trajectories_path_fn: PathFn = trajectories_path,
+def build_embeddings_asset(name: str, *, iteration: int, model_asset: str, trajectories_asset: str = "trajectories",
                            group_name: str = GROUP) -> dg.AssetsDefinition:
     """State embedding per trajectory row + root-goal embedding per theorem (Task 2.1, Gotcha 9)."""
 
@@ -79,15 +59,17 @@ def build_embeddings_asset(name: str, *, iteration: int, model_asset: str, model
         )
 
         settings = burnqed.settings()
-        max_length, source = resolve_encode_max_length(settings.paths.token_geometry, settings.ebm.encode_max_length)
+        paths = settings.paths
+        model_dir, trajectories = paths.merged_model(iteration), paths.search_trajectories(TRAJECTORIES_ITERATION)
+        max_length, source = resolve_encode_max_length(paths.token_geometry, settings.ebm.encode_max_length)
         context.log.info(f"encode max_length={max_length} from {source}")
         summary = extract_embeddings_from_model(
-            model_path_fn(settings), trajectories_path_fn(settings), embeddings_dir(settings, iteration),
+            model_dir, trajectories, paths.embeddings_dir(iteration),
             max_length=max_length, batch_size=settings.ebm.embed_batch_size, device=settings.model.device,
             dtype=settings.model.dtype, progress=context.log.info, cpu_threads=settings.ebm.cpu_threads)
         meta = summary.as_metadata()
-        meta.update({"encode_max_length_source": source, "model_dir": str(model_path_fn(settings)),
-                     "trajectories_path": str(trajectories_path_fn(settings)), "iteration": iteration,
+        meta.update({"encode_max_length_source": source, "model_dir": str(model_dir),
+                     "trajectories_path": str(trajectories), "iteration": iteration,
                      "profile": settings.profile})
         return dg.MaterializeResult(metadata=meta)
 
@@ -95,7 +77,6 @@ def build_embeddings_asset(name: str, *, iteration: int, model_asset: str, model
 
 
 def build_embedding_metrics_asset(name: str, *, iteration: int, embeddings_asset: str,
-                                  trajectories_path_fn: PathFn = trajectories_path,
                                   group_name: str = GROUP) -> dg.AssetsDefinition:
     """The seven Task 2.2 metrics and the Task 2.3 plots for one iteration's embeddings."""
 
@@ -108,11 +89,11 @@ def build_embedding_metrics_asset(name: str, *, iteration: int, embeddings_asset
         from burnqed_assets.reports.plots import png_markdown
 
         settings = burnqed.settings()
-        e = settings.ebm
-        out = embedding_metrics_path(settings, iteration)
+        e, paths = settings.ebm, settings.paths
+        out = paths.embedding_metrics(iteration)
         report, plots = embedding_metrics_from_files(
-            trajectories_path_fn(settings), embeddings_dir(settings, iteration), out,
-            plots_dir=evals_dir(settings, iteration) / "plots", probe_folds=e.probe_folds,
+            paths.search_trajectories(TRAJECTORIES_ITERATION), paths.embeddings_dir(iteration), out,
+            plots_dir=paths.embedding_plots(iteration), probe_folds=e.probe_folds,
             probe_max_samples=e.probe_max_samples, collision_threshold=e.collision_threshold,
             silhouette_min_states=e.silhouette_min_states, silhouette_sample_size=e.silhouette_sample_size,
             seed=e.split_seed)
@@ -143,22 +124,21 @@ def build_embedding_metric_checks(asset_name: str, iteration: int = 0) -> list[d
                     description="centroid_l2 ≥ target (WARN); below the red line ERROR in full")
     def _centroid(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
         s = burnqed.settings()
-        value = _json_value(embedding_metrics_path(s, iteration), "centroid_l2")
+        value = _json_value(s.paths.embedding_metrics(iteration), "centroid_l2")
         return metric_check(s, value, s.thresholds.centroid_l2_target, s.thresholds.centroid_l2_red_line, "centroid_l2")
 
     @dg.asset_check(asset=asset_name, name="linear_probe_acc_target",
                     description="linear_probe_acc ≥ target (WARN); below the red line ERROR in full")
     def _probe(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
         s = burnqed.settings()
-        value = _json_value(embedding_metrics_path(s, iteration), "linear_probe_acc")
+        value = _json_value(s.paths.embedding_metrics(iteration), "linear_probe_acc")
         return metric_check(s, value, s.thresholds.linear_probe_target, s.thresholds.linear_probe_red_line,
                             "linear_probe_acc")
 
     return [_centroid, _probe]
 
 
-embeddings = build_embeddings_asset("embeddings", iteration=0, model_asset="merged_iter0",
-                                    model_path_fn=lambda s: s.paths.merged_model(0))
+embeddings = build_embeddings_asset("embeddings", iteration=0, model_asset="merged_iter0")
 embedding_metrics = build_embedding_metrics_asset("embedding_metrics", iteration=0, embeddings_asset="embeddings")
 
 defs = dg.Definitions(assets=[embeddings, embedding_metrics],

@@ -1,8 +1,6 @@
 """Phase M.6–M.8: clean_pool (integrity sweep), token_geometry, exploration_report."""
 # No `from __future__ import annotations` in defs/: Dagster inspects the context annotation.
 
-from pathlib import Path
-
 import dagster as dg
 
 from burnqed_assets.data.exploration import explore, plot_exploration
@@ -10,17 +8,10 @@ from burnqed_assets.data.integrity import build_clean_pool
 from burnqed_assets.data.io import read_json, write_json
 from burnqed_assets.data.token_geometry import geometry, measure, plot_lengths
 from burnqed_assets.defs.checks import gate, target
-from burnqed_assets.lean.phase_m import migration_paths
 from burnqed_assets.reports.plots import png_markdown
 from burnqed_assets.resources import BurnqedConfig
-from burnqed_assets.settings import Settings
 
 GROUP = "phase_m_exploration"
-
-
-def clean_pool_report_path(settings: Settings) -> Path:
-    """The sweep's full report (counts, file:line examples, dropped theorems); checks read it."""
-    return settings.paths.traced / "clean_pool_report.json"
 
 
 def _examples(lines: list[str], n: int = 5) -> str:
@@ -35,14 +26,14 @@ def clean_pool(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.
     src, dest = settings.paths.goedel_traced_pairs, settings.paths.clean_pairs
     result = build_clean_pool(src, dest)
     report = result.as_dict()
-    write_json(clean_pool_report_path(settings), report)
+    write_json(settings.paths.clean_pool_report, report)
     for line in result.bad_line_examples:
         context.log.warning(f"unreadable traced line: {line}")
     context.log.info(f"clean pool: {result.clean_pairs}/{result.traced_pairs} pairs, "
                      f"{result.clean_theorems}/{result.traced_theorems} theorems")
     return dg.MaterializeResult(metadata={
         "path": str(dest),
-        "report_path": str(clean_pool_report_path(settings)),
+        "report_path": str(settings.paths.clean_pool_report),
         "traced_pairs": result.traced_pairs,
         "traced_theorems": result.traced_theorems,
         "clean_pairs": result.clean_pairs,
@@ -66,7 +57,7 @@ def clean_pool(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.
                 description="ABORT gate (M.6/0.4): zero sorry/admit/cheat/sorryAx pairs in the traced output.")
 def clean_pool_contamination(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     settings = burnqed.settings()
-    r = read_json(clean_pool_report_path(settings))
+    r = read_json(settings.paths.clean_pool_report)
     limit = settings.thresholds.max_contaminated_pairs
     n = int(r["contaminated_pairs"])
     desc = (f"{n} contaminated pairs ({r['contaminated_theorems']} theorems), limit {limit}"
@@ -79,7 +70,7 @@ def clean_pool_contamination(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
                 description="ABORT gate (M.6): the clean pool keeps >= min_clean_pool_fraction of the traced pairs.")
 def clean_pool_survival(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     settings = burnqed.settings()
-    r = read_json(clean_pool_report_path(settings))
+    r = read_json(settings.paths.clean_pool_report)
     need = settings.thresholds.min_clean_pool_fraction
     frac = float(r["clean_fraction"])
     desc = (f"clean pool {r['clean_pairs']}/{r['traced_pairs']} pairs = {frac:.1%} (need >= {need:.0%}); "
@@ -93,7 +84,7 @@ def clean_pool_survival(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
                 description="Gate: every line of the traced pairs file is a readable pair (bad lines named file:line). "
                 "A broken line is a record the tracer lost; it is never dropped silently.")
 def traced_lines_readable(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
-    r = read_json(clean_pool_report_path(burnqed.settings()))
+    r = read_json(burnqed.settings().paths.clean_pool_report)
     n = int(r["bad_lines"])
     desc = f"{n} unreadable traced line(s)" + (f": {_examples(r['bad_line_examples'])}" if n else "")
     return gate(n == 0, desc, bad_lines=n, examples=dg.MetadataValue.json(r["bad_line_examples"]))
@@ -114,7 +105,7 @@ def token_geometry(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) ->
     geo["tokenizer"] = str(settings.model.base_model_path)
     geo["profile"] = settings.profile
     write_json(settings.paths.token_geometry, geo)
-    plot = plot_lengths(lengths, settings.paths.exploration_plots / "token_lengths.png")
+    plot = plot_lengths(lengths, settings.paths.token_lengths_plot)
     return dg.MaterializeResult(metadata={
         "path": str(settings.paths.token_geometry),
         "num_pairs": geo["num_pairs"],
@@ -144,11 +135,12 @@ def token_geometry_within_budget(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
           "top5/top10 share, import surface; histograms under data/traced/exploration_plots.")
 def exploration_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
     settings = burnqed.settings()
-    pool_report = read_json(clean_pool_report_path(settings)) if clean_pool_report_path(settings).exists() else None
-    mig = migration_paths(settings)
-    proofs = [p for p in (mig["proofs"], settings.inputs.goedel_proofs.path) if p.is_file()]
+    report_path = settings.paths.clean_pool_report
+    pool_report = read_json(report_path) if report_path.exists() else None
+    mig = settings.paths.migration
+    proofs = [p for p in (mig.proofs, settings.inputs.goedel_proofs.path) if p.is_file()]
     report, arrays = explore(
-        settings.paths.clean_pairs, pool_report, lean_dirs=[mig["lean"]], proof_jsonl=proofs,
+        settings.paths.clean_pairs, pool_report, lean_dirs=[mig.lean], proof_jsonl=proofs,
         contrastive_min_depth=settings.data.contrastive_min_depth,
         contrastive_min_theorems=settings.data.contrastive_min_theorems)
     report["profile"] = settings.profile

@@ -21,53 +21,20 @@ from burnqed_assets.defs.ebm import (
     build_ebm_search_asset,
     build_ebm_training_asset,
     build_search_check,
-    search_summary_path,
 )
 from burnqed_assets.defs.embeddings import (
+    TRAJECTORIES_ITERATION,
     build_embedding_metric_checks,
     build_embedding_metrics_asset,
     build_embeddings_asset,
-    embedding_metrics_path,
-    evals_dir,
-    trajectories_path,
 )
 from burnqed_assets.resources import BurnqedConfig
-from burnqed_assets.settings import GPU_TAG, Settings
+from burnqed_assets.settings import GPU_TAG
 
 GROUP_JOINT = "phase_3_joint"
 GROUP_COMPARE = "phase_4_comparison"
 ABORT_CHECK = "joint_training_abort_conditions"
 SMOKE_CHECK = "joint_smoke_step"
-
-
-def sft_train_path(settings: Settings) -> Path:
-    return settings.paths.sft / "train.jsonl"
-
-
-def joint_run_summary_path(settings: Settings) -> Path:
-    from burnqed_assets.joint.train import RUN_SUMMARY
-
-    return settings.paths.lora_checkpoint(1) / RUN_SUMMARY
-
-
-def config_b_dir(settings: Settings) -> Path:
-    return evals_dir(settings, 1) / "config_B_frozen_ebm"
-
-
-def config_c_dir(settings: Settings) -> Path:
-    return evals_dir(settings, 1) / "config_C_joint"
-
-
-def config_b_head_path(settings: Settings) -> Path:
-    return config_b_dir(settings) / "goal_conditioned_head.pt"
-
-
-def ebm_metrics_b_path(settings: Settings) -> Path:
-    return config_b_dir(settings) / "ebm_metrics.json"
-
-
-def ebm_metrics_c_path(settings: Settings) -> Path:
-    return config_c_dir(settings) / "ebm_metrics.json"
 
 
 def abort_check_result(run: dict[str, Any], thresholds: dict[str, Any]) -> dg.AssetCheckResult:
@@ -135,7 +102,7 @@ def joint_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg
     thresholds = AbortThresholds.from_settings(settings)
     context.log.info(f"joint iter_1: {config.total_steps} steps, λ={config.lambda_ebm}, r={config.lora_r}, "
                      f"sft max_length {sft_len} ({sft_src}), encode max_length {enc_len} ({enc_src})")
-    result = train_joint(config, thresholds, sft_train_path(settings), trajectories_path(settings),
+    result = train_joint(config, thresholds, paths.sft_train, paths.search_trajectories(TRAJECTORIES_ITERATION),
                          settings.model.base_model_path, paths.lora_checkpoint(1), paths.merged_model(1),
                          paths.ebm_checkpoint(1), iter0_head_path=paths.ebm_checkpoint(0),
                          log=context.log.info, how_to_obtain=settings.model.how_to_obtain)
@@ -159,7 +126,7 @@ def joint_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg
         "data": dg.MetadataValue.json(result.data),
         "train_log": dg.MetadataValue.json(result.train_log), "probe_log": dg.MetadataValue.json(result.probe_log),
         "checkpoint_dir": dg.MetadataValue.path(result.checkpoint_dir),
-        "summary_path": dg.MetadataValue.path(str(joint_run_summary_path(settings))),
+        "summary_path": dg.MetadataValue.path(str(paths.joint_run_summary)),
     }
     if result.merged_dir:
         meta["merged_dir"] = dg.MetadataValue.path(result.merged_dir)
@@ -174,26 +141,24 @@ def joint_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg
 # --- configs B and C (Task 4.3), built by the Phase 2 factories ---------------------------------
 
 embeddings_iter1 = build_embeddings_asset(
-    "embeddings_iter1", iteration=1, model_asset="joint_iter1", model_path_fn=lambda s: s.paths.merged_model(1),
-    group_name=GROUP_COMPARE)
+    "embeddings_iter1", iteration=1, model_asset="joint_iter1", group_name=GROUP_COMPARE)
 embedding_metrics_iter1 = build_embedding_metrics_asset(
     "embedding_metrics_iter1", iteration=1, embeddings_asset="embeddings_iter1", group_name=GROUP_COMPARE)
 ebm_iter1_decoupled = build_ebm_training_asset(
-    "ebm_iter1_decoupled", embeddings_iteration=1, embeddings_asset="embeddings_iter1",
-    head_path_fn=config_b_head_path, eval_dir_fn=config_b_dir, group_name=GROUP_COMPARE)
-ebm_metrics_config_b = build_ebm_metrics_asset(
-    "ebm_metrics_config_b", ebm_asset="ebm_iter1_decoupled", embeddings_iteration=1,
-    embeddings_asset="embeddings_iter1", head_path_fn=config_b_head_path, out_path_fn=ebm_metrics_b_path,
+    "ebm_iter1_decoupled", config="B", embeddings_iteration=1, embeddings_asset="embeddings_iter1",
     group_name=GROUP_COMPARE)
+ebm_metrics_config_b = build_ebm_metrics_asset(
+    "ebm_metrics_config_b", config="B", ebm_asset="ebm_iter1_decoupled", embeddings_iteration=1,
+    embeddings_asset="embeddings_iter1", group_name=GROUP_COMPARE)
 ebm_metrics_config_c = build_ebm_metrics_asset(
-    "ebm_metrics_config_c", ebm_asset="joint_iter1", embeddings_iteration=1, embeddings_asset="embeddings_iter1",
-    head_path_fn=lambda s: s.paths.ebm_checkpoint(1), out_path_fn=ebm_metrics_c_path, group_name=GROUP_COMPARE)
+    "ebm_metrics_config_c", config="C", ebm_asset="joint_iter1", embeddings_iteration=1,
+    embeddings_asset="embeddings_iter1", group_name=GROUP_COMPARE)
 minif2f_v2s_config_b = build_ebm_search_asset(
-    "minif2f_v2s_config_b", model_asset="joint_iter1", ebm_asset="ebm_iter1_decoupled", iteration=1,
-    head_path_fn=config_b_head_path, tag="config_b", group_name=GROUP_COMPARE)
+    "minif2f_v2s_config_b", config="B", model_asset="joint_iter1", ebm_asset="ebm_iter1_decoupled", iteration=1,
+    tag="config_b", group_name=GROUP_COMPARE)
 minif2f_v2s_config_c = build_ebm_search_asset(
-    "minif2f_v2s_config_c", model_asset="joint_iter1", ebm_asset="joint_iter1", iteration=1,
-    head_path_fn=lambda s: s.paths.ebm_checkpoint(1), tag="config_c", group_name=GROUP_COMPARE)
+    "minif2f_v2s_config_c", config="C", model_asset="joint_iter1", ebm_asset="joint_iter1", iteration=1,
+    tag="config_c", group_name=GROUP_COMPARE)
 
 
 @dg.asset(group_name=GROUP_COMPARE, deps=["joint_iter1", "minif2f_v2s_427"], op_tags=GPU_TAG,
@@ -208,7 +173,7 @@ def minif2f_v2s_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig)
     context.log.info(f"minif2f_v2s iter_1 LLM-only: proved {info['proved']}/{info['attempted']} ({info['rate']:.3f})")
     meta: dict[str, Any] = {k: info[k] for k in ("proved", "attempted", "errors", "benchmark_size") if k in info}
     meta.update({"rate": dg.MetadataValue.float(float(info["rate"])), "profile": settings.profile,
-                 "summary_path": dg.MetadataValue.path(str(search_summary_path(settings, 1, "llm"))),
+                 "summary_path": dg.MetadataValue.path(str(settings.paths.search_summary(1, "llm"))),
                  "proved_names": dg.MetadataValue.json(info.get("proved_names", [])[:50])})
     return dg.MaterializeResult(metadata=meta)
 
@@ -219,7 +184,7 @@ def minif2f_v2s_iter1_llm_rate(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     from burnqed_assets.defs.checks import metric_check
 
     s = burnqed.settings()
-    return metric_check(s, _metric(search_summary_path(s, 1, "llm"), "rate"), s.thresholds.minif2f_llm_target,
+    return metric_check(s, _metric(s.paths.search_summary(1, "llm"), "rate"), s.thresholds.minif2f_llm_target,
                         s.thresholds.minif2f_llm_red_line, "miniF2F-v2s LLM-only iter_1")
 
 
@@ -235,7 +200,7 @@ def _metric(path: Path, key: str) -> float | None:
                             "embedding space; plan Success Metrics, Task 4.4 question 2). WARN.")
 def centroid_l2_held(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     s = burnqed.settings()
-    c0, c1 = _metric(embedding_metrics_path(s, 0), "centroid_l2"), _metric(embedding_metrics_path(s, 1), "centroid_l2")
+    c0, c1 = _metric(s.paths.embedding_metrics(0), "centroid_l2"), _metric(s.paths.embedding_metrics(1), "centroid_l2")
     if c0 is None or c1 is None:
         return not_run(f"centroid_l2 not available (iter_0={c0}, iter_1={c1})", iter0=c0, iter1=c1)
     return target(c1 >= c0, f"centroid_l2 iter_1={c1:.4g} vs iter_0={c0:.4g}", iter0=c0, iter1=c1,
@@ -249,11 +214,11 @@ defs = dg.Definitions(
         centroid_l2_held,
         minif2f_v2s_iter1_llm_rate,
         *build_embedding_metric_checks("embedding_metrics_iter1", iteration=1),
-        *build_ebm_metric_checks("ebm_metrics_config_b", ebm_metrics_b_path),
-        *build_ebm_metric_checks("ebm_metrics_config_c", ebm_metrics_c_path),
-        build_search_check("minif2f_v2s_config_b", lambda s: search_summary_path(s, 1, "config_b"),
+        *build_ebm_metric_checks("ebm_metrics_config_b", "B"),
+        *build_ebm_metric_checks("ebm_metrics_config_c", "C"),
+        build_search_check("minif2f_v2s_config_b", 1, "config_b",
                            name="minif2f_v2s_config_b_rate", label="miniF2F-v2s config B (iter_1 + decoupled EBM)"),
-        build_search_check("minif2f_v2s_config_c", lambda s: search_summary_path(s, 1, "config_c"),
+        build_search_check("minif2f_v2s_config_c", 1, "config_c",
                            name="minif2f_v2s_config_c_rate", label="miniF2F-v2s config C (full joint)"),
     ],
 )

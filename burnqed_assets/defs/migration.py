@@ -53,7 +53,7 @@ def goedel_427_proofs(context: dg.AssetExecutionContext, burnqed: BurnqedConfig)
 
 def _survival(burnqed: BurnqedConfig) -> tuple:
     settings = burnqed.settings()
-    summary = read_json(phase_m.migration_paths(settings)["summary"])
+    summary = read_json(settings.paths.migration.summary)
     return settings, float(summary["survival_rate"]), summary
 
 
@@ -144,7 +144,7 @@ def goedel_traced_pairs(context: dg.AssetExecutionContext, burnqed: BurnqedConfi
                 description="Task M.5 gate: tracing failure rate ≤ 20% (else a Mathlib/REPL version mismatch).")
 def tracing_failure_rate(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     settings = burnqed.settings()
-    report = read_json(phase_m.trace_paths(settings)["report"])
+    report = read_json(settings.paths.tracing.report)
     rate, limit = float(report["failure_rate"]), settings.thresholds.max_tracing_failure_rate
     return gate(rate <= limit, f"tracing failure rate {rate:.2%} (limit {limit:.0%}; tracer: {report['tracer']})",
                 failure_rate=rate, limit=limit, theorems=report["theorems"], rejected_banned=report["rejected_banned"])

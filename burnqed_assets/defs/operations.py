@@ -30,11 +30,12 @@ from typing import Any, Optional
 import dagster as dg
 
 from burnqed_assets.data.io import file_sha256
-from burnqed_assets.settings import GPU_TAG, GPU_TAG_KEY, REPO_ROOT, Settings, get_settings
+from burnqed_assets.paths import K8S_EXECUTOR_CONFIG
+from burnqed_assets.settings import GPU_TAG, GPU_TAG_KEY, Settings, get_settings
 
 EXECUTOR_ENV = "BURNQED_EXECUTOR"
 EXECUTOR_KINDS = ("in_process", "multiprocess", "k8s")
-K8S_CONFIG_PATH = REPO_ROOT / "deploy" / "k8s" / "executor.yaml"
+K8S_CONFIG_PATH = K8S_EXECUTOR_CONFIG
 
 # Groups whose assets are "data" (Phase M and Phase 0): the periodic refresh re-builds them.
 DATA_GROUP_PREFIXES = ("phase_m", "phase_0")

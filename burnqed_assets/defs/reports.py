@@ -7,20 +7,8 @@ from typing import Any
 import dagster as dg
 
 from burnqed_assets.data.io import atomic_open, read_json, write_json
-from burnqed_assets.defs.ebm import ebm_metrics_path, search_summary_path
-from burnqed_assets.defs.embeddings import embedding_metrics_path, evals_dir
-from burnqed_assets.defs.joint import (
-    GROUP_COMPARE,
-    ebm_metrics_b_path,
-    ebm_metrics_c_path,
-    joint_run_summary_path,
-)
+from burnqed_assets.defs.joint import GROUP_COMPARE
 from burnqed_assets.resources import BurnqedConfig
-from burnqed_assets.settings import Settings
-
-
-def comparison_dir(settings: Settings) -> Path:
-    return evals_dir(settings, 1) / "analysis"
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -43,29 +31,29 @@ def comparison_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig)
     )
 
     s = burnqed.settings()
-    emb0, emb1 = _json(embedding_metrics_path(s, 0)), _json(embedding_metrics_path(s, 1))
+    p = s.paths
+    emb0, emb1 = _json(p.embedding_metrics(0)), _json(p.embedding_metrics(1))
     rows = {
-        "A": config_result("A", emb0, _json(ebm_metrics_path(s)), _json(search_summary_path(s, 0, "ebm"))),
-        "B": config_result("B", emb1, _json(ebm_metrics_b_path(s)), _json(search_summary_path(s, 1, "config_b"))),
-        "C": config_result("C", emb1, _json(ebm_metrics_c_path(s)), _json(search_summary_path(s, 1, "config_c"))),
+        "A": config_result("A", emb0, _json(p.ebm_config("A").metrics), _json(p.search_summary(0, "ebm"))),
+        "B": config_result("B", emb1, _json(p.ebm_config("B").metrics), _json(p.search_summary(1, "config_b"))),
+        "C": config_result("C", emb1, _json(p.ebm_config("C").metrics), _json(p.search_summary(1, "config_c"))),
     }
-    llm0 = _json(search_summary_path(s, 0, "llm")) or {}
-    llm1 = _json(search_summary_path(s, 1, "llm")) or {}
+    llm0 = _json(p.search_summary(0, "llm")) or {}
+    llm1 = _json(p.search_summary(1, "llm")) or {}
     iter0_llm_rate = llm0.get("rate") if isinstance(llm0.get("rate"), (int, float)) else None
     iter1_llm_rate = llm1.get("rate") if isinstance(llm1.get("rate"), (int, float)) else None
     comparison = build_comparison(profile=s.profile, rows=rows, iter0_llm_rate=iter0_llm_rate,
                                   iter1_llm_rate=iter1_llm_rate,
-                                  joint_run=_json(joint_run_summary_path(s)),
+                                  joint_run=_json(p.joint_run_summary),
                                   centroid_red_line=s.thresholds.centroid_l2_red_line)
     markdown = render_comparison_report(comparison)
-    out = comparison_dir(s)
-    with atomic_open(out / "comparison_report.md") as fh:
+    with atomic_open(p.comparison_report) as fh:
         fh.write(markdown)
-    write_json(out / "comparison.json", comparison)
+    write_json(p.comparison_json, comparison)
     decision = comparison["decision"]
     context.log.info(f"Task 4.5 decision: {decision['branch']} — {decision['title']}")
     meta: dict[str, Any] = {
-        "path": dg.MetadataValue.path(str(out / "comparison_report.md")), "profile": s.profile,
+        "path": dg.MetadataValue.path(str(p.comparison_report)), "profile": s.profile,
         "decision_branch": decision["branch"], "decision": decision["title"], "next_step": decision["action"],
         "missing": decision["missing"], "report": dg.MetadataValue.md(markdown),
     }

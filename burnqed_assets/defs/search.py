@@ -53,7 +53,7 @@ def trajectories(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> d
                      f"{info['total_records']} records, deep share {info['deep_state_share']:.3f}")
     meta = _meta(info, skip=("search_config",))
     meta["search_config"] = dg.MetadataValue.json(info["search_config"])
-    plot = pipeline.plot_depth_distribution(info, settings.paths.trajectories / "depth_distribution.png")
+    plot = pipeline.plot_depth_distribution(info, settings.paths.depth_distribution_plot)
     meta["depth_plot"] = dg.MetadataValue.md(png_markdown(plot, "States per depth"))
     return dg.MaterializeResult(metadata=meta)
 
@@ -62,7 +62,7 @@ def trajectories(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> d
                 "settings.thresholds.min_deep_state_share (plan Task 1.3, WARN).")
 def trajectories_deep_state_share(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     settings = burnqed.settings()
-    stats = read_json(pipeline.trajectory_stats_path(settings))
+    stats = read_json(settings.paths.trajectory_stats)
     share = float(stats["deep_state_share"])
     minimum = settings.thresholds.min_deep_state_share
     return target(share >= minimum, f"deep-state share {share:.3f} (target >= {minimum})",
@@ -73,7 +73,7 @@ def trajectories_deep_state_share(burnqed: BurnqedConfig) -> dg.AssetCheckResult
                 "found, and negatives beside it): the EBM needs both (WARN).")
 def trajectories_have_both_labels(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     settings = burnqed.settings()
-    stats = read_json(pipeline.trajectory_stats_path(settings))
+    stats = read_json(settings.paths.trajectory_stats)
     labels = stats["label_counts"]
     ok = labels.get("positive", 0) > 0 and labels.get("negative", 0) > 0
     return target(ok, f"positive={labels.get('positive', 0)} negative={labels.get('negative', 0)} "
@@ -108,7 +108,7 @@ minif2f_v1_iter0 = _eval_asset("minif2f_v1", "minif2f_v1", "minif2f_v1_iter0", "
                 "(WARN in demo). Thresholds: settings.thresholds.minif2f_llm_target / _red_line.")
 def minif2f_v2s_llm_rate(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     settings = burnqed.settings()
-    summary = read_json(pipeline.eval_paths(settings, "minif2f_v2s")["summary"])
+    summary = read_json(settings.paths.search_summary(0, "llm", "minif2f_v2s"))
     t = settings.thresholds
     return metric_check(settings, float(summary["rate"]), t.minif2f_llm_target, t.minif2f_llm_red_line,
                         "miniF2F-v2s LLM-only rate")

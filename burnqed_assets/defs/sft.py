@@ -4,7 +4,6 @@
 import contextlib
 import logging
 import math
-from pathlib import Path
 
 import dagster as dg
 
@@ -17,7 +16,6 @@ from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import GPU_TAG, Settings
 
 GROUP = "phase_1_sft"
-SFT_METRICS_FILE = "sft_metrics.json"
 
 
 class _ToDagsterLog(logging.Handler):
@@ -49,10 +47,6 @@ def _domain_logs_to(context: dg.AssetExecutionContext, name: str = "burnqed_asse
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-
-
-def sft_metrics_path(settings: Settings) -> Path:
-    return settings.paths.lora_checkpoint(0) / SFT_METRICS_FILE
 
 
 @dg.asset(group_name=GROUP, description="Base causal LM as a standard HF directory at "
@@ -97,11 +91,11 @@ def lora_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.
     max_length, source = resolve_sft_max_length(paths.token_geometry, settings.sft.default_max_length)
     context.log.info(f"SFT max_length={max_length} from {source}")
     with _domain_logs_to(context):
-        result = train_lora(settings.model.base_model_path, paths.sft / "train.jsonl", paths.sft / "val.jsonl",
+        result = train_lora(settings.model.base_model_path, paths.sft_train, paths.sft_val,
                             paths.lora_checkpoint(0), _run_config(settings, max_length))
     metrics = {**result.metadata(), "max_length_source": source, "profile": settings.profile,
                "history": result.history}
-    write_json(sft_metrics_path(settings), metrics)
+    write_json(paths.sft_metrics, metrics)
 
     series = {key: [[h["step"], h[key]] for h in result.history if key in h]
               for key in ("loss", "eval_loss", "learning_rate", "grad_norm")}
@@ -125,7 +119,7 @@ def lora_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.
 @dg.asset_check(asset=lora_iter0, blocking=True, description="NaN or inf in the SFT train/val loss stops the graph.")
 def sft_loss_finite(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     settings = burnqed.settings()
-    path = sft_metrics_path(settings)
+    path = settings.paths.sft_metrics
     if not path.exists():
         return gate(False, f"no SFT metrics at {path}")
     m = read_json(path)
@@ -140,7 +134,7 @@ def sft_loss_finite(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
 @dg.asset_check(asset=lora_iter0, description="SFT val loss: target (WARN) and red line (ERROR in full).")
 def sft_val_loss(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     settings = burnqed.settings()
-    path = sft_metrics_path(settings)
+    path = settings.paths.sft_metrics
     value = read_json(path).get("final_val_loss") if path.exists() else None
     t = settings.thresholds
     return metric_check(settings, value, t.sft_val_loss_target, t.sft_val_loss_red_line, "SFT val loss",
@@ -151,8 +145,7 @@ def _preview_state(settings: Settings) -> str:
     """A demo state for the smoke generation: the first validation prompt's state."""
     from burnqed_assets.data.io import iter_jsonl
 
-    for name in ("val.jsonl", "train.jsonl"):
-        path = settings.paths.sft / name
+    for path in (settings.paths.sft_val, settings.paths.sft_train):
         if path.exists():
             for _, rec in iter_jsonl(path):
                 prompt = rec.get("prompt", "")
@@ -170,12 +163,11 @@ def merged_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> d
     from burnqed_assets.models.generation import generate_tactics
     from burnqed_assets.models.loading import load_causal_lm, load_tokenizer
     from burnqed_assets.models.merge import merge_lora
-    from burnqed_assets.models.sft import ADAPTER_DIRNAME
 
     settings = burnqed.settings()
     dest = settings.paths.merged_model(0)
     with _domain_logs_to(context):
-        info = merge_lora(settings.model.base_model_path, settings.paths.lora_checkpoint(0) / ADAPTER_DIRNAME,
+        info = merge_lora(settings.model.base_model_path, settings.paths.lora_adapter(0),
                           dest, dtype=settings.model.dtype)
     # Smoke test: the saved directory loads with plain transformers and generates a tactic.
     model = load_causal_lm(dest, device=settings.model.device, dtype=settings.model.dtype).eval()

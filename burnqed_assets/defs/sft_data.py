@@ -16,16 +16,10 @@ from burnqed_assets.data.sft import (
     verify_split,
 )
 from burnqed_assets.defs.checks import gate, target
-from burnqed_assets.defs.exploration import clean_pool_report_path
-from burnqed_assets.lean.phase_m import migration_paths
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import Settings
 
 GROUP = "phase_m_sft_data"
-
-
-def lean_github_report_path(settings: Settings):
-    return settings.paths.traced / "lean_github_report.json"
 
 
 def _benchmarks(settings: Settings) -> set[str]:
@@ -37,7 +31,7 @@ def _proof_files(settings: Settings) -> list:
     """Goedel proofs JSONL files {problem_id, full_proof}: the raw input, then the migrated 4.27 text
     (later files win when both name a theorem)."""
     raw = settings.inputs.goedel_proofs.path
-    migrated = migration_paths(settings)["proofs"]
+    migrated = settings.paths.migration.proofs
     return [p for p in (raw, migrated) if p.is_file()]
 
 
@@ -61,7 +55,7 @@ def lean_github_pairs(context: dg.AssetExecutionContext, burnqed: BurnqedConfig)
     res = filter_lean_github(settings.inputs.lean_github.path, settings.paths.lean_github_pairs, seed=d.seed,
                              trivial_keep_rate=d.lean_github_trivial_keep_rate,
                              max_state_chars=d.lean_github_max_state_chars)
-    write_json(lean_github_report_path(settings), res.as_dict())
+    write_json(settings.paths.lean_github_report, res.as_dict())
     for line in res.bad_line_examples:
         context.log.warning(f"unreadable LEAN-GitHub row: {line}")
     return dg.MaterializeResult(metadata={
@@ -83,7 +77,7 @@ def lean_github_pairs(context: dg.AssetExecutionContext, burnqed: BurnqedConfig)
 
 @dg.asset_check(asset=lean_github_pairs, description="Every LEAN-GitHub row was readable (bad rows named file:line).")
 def lean_github_rows_readable(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
-    r = read_json(lean_github_report_path(burnqed.settings()))
+    r = read_json(burnqed.settings().paths.lean_github_report)
     n, examples = int(r["bad_lines"]), r["bad_line_examples"]
     return target(n == 0, f"{n} unreadable LEAN-GitHub row(s)" + (f": {'; '.join(examples[:5])}" if n else ""),
                   bad_lines=n)
@@ -98,9 +92,9 @@ def sft_dataset(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg
                               seed=settings.data.seed, val_fraction=settings.data.val_fraction,
                               benchmark=_benchmarks(settings))
     return dg.MaterializeResult(metadata={
-        "train_path": str(settings.paths.sft / "train.jsonl"),
-        "val_path": str(settings.paths.sft / "val.jsonl"),
-        "stats_path": str(settings.paths.sft / "stats.json"),
+        "train_path": str(settings.paths.sft_train),
+        "val_path": str(settings.paths.sft_val),
+        "stats_path": str(settings.paths.sft_stats),
         "total_pairs": stats["total_pairs"],
         "train_pairs": stats["train_pairs"],
         "val_pairs": stats["val_pairs"],
@@ -108,7 +102,7 @@ def sft_dataset(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg
         "val_theorems": stats["val_theorems"],
         "by_source": dg.MetadataValue.json(stats["by_source"]),
         "dropped": dg.MetadataValue.json(stats["dropped"]),
-        "preview": dg.MetadataValue.md(_preview(settings.paths.sft / "train.jsonl")),
+        "preview": dg.MetadataValue.md(_preview(settings.paths.sft_train)),
     })
 
 
@@ -168,7 +162,7 @@ def contrastive_pool(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) 
     traced_dir = settings.inputs.goedel_recorded_traces.path
     statement_files = sorted(traced_dir.glob("*statements.jsonl")) if traced_dir.is_dir() else []
     statements = load_statements(statement_files, _proof_files(settings))
-    dest = settings.paths.sft / "contrastive_pool.json"
+    dest = settings.paths.contrastive_pool
     d = settings.data
     info = build_contrastive_pool(settings.paths.clean_pairs, dest, d.contrastive_min_depth,
                                   d.contrastive_fallback_depth, d.contrastive_min_theorems, statements,
@@ -189,7 +183,7 @@ def contrastive_pool(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) 
 @dg.asset_check(asset=contrastive_pool, description="Success metric: contrastive pool >= min_contrastive_pool theorems.")
 def contrastive_pool_size(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     settings = burnqed.settings()
-    n = len(read_json(settings.paths.sft / "contrastive_pool.json"))
+    n = len(read_json(settings.paths.contrastive_pool))
     need = settings.thresholds.min_contrastive_pool
     return target(n >= need, f"contrastive pool {n} theorems (target >= {need})", theorems=n, target=need)
 
@@ -200,14 +194,14 @@ def contrastive_pool_size(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
 def release_bundle(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
     settings = burnqed.settings()
     proofs = _proof_files(settings)
-    mig = migration_paths(settings)
-    migration_dropped = [{**r, "stage": "migration (M.1-M.3)"} for _, r in iter_jsonl(mig["dropped"])] \
-        if mig["dropped"].exists() else []
+    mig = settings.paths.migration
+    migration_dropped = [{**r, "stage": "migration (M.1-M.3)"} for _, r in iter_jsonl(mig.dropped)] \
+        if mig.dropped.exists() else []
     info = build_release(settings.paths.release, settings.paths.clean_pairs,
-                         read_json(clean_pool_report_path(settings)), settings.lean.lean_version, settings.profile,
-                         lean_dir=mig["lean"], proofs_jsonl=proofs[-1] if proofs else None,
+                         read_json(settings.paths.clean_pool_report), settings.lean.lean_version, settings.profile,
+                         lean_dir=mig.lean, proofs_jsonl=proofs[-1] if proofs else None,
                          extra_dropped=migration_dropped)
-    changelog = (settings.paths.release / "CHANGELOG.md").read_text(encoding="utf-8")
+    changelog = settings.paths.release_changelog.read_text(encoding="utf-8")
     return dg.MaterializeResult(metadata={
         "release_dir": info["release_dir"],
         "proofs": info["proofs"],

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-STATE_EMBEDDINGS_FILE = "state_embeddings.parquet"
-GOAL_EMBEDDINGS_FILE = "goal_embeddings.parquet"
-MANIFEST_FILE = "embeddings_manifest.json"  # fingerprint of the trajectories the embeddings were made from
+from burnqed_assets.paths import EMBEDDINGS_MANIFEST_FILE as MANIFEST_FILE
+from burnqed_assets.paths import GOAL_EMBEDDINGS_FILE, STATE_EMBEDDINGS_FILE
+
 TRAJECTORY_COLUMNS = ["theorem", "state_id", "parent_id", "state_pp", "depth", "label", "sibling_group", "proved"]
 
 

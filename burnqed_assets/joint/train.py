@@ -44,9 +44,9 @@ from burnqed_assets.joint.monitoring import (
     separation_probe,
 )
 
-CHECKPOINT_PREFIX = "checkpoint-"
-RUN_SUMMARY = "joint_run.json"
-SMOKE_RECORD = "smoke_step.json"
+from burnqed_assets.paths import JOINT_CHECKPOINT_PREFIX as CHECKPOINT_PREFIX  # noqa: E402
+from burnqed_assets.paths import JOINT_RUN_SUMMARY_FILE as RUN_SUMMARY  # noqa: E402
+from burnqed_assets.paths import JOINT_SMOKE_FILE as SMOKE_RECORD  # noqa: E402
 
 
 class TrainingInterrupted(RuntimeError):

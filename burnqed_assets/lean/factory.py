@@ -6,11 +6,12 @@ from pathlib import Path
 
 from burnqed_assets.lean.env import LeanEnv
 from burnqed_assets.lean.replay import ReplayLeanEnv, build_replay_env
-from burnqed_assets.settings import DEMO_INPUTS, Settings
+from burnqed_assets.paths import DEMO_MINIF2F_SEARCH_TRACES
+from burnqed_assets.settings import Settings
 
 # Real InternLM miniF2F-test search traces: evaluation material, used ONLY as the Lean stand-in
 # of the replay backend (never as training data).
-MINIF2F_SEARCH_TRACES = DEMO_INPUTS / "raw_samples" / "real_internlm_minif2f_sstrace_pairs.jsonl"
+MINIF2F_SEARCH_TRACES = DEMO_MINIF2F_SEARCH_TRACES
 
 
 def replay_sources(settings: Settings) -> dict[str, list[Path]]:

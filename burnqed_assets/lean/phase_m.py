@@ -44,33 +44,6 @@ BENCHMARKS = {  # asset key -> (input name, source label, output stem)
 }
 
 
-# ---------------------------------------------------------------------------- paths
-def source_proofs_path(settings: Settings) -> Path:
-    return settings.paths.goedel_source_dir / "proofs.jsonl"
-
-
-def migration_paths(settings: Settings) -> dict[str, Path]:
-    d = settings.paths.goedel_427_dir
-    return {"dir": d, "lean": d / "proofs", "proofs": d / "migrated_proofs.jsonl", "changelog": d / "changelog.json",
-            "dropped": d / "dropped.jsonl", "summary": d / "migration_summary.json"}
-
-
-def benchmark_files(settings: Settings, stem: str) -> dict[str, Path]:
-    """The plan's names: `<stem>_test_427.json` (search reads it), plus valid and all splits.
-    v1 keeps its historical name `minif2f_v1_test.json` (statements ported all the same)."""
-    b = settings.paths.benchmarks
-    suffix = "" if stem == "minif2f_v1" else "_427"
-    return {"all": b / f"{stem}{suffix}.json", "test": b / f"{stem}_test{suffix}.json",
-            "test_jsonl": b / f"{stem}_test{suffix}.jsonl", "valid": b / f"{stem}_valid{suffix}.json",
-            "compile_report": b / f"{stem}{suffix}_compile_report.json"}
-
-
-def trace_paths(settings: Settings) -> dict[str, Path]:
-    t = settings.paths.traced
-    return {"pairs": settings.paths.goedel_traced_pairs, "checkpoints": t / "checkpoints" / "goedel_427",
-            "report": t / "goedel_427_trace_report.json"}
-
-
 def _env(settings: Settings, env: LeanEnv | None) -> tuple[LeanEnv, bool]:
     return (env, False) if env is not None else (make_lean_env(settings), True)
 
@@ -80,7 +53,7 @@ def goedel_source(settings: Settings) -> dict[str, Any]:
     """Normalise the Goedel source proofs into one JSONL (`problem_id`, `full_proof`, ...)."""
     settings.require_inputs("goedel_proofs")
     report = LineReport()
-    dest = source_proofs_path(settings)
+    dest = settings.paths.goedel_source_proofs
     n = write_jsonl(dest, load_goedel_source(settings.inputs.goedel_proofs.path, report))
     for bad in report.bad[:20]:
         log.warning("bad Goedel source row: %s", bad)
@@ -92,7 +65,7 @@ def goedel_migration(settings: Settings, env: LeanEnv | None = None,
                      progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     settings.require_inputs("rename_table")
     rules = load_rename_table(settings.inputs.rename_table.path)
-    src = source_proofs_path(settings)
+    src = settings.paths.goedel_source_proofs
     if not src.exists():
         raise FileNotFoundError(f"{src} is missing: materialize goedel_source_proofs first")
     records = [r for _, r in iter_jsonl(src)]
@@ -110,15 +83,15 @@ def goedel_migration(settings: Settings, env: LeanEnv | None = None,
     else:
         result = migrate_proofs(records, recorded_checker(), rules, RECORDED_LABEL, recompile_after_fix=False,
                                 progress=progress)
-    paths = migration_paths(settings)
-    _write_lean_files(paths["lean"], result.migrated)
-    write_jsonl(paths["proofs"], result.migrated)
-    write_json(paths["changelog"], result.changelog)
-    write_jsonl(paths["dropped"], result.dropped)
+    paths = settings.paths.migration
+    _write_lean_files(paths.lean, result.migrated)
+    write_jsonl(paths.proofs, result.migrated)
+    write_json(paths.changelog, result.changelog)
+    write_jsonl(paths.dropped, result.dropped)
     summary = {**result.summary(), "profile": settings.profile, "lean_version": settings.lean.lean_version,
                "lean_stats": lean_stats}
-    write_json(paths["summary"], summary)
-    return {**summary, "paths": {k: str(v) for k, v in paths.items()}}
+    write_json(paths.summary, summary)
+    return {**summary, "paths": {k: str(v) for k, v in paths.as_dict().items()}}
 
 
 def _write_lean_files(folder: Path, migrated: list[dict[str, Any]]) -> None:
@@ -146,12 +119,12 @@ def port_benchmark(settings: Settings, asset_key: str, env: LeanEnv | None = Non
         v1, _ = load_benchmark_file(settings.inputs.minif2f_v1.path, "minif2f_v1")
         records, realigned = align_splits(records, {r["name"]: r["split"] for r in v1})
     ported = port_statements(records, load_rename_table(settings.inputs.rename_table.path))
-    files = benchmark_files(settings, stem)
-    write_json(files["all"], ported)
+    files = settings.paths.benchmark(stem)
+    write_json(files.all_splits, ported)
     test = [r for r in ported if r["split"] == "test"]
-    write_json(files["test"], test)
-    write_jsonl(files["test_jsonl"], test)
-    write_json(files["valid"], [r for r in ported if r["split"] == "valid"])
+    write_json(files.test, test)
+    write_jsonl(files.test_jsonl, test)
+    write_json(files.valid, [r for r in ported if r["split"] == "valid"])
     use_lean = settings.lean.backend == "repl" or env is not None
     if use_lean:
         lean_env, own = _env(settings, env)
@@ -168,7 +141,7 @@ def port_benchmark(settings: Settings, asset_key: str, env: LeanEnv | None = Non
                           "compiled": None, "failures": [],
                           "note": "not run: replay backend (no Lean in the demo profile); statements were "
                                   "normalised and ported by the rename table only"}
-    write_json(files["compile_report"], compile_report)
+    write_json(files.compile_report, compile_report)
     splits = {s: sum(r["split"] == s for r in ported) for s in ("test", "valid")}
     return {"records": len(ported), "splits": splits, "source": source,
             "input": str(settings.inputs.all()[input_name].path),
@@ -176,11 +149,11 @@ def port_benchmark(settings: Settings, asset_key: str, env: LeanEnv | None = Non
             "split_labels_realigned_to_minif2f_v1": realigned,
             "with_goal": sum(bool(r.get("goal")) for r in ported), "compile": compile_report,
             "sorry_placeholders": [r["name"] for r in ported if r["sorry_placeholder"]],
-            "paths": {k: str(v) for k, v in files.items()}, **report.as_metadata()}
+            "paths": {k: str(v) for k, v in files.as_dict().items()}, **report.as_metadata()}
 
 
 def benchmark_compile_report(settings: Settings, asset_key: str) -> dict[str, Any]:
-    return read_json(benchmark_files(settings, BENCHMARKS[asset_key][2])["compile_report"])
+    return read_json(settings.paths.benchmark(BENCHMARKS[asset_key][2]).compile_report)
 
 
 # ---------------------------------------------------------------------------- M.5 tracing
@@ -208,7 +181,7 @@ class _ReplEnvFactory:
 
 def goedel_tracing(settings: Settings, tracer: Tracer | None = None, tracer_label: str | None = None,
                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    migrated = migration_paths(settings)["proofs"]
+    migrated = settings.paths.migration.proofs
     if not migrated.exists():
         raise FileNotFoundError(f"{migrated} is missing: materialize goedel_427_proofs first")
     theorems = [{"name": prefixed(GOEDEL_SOURCE, r["problem_id"]), "full_proof": r["full_proof"]}
@@ -218,7 +191,7 @@ def goedel_tracing(settings: Settings, tracer: Tracer | None = None, tracer_labe
     if isinstance(tracer, RecordedTracer):
         # Demo: recorded theorems without a Goedel source proof (hand-written deep traces) are traced too.
         # Theorems the migration dropped stay out.
-        dropped_path = migration_paths(settings)["dropped"]
+        dropped_path = settings.paths.migration.dropped
         dropped = {prefixed(GOEDEL_SOURCE, r["problem_id"]) for _, r in iter_jsonl(dropped_path)} \
             if dropped_path.exists() else set()
         known = {t["name"] for t in theorems} | dropped
@@ -226,9 +199,9 @@ def goedel_tracing(settings: Settings, tracer: Tracer | None = None, tracer_labe
     prepare = getattr(tracer, "prepare", None)
     if callable(prepare):
         prepare()
-    paths = trace_paths(settings)
+    paths = settings.paths.tracing
     workers = 1 if isinstance(tracer, RecordedTracer) else settings.lean.trace_workers
-    run = trace_corpus(theorems, tracer, paths["pairs"], paths["checkpoints"],
+    run = trace_corpus(theorems, tracer, paths.pairs, paths.checkpoints,
                        chunk_size=settings.lean.trace_chunk_size, workers=workers,
                        timeout_s=settings.lean.theorem_timeout_s, progress=progress)
     report = {**run.as_metadata(), "tracer": tracer_label, "workers": workers,
@@ -236,5 +209,5 @@ def goedel_tracing(settings: Settings, tracer: Tracer | None = None, tracer_labe
               "failures": run.failures, "profile": settings.profile}
     if isinstance(tracer, RecordedTracer):
         report["recorded_bad_lines"] = tracer.report.bad_count
-    write_json(paths["report"], report)
-    return {**report, "paths": {k: str(v) for k, v in paths.items()}}
+    write_json(paths.report, report)
+    return {**report, "paths": {k: str(v) for k, v in paths.as_dict().items()}}

@@ -28,6 +28,7 @@ import torch
 
 from burnqed_assets.models.loading import cpu_threads
 from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX, format_example
+from burnqed_assets.paths import DEMO_TOKENIZER_CORPUS_DIRNAMES
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def iter_corpus(files: Iterable[Path], with_sft_examples: bool = True) -> Iterat
 
 def default_corpus_dirs(demo_root: Path) -> list[Path]:
     """The demo inputs the tokenizer learns from (no benchmark statements: those are eval data)."""
-    return [demo_root / "traced", demo_root / "goedel", demo_root / "lean_github"]
+    return [demo_root / name for name in DEMO_TOKENIZER_CORPUS_DIRNAMES]
 
 
 # ------------------------------------------------------------------ tokenizer

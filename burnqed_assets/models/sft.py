@@ -39,11 +39,11 @@ from burnqed_assets.models.prompt import is_well_formed_prompt
 
 log = logging.getLogger(__name__)
 
-ADAPTER_DIRNAME = "adapter"
-FINGERPRINT_FILE = "run_fingerprint.json"
-HISTORY_FILE = "trainer_log_history.json"
-LOSS_CURVE_FILE = "loss_curve.png"
-RESULT_FILE = "sft_result.json"
+from burnqed_assets.paths import ADAPTER_DIRNAME  # noqa: E402 - the LoRA run directory's layout
+from burnqed_assets.paths import RUN_FINGERPRINT_FILE as FINGERPRINT_FILE  # noqa: E402
+from burnqed_assets.paths import SFT_HISTORY_FILE as HISTORY_FILE  # noqa: E402
+from burnqed_assets.paths import SFT_LOSS_CURVE_FILE as LOSS_CURVE_FILE  # noqa: E402
+from burnqed_assets.paths import SFT_RESULT_FILE as RESULT_FILE  # noqa: E402
 
 
 @dataclass(frozen=True)

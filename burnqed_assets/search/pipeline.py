@@ -28,44 +28,6 @@ from burnqed_assets.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BENCHMARK_FILES = {"minif2f_v2s": "minif2f_v2s_test_427.json", "minif2f_v1": "minif2f_v1_test.json"}
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def contrastive_pool_path(settings: Settings) -> Path:
-    return settings.paths.sft / "contrastive_pool.json"
-
-
-def contrastive_pool_2k_path(settings: Settings) -> Path:
-    return settings.paths.sft / "contrastive_pool_2k.json"
-
-
-def trajectories_path(settings: Settings, iteration: int = 0) -> Path:
-    return settings.paths.trajectories / f"search_iter{iteration}.parquet"
-
-
-def trajectory_stats_path(settings: Settings) -> Path:
-    return settings.paths.trajectories / "trajectory_stats.json"
-
-
-def benchmark_path(settings: Settings, benchmark: str) -> Path:
-    return settings.paths.benchmarks / BENCHMARK_FILES[benchmark]
-
-
-def eval_paths(settings: Settings, benchmark: str, iteration: int = 0, tag: str = "llm") -> dict[str, Path]:
-    """Plan layout: trajectories under data/trajectories/<bench>_iter<N>[_ebm].parquet;
-    per-problem results and the summary under data/evals/iter_<N>/."""
-    suffix = "" if tag == "llm" else f"_{tag}"
-    evals = settings.paths.evals / f"iter_{iteration}"
-    return {
-        "trajectories": settings.paths.trajectories / f"{benchmark}_iter{iteration}{suffix}.parquet",
-        "results": evals / f"{benchmark}_{tag}_results.parquet",
-        "summary": evals / f"{benchmark}_{tag}.json",
-    }
-
-
 # --------------------------------------------------------------------------- policy
 
 
@@ -115,7 +77,7 @@ def _env_source(settings: Settings) -> Any:
 
 
 def build_contrastive_pool_2k(settings: Settings) -> dict[str, Any]:
-    src = contrastive_pool_path(settings)
+    src = settings.paths.contrastive_pool
     if not src.exists():
         raise FileNotFoundError(f"{src} is missing: materialize the `contrastive_pool` asset first")
     entries = read_json(src)
@@ -123,7 +85,7 @@ def build_contrastive_pool_2k(settings: Settings) -> dict[str, Any]:
         raise ValueError(f"{src}: expected a JSON list of pool entries, got {type(entries).__name__}")
     sel = select_contrastive_pool(entries, settings.search.max_theorems, settings.data.contrastive_min_depth,
                                   source_path=str(src))
-    out = contrastive_pool_2k_path(settings)
+    out = settings.paths.contrastive_pool_2k
     write_json(out, sel.selected)
     depths = [int(e.get("max_depth") or 0) for e in sel.selected]
     return {
@@ -162,7 +124,7 @@ def _progress_logger(say: Callable[[str], None] | None, every: int = 1) -> Any:
 def generate_trajectories(settings: Settings, policy: Policy | None = None, env: Any = None,
                           iteration: int = 0, say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Search the selected pool with the full per-theorem budget (Gotcha 8: depth over breadth)."""
-    pool_path = contrastive_pool_2k_path(settings)
+    pool_path = settings.paths.contrastive_pool_2k
     if not pool_path.exists():
         raise FileNotFoundError(f"{pool_path} is missing: materialize `contrastive_pool_2k` first")
     theorems = theorems_from_records(read_json(pool_path), name_key="theorem")
@@ -171,7 +133,7 @@ def generate_trajectories(settings: Settings, policy: Policy | None = None, env:
     own_env = env is None
     env = env if env is not None else _env_source(settings)
     cfg = SearchConfig.from_settings(settings.search)
-    out = trajectories_path(settings, iteration)
+    out = settings.paths.search_trajectories(iteration)
     run = run_search(theorems, env, policy, cfg, out, concurrency=settings.search.concurrency,
                      verifier_factory=lambda e: make_verifier(e, settings),
                      fingerprint=_model_fingerprint(settings, model_dir),
@@ -180,12 +142,12 @@ def generate_trajectories(settings: Settings, policy: Policy | None = None, env:
     stats.update({"profile": settings.profile, "lean_backend": settings.lean.backend,
                   "policy_backend": settings.search.policy_backend, "search_config": asdict(cfg),
                   "resumed_theorems": run.resumed, "searched_theorems": run.searched})
-    results_path = out.with_name(out.stem + "_results.parquet")
+    results_path = settings.paths.search_results(iteration)
     write_results(run.results, results_path)
-    write_json(trajectory_stats_path(settings), stats)
+    write_json(settings.paths.trajectory_stats, stats)
     if own_env:
         _close(env)
-    return {**stats, "path": str(out), "stats_path": str(trajectory_stats_path(settings)),
+    return {**stats, "path": str(out), "stats_path": str(settings.paths.trajectory_stats),
             "results_path": str(results_path),
             "proved_names": [r["theorem"] for r in run.results if r["proved"]][:20]}
 
@@ -198,7 +160,7 @@ def evaluate_minif2f(settings: Settings, benchmark: str, policy: Policy | None =
                      say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate on one normalised benchmark file (first settings.search.max_eval_theorems problems).
     `tag` names the outputs ("llm" for LLM-only; e.g. "ebm" for an EBM-guided run with `scorer`)."""
-    src = benchmark_path(settings, benchmark)
+    src = settings.paths.benchmark(benchmark).test
     if not src.exists():
         raise FileNotFoundError(f"{src} is missing: materialize the benchmark port asset first")
     all_problems = load_benchmark(src)
@@ -213,17 +175,17 @@ def evaluate_minif2f(settings: Settings, benchmark: str, policy: Policy | None =
     problems = candidates[:limit] if limit is not None else candidates
     model_dir = settings.paths.merged_model(iteration)
     policy = policy or make_policy(settings, model_dir)
-    paths = eval_paths(settings, benchmark, iteration, tag)
-    summary = evaluate_benchmark(problems, env, policy, settings, scorer=scorer, out_path=paths["results"],
-                                 trajectories_path=paths["trajectories"],
+    paths = settings.paths.search_eval(benchmark, iteration, tag)
+    summary = evaluate_benchmark(problems, env, policy, settings, scorer=scorer, out_path=paths.results,
+                                 trajectories_path=paths.trajectories,
                                  verifier_factory=lambda e: make_verifier(e, settings),
                                  fingerprint={**_model_fingerprint(settings, model_dir), "tag": tag},
                                  progress=_progress_logger(say, max(1, len(problems) // 20)))
     summary.update({"benchmark": benchmark, "benchmark_size": len(all_problems), "selection": selection,
                     "selectable_problems": len(candidates), "iteration": iteration,
                     "tag": tag, "profile": settings.profile, "lean_backend": settings.lean.backend,
-                    "policy_backend": settings.search.policy_backend, "summary_path": str(paths["summary"])})
-    write_json(paths["summary"], summary)
+                    "policy_backend": settings.search.policy_backend, "summary_path": str(paths.summary)})
+    write_json(paths.summary, summary)
     if own_env:
         _close(env)
     return summary

@@ -42,7 +42,7 @@ from burnqed_assets.search.policy import Policy
 log = logging.getLogger(__name__)
 
 RESULT_META_KEY = b"burnqed.search_result"
-FINGERPRINT_FILE = "run_fingerprint.json"
+from burnqed_assets.paths import RUN_FINGERPRINT_FILE as FINGERPRINT_FILE  # noqa: E402
 DEEP_STATE_DEPTH = 4  # plan: share of states at depth >= 4
 
 RESULTS_SCHEMA = pa.schema([

@@ -38,8 +38,8 @@ def test_phase2_assets_materialize_with_checks(demo_root):
     result = dg.materialize(
         [emb_defs.embeddings, emb_defs.embedding_metrics, ebm_defs.ebm_iter0, ebm_defs.ebm_metrics_iter0,
          *emb_defs.build_embedding_metric_checks("embedding_metrics"),
-         ebm_defs.build_ebm_training_check("ebm_iter0", lambda s: s.paths.evals / "iter_0"),
-         *ebm_defs.build_ebm_metric_checks("ebm_metrics_iter0", ebm_defs.ebm_metrics_path)],
+         ebm_defs.build_ebm_training_check("ebm_iter0", "A"),
+         *ebm_defs.build_ebm_metric_checks("ebm_metrics_iter0", "A")],
         resources={"burnqed": BurnqedConfig(data_root=str(demo_root))}, raise_on_error=False)
     assert result.success
     emb_meta = result.asset_materializations_for_node("embeddings")[0].metadata
@@ -75,7 +75,7 @@ def test_ebm_search_asset_serves_energies_on_loopback_and_stops(demo_root, monke
 
     settings = get_settings("demo", demo_root)
     d = load_head_dim(settings)
-    head_path = settings.paths.evals / "search_test_head.pt"
+    head_path = settings.paths.ebm_config("B").head  # a config no other test here writes
     save_head(GoalConditionedEnergyHead(d, default_hidden_dims(d)), str(head_path))
     seen = {}
 
@@ -83,13 +83,13 @@ def test_ebm_search_asset_serves_energies_on_loopback_and_stops(demo_root, monke
         seen["energies"] = scorer.score(["x : ℕ\n⊢ x = x", "⊢ True"], "⊢ ∀ x : ℕ, x = x")
         seen["url"] = scorer.base_url
         summary = {"proved": 1, "attempted": 4, "rate": 0.25, "benchmark": benchmark, "benchmark_size": 4}
-        write_json(ebm_defs.search_summary_path(settings_, iteration, tag), summary)
+        write_json(settings_.paths.search_summary(iteration, tag), summary)
         return {**summary, "proved_names": ["p1"]}
 
     monkeypatch.setattr(pipeline, "evaluate_minif2f", fake_evaluate)
-    asset = ebm_defs.build_ebm_search_asset("search_probe", model_asset="merged_iter0", ebm_asset="ebm_iter0",
-                                            iteration=0, head_path_fn=lambda s: head_path, tag="ebm")
-    check = ebm_defs.build_search_check("search_probe", lambda s: ebm_defs.search_summary_path(s, 0, "ebm"))
+    asset = ebm_defs.build_ebm_search_asset("search_probe", config="B", model_asset="merged_iter0",
+                                            ebm_asset="ebm_iter0", iteration=0, tag="ebm")
+    check = ebm_defs.build_search_check("search_probe", 0, "ebm")
     result = dg.materialize([asset, check], resources={"burnqed": BurnqedConfig(data_root=str(demo_root))},
                             raise_on_error=False)
     assert result.success
@@ -132,28 +132,22 @@ def test_full_profile_report_has_no_demo_disclaimer():
 
 def test_factories_build_iter1_configs_without_clashing_with_iter0():
     """The joint-training phase reuses the factories for configs B/C under new keys."""
-    emb1 = emb_defs.build_embeddings_asset("embeddings_iter1", iteration=1, model_asset="joint_iter1",
-                                           model_path_fn=lambda s: s.paths.merged_model(1))
+    emb1 = emb_defs.build_embeddings_asset("embeddings_iter1", iteration=1, model_asset="joint_iter1")
     met1 = emb_defs.build_embedding_metrics_asset("embedding_metrics_iter1", iteration=1,
                                                   embeddings_asset="embeddings_iter1")
     ebm_b = ebm_defs.build_ebm_training_asset(
-        "ebm_iter1_decoupled", embeddings_iteration=1, embeddings_asset="embeddings_iter1",
-        head_path_fn=lambda s: s.paths.checkpoints / "ebm" / "iter_1_decoupled" / "goal_conditioned_head.pt",
-        eval_dir_fn=lambda s: s.paths.evals / "iter_1" / "config_b")
+        "ebm_iter1_decoupled", config="B", embeddings_iteration=1, embeddings_asset="embeddings_iter1")
     metrics_c = ebm_defs.build_ebm_metrics_asset(
-        "ebm_metrics_config_c", ebm_asset="joint_iter1", embeddings_iteration=1, embeddings_asset="embeddings_iter1",
-        head_path_fn=lambda s: s.paths.ebm_checkpoint(1), out_path_fn=lambda s: s.paths.evals / "iter_1" / "c.json")
-    search_c = ebm_defs.build_ebm_search_asset("minif2f_v2s_config_c", model_asset="joint_iter1",
-                                               ebm_asset="joint_iter1", iteration=1,
-                                               head_path_fn=lambda s: s.paths.ebm_checkpoint(1), tag="ebm_joint")
+        "ebm_metrics_config_c", config="C", ebm_asset="joint_iter1", embeddings_iteration=1,
+        embeddings_asset="embeddings_iter1")
+    search_c = ebm_defs.build_ebm_search_asset("minif2f_v2s_config_c", config="C", model_asset="joint_iter1",
+                                               ebm_asset="joint_iter1", iteration=1, tag="ebm_joint")
     defs = dg.Definitions.merge(
         dg.Definitions(resources={"burnqed": BurnqedConfig()}), emb_defs.defs, ebm_defs.defs,
         dg.Definitions(assets=[emb1, met1, ebm_b, metrics_c, search_c],
                        asset_checks=[*emb_defs.build_embedding_metric_checks("embedding_metrics_iter1", 1),
-                                     *ebm_defs.build_ebm_metric_checks("ebm_metrics_config_c",
-                                                                       lambda s: s.paths.evals / "c.json"),
-                                     ebm_defs.build_search_check("minif2f_v2s_config_c",
-                                                                 lambda s: s.paths.evals / "c_search.json")]))
+                                     *ebm_defs.build_ebm_metric_checks("ebm_metrics_config_c", "C"),
+                                     ebm_defs.build_search_check("minif2f_v2s_config_c", 1, "ebm_joint")]))
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"embeddings", "embeddings_iter1", "ebm_iter0", "ebm_iter1_decoupled", "ebm_metrics_config_c"} <= keys
@@ -161,7 +155,7 @@ def test_factories_build_iter1_configs_without_clashing_with_iter0():
                                                                           dg.AssetKey("embeddings_iter1")}
     assert dg.AssetKey("joint_iter1") in graph.get(dg.AssetKey("embeddings_iter1")).parent_keys
     s = get_settings("demo", "/tmp/x")
-    assert emb_defs.embedding_metrics_path(s, 1).parts[-2:] == ("iter_1", "embedding_metrics.json")
+    assert s.paths.embedding_metrics(1).parts[-2:] == ("iter_1", "embedding_metrics.json")
 
 
 def test_demo_without_proofs_degrades_to_an_untrained_head_and_says_so(tmp_path):

@@ -78,27 +78,21 @@ def test_report_has_table_differences_questions_and_decision():
 
 
 def test_comparison_report_asset_reads_the_metrics_json(tmp_path):
-    from burnqed_assets.defs.ebm import ebm_metrics_path, search_summary_path
-    from burnqed_assets.defs.embeddings import embedding_metrics_path
-    from burnqed_assets.defs.joint import (
-        ebm_metrics_b_path,
-        ebm_metrics_c_path,
-        joint_run_summary_path,
-    )
     from burnqed_assets.defs.reports import comparison_report
     from burnqed_assets.resources import BurnqedConfig
     from burnqed_assets.settings import get_settings
 
     s = get_settings("demo", tmp_path)
-    write_json(embedding_metrics_path(s, 0), {"centroid_l2": 1.0, "linear_probe_acc": 0.6})
-    write_json(embedding_metrics_path(s, 1), {"centroid_l2": 0.4, "linear_probe_acc": 0.55})
-    write_json(ebm_metrics_path(s), {"rank1_d4+": 0.3, "sibling_discrimination": 0.1})
-    write_json(ebm_metrics_b_path(s), {"rank1_d4+": 0.31})
-    write_json(ebm_metrics_c_path(s), {"rank1_d4+": 0.33, "not_available": {"sibling_discrimination": "no groups"}})
+    p = s.paths
+    write_json(p.embedding_metrics(0), {"centroid_l2": 1.0, "linear_probe_acc": 0.6})
+    write_json(p.embedding_metrics(1), {"centroid_l2": 0.4, "linear_probe_acc": 0.55})
+    write_json(p.ebm_config("A").metrics, {"rank1_d4+": 0.3, "sibling_discrimination": 0.1})
+    write_json(p.ebm_config("B").metrics, {"rank1_d4+": 0.31})
+    write_json(p.ebm_config("C").metrics, {"rank1_d4+": 0.33, "not_available": {"sibling_discrimination": "no groups"}})
     for it, tag, rate in ((0, "llm", 0.1), (0, "ebm", 0.1), (1, "config_b", 0.2), (1, "config_c", 0.25),
                           (1, "llm", 0.15)):
-        write_json(search_summary_path(s, it, tag), {"rate": rate, "proved": int(rate * 20), "attempted": 20})
-    write_json(joint_run_summary_path(s), {"status": "completed", "steps_done": 40, "total_steps": 40, "abort": None})
+        write_json(p.search_summary(it, tag), {"rate": rate, "proved": int(rate * 20), "attempted": 20})
+    write_json(p.joint_run_summary, {"status": "completed", "steps_done": 40, "total_steps": 40, "abort": None})
     result = dg.materialize([comparison_report], resources={"burnqed": BurnqedConfig(data_root=str(tmp_path))})
     meta = result.asset_materializations_for_node("comparison_report")[0].metadata
     assert meta["decision_branch"].value == "joint_failed"  # 0.4 < half of 1.0

@@ -21,8 +21,9 @@ def test_configs_b_and_c_are_measured_by_the_phase2_code(data_root):
     failed = [e for e in result.all_events if e.is_step_failure]
     assert result.success, failed[:1]
     assert (s.paths.embeddings / "iter_1" / "state_embeddings.parquet").exists()
-    assert joint_defs.config_b_head_path(s).exists()
-    b, c = joint_defs.ebm_metrics_b_path(s), joint_defs.ebm_metrics_c_path(s)
+    assert (s.paths.evals / "iter_1" / "config_B_frozen_ebm" / "goal_conditioned_head.pt").exists()
+    b, c = s.paths.ebm_config("B").metrics, s.paths.ebm_config("C").metrics
+    assert c == s.paths.evals / "iter_1" / "config_C_joint" / "ebm_metrics.json"
     assert b.exists() and c.exists()
     from burnqed_assets.data.io import read_json
 

@@ -108,16 +108,16 @@ def test_demo_migration_uses_recorded_verdicts(tmp_path):
     assert info["survivors"] == recorded_ok and info["total"] == len(rows)
     assert info["verdict_source"].startswith("recorded")
     assert info["triage"]["timeout"] == len(rows) - recorded_ok
-    paths = phase_m.migration_paths(settings)
-    assert len(list(paths["lean"].glob("*.lean"))) == info["survivors"]
-    changelog = json.loads(paths["changelog"].read_text(encoding="utf-8"))
+    paths = settings.paths.migration
+    assert len(list(paths.lean.glob("*.lean"))) == info["survivors"]
+    changelog = json.loads(paths.changelog.read_text(encoding="utf-8"))
     assert any(e["rule"] == "div_le_div_iff" for c in changelog for e in c["edits"])
     assert all(c["recompiled"] is False for c in changelog)  # demo: labelled as not re-compiled
 
 
 def test_full_profile_migration_through_fake_repl(tmp_path):
     settings = get_settings("demo", tmp_path)
-    src = phase_m.source_proofs_path(settings)
+    src = settings.paths.goedel_source_proofs
     write_jsonl(src, [_proof("a", "  exact le_refl _\n"), _proof("b", "  rw [div_le_div_iff h h]\n")])
     env = ReplLeanEnv.from_argv(fake_argv("--rules"), settings)
     try:

@@ -8,7 +8,6 @@ import dagster as dg
 
 from burnqed_assets.data.io import write_json
 from burnqed_assets.defs import migration as m
-from burnqed_assets.lean import phase_m
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import get_settings
 
@@ -36,7 +35,7 @@ def test_demo_materializes_with_checks(tmp_path):
         assert not c.passed and c.severity == dg.AssetCheckSeverity.WARN
         assert c.description.startswith("not run: ") and c.metadata["not_run"].value is True
     settings = get_settings("demo", tmp_path)
-    summary = json.loads(phase_m.migration_paths(settings)["summary"].read_text(encoding="utf-8"))
+    summary = json.loads(settings.paths.migration.summary.read_text(encoding="utf-8"))
     assert summary["verdict_source"].startswith("recorded")
     survival = checks["migration_survival_target"]
     assert survival.passed == (summary["survival_rate"] >= settings.thresholds.migration_survival_target)
@@ -44,7 +43,7 @@ def test_demo_materializes_with_checks(tmp_path):
     assert pairs and all({"theorem", "state", "tactic", "depth"} <= set(p) for p in pairs)
     assert all(p["theorem"].startswith("goedel::") for p in pairs)
     dropped = {json.loads(x)["problem_id"] for x in
-               phase_m.migration_paths(settings)["dropped"].read_text(encoding="utf-8").splitlines()}
+               settings.paths.migration.dropped.read_text(encoding="utf-8").splitlines()}
     assert not {p["theorem"].split("::")[1] for p in pairs} & dropped  # dropped proofs are not traced
 
     # Re-run: same rows, no duplicates, finished chunks skipped.
@@ -57,7 +56,7 @@ def test_demo_materializes_with_checks(tmp_path):
 
 def test_survival_gate_blocks_below_red_line(tmp_path):
     settings = get_settings("demo", tmp_path)
-    write_json(phase_m.migration_paths(settings)["summary"],
+    write_json(settings.paths.migration.summary,
                {"survival_rate": 0.85, "dropped": 15, "verdict_source": "test"})
     result = dg.materialize([m.goedel_427_proofs, m.migration_survival_red_line, m.migration_survival_target],
                             resources={"burnqed": BurnqedConfig(data_root=str(tmp_path))}, raise_on_error=False,
@@ -72,7 +71,7 @@ def test_survival_gate_blocks_below_red_line(tmp_path):
 
 def test_tracing_gate_blocks_above_limit(tmp_path):
     settings = get_settings("demo", tmp_path)
-    write_json(phase_m.trace_paths(settings)["report"],
+    write_json(settings.paths.tracing.report,
                {"failure_rate": 0.35, "tracer": "test", "theorems": 20, "rejected_banned": 0})
     result = dg.materialize([m.goedel_traced_pairs, m.tracing_failure_rate],
                             resources={"burnqed": BurnqedConfig(data_root=str(tmp_path))}, raise_on_error=False,
@@ -83,7 +82,7 @@ def test_tracing_gate_blocks_above_limit(tmp_path):
 
 def test_benchmark_compile_gate_blocks_on_failures(tmp_path):
     settings = get_settings("demo", tmp_path)
-    report = phase_m.benchmark_files(settings, "minif2f_v2s")["compile_report"]
+    report = settings.paths.benchmark("minif2f_v2s").compile_report
     write_json(report, {"checked": True, "backend": "repl", "total": 4, "compiled": 3,
                         "failures": [{"name": "p1", "split": "test", "errors": ["unexpected token 'in'"]}]})
     check = next(c for c in m.BENCHMARK_CHECKS if "minif2f_v2s_427" in str(c.check_keys))

@@ -78,21 +78,21 @@ def test_search_assets_materialize_with_checks(data_root, monkeypatch):
     assert "goedel::lean_workbook_unknown" not in [e["theorem"] for e in selected]
     assert len(selected) == 8
 
-    table = pq.read_table(pipeline.trajectories_path(settings))
-    stats = read_json(pipeline.trajectory_stats_path(settings))
+    table = pq.read_table(settings.paths.search_trajectories(0))
+    stats = read_json(settings.paths.trajectory_stats)
     assert stats["theorems_attempted"] == 8 and stats["theorems_proved"] >= 1
     assert stats["label_counts"]["positive"] > 0 and stats["label_counts"]["negative"] > 0
     assert stats["total_records"] == table.num_rows
     keys = list(zip(table.column("theorem").to_pylist(), table.column("state_id").to_pylist()))
     assert len(keys) == len(set(keys))
 
-    v2s = read_json(pipeline.eval_paths(settings, "minif2f_v2s")["summary"])
+    v2s = read_json(settings.paths.search_eval("minif2f_v2s").summary)
     # the replay backend cannot answer `not_recorded_p1`: the demo evaluates the 5 it can, and says so
     assert v2s["benchmark_size"] == 6 and v2s["selectable_problems"] == 5
     assert v2s["attempted"] == 5 and 1 <= v2s["proved"] <= 5 and "replay" in v2s["selection"]
     res = pq.read_table(v2s["results_path"]).to_pylist()
     assert "not_recorded_p1" not in {r["theorem"] for r in res}
-    assert read_json(pipeline.eval_paths(settings, "minif2f_v1")["summary"])["attempted"] == 3
+    assert read_json(settings.paths.search_eval("minif2f_v1").summary)["attempted"] == 3
 
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(checks) == {"trajectories_deep_state_share", "trajectories_have_both_labels", "minif2f_v2s_llm_rate"}

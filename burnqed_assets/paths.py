@@ -17,6 +17,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_INPUTS = REPO_ROOT / "data" / "demo"
 DEFAULT_DATA_ROOT = REPO_ROOT / "data"
+# One data root per profile by default, beside (never inside) the shipped demo inputs.
+PROFILE_DATA_ROOTS = DEFAULT_DATA_ROOT / "profiles"
+PROFILE_MARKER_FILE = ".burnqed_profile.json"  # which profile owns a data root (data_root.py)
+
+
+def default_data_root(profile: str) -> Path:
+    """`<repo>/data/profiles/<profile>`."""
+    return PROFILE_DATA_ROOTS / profile
 
 # --- repository files (not under the data root) ------------------------------------------------
 K8S_EXECUTOR_CONFIG = REPO_ROOT / "deploy" / "k8s" / "executor.yaml"

@@ -6,17 +6,25 @@ from typing import Optional
 
 import dagster as dg
 
+from burnqed_assets.data_root import ProfileMismatchError, claim_data_root
 from burnqed_assets.settings import Settings, get_settings
 
 
 class BurnqedConfig(dg.ConfigurableResource):
-    """Which profile and data root the assets use (defaults: env vars, then demo / <repo>/data)."""
+    """Which profile and data root the assets use (defaults: env vars, then demo /
+    <repo>/data/profiles/<profile>). The root is claimed for the profile on first use and a
+    root of another profile is refused (data_root.py)."""
 
     profile: Optional[str] = None
     data_root: Optional[str] = None
 
     def settings(self) -> Settings:
-        return get_settings(self.profile, self.data_root)
+        settings = get_settings(self.profile, self.data_root)
+        try:
+            claim_data_root(settings.data_root, settings.profile)
+        except ProfileMismatchError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        return settings
 
 
 class LeanEnvResource(dg.ConfigurableResource):

@@ -1,7 +1,8 @@
 """Profiles (`demo` | `full`) and every number the graph uses.
 
 `BURNQED_PROFILE` picks the profile (default `demo`); `BURNQED_DATA_ROOT` moves the
-generated data (default `<repo>/data`). The `full` profile carries the plan's numbers;
+generated data (default `<repo>/data/profiles/<profile>`: one root per profile, see
+data_root.py). The `full` profile carries the plan's numbers;
 `demo` scales inputs, budgets and thresholds to the shipped samples so the whole graph
 runs offline on a 2-core CPU in minutes. A demo number is never a research result.
 """
@@ -13,9 +14,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from burnqed_assets import paths as layout
-from burnqed_assets.paths import DEFAULT_DATA_ROOT, DEMO_INPUTS, REPO_ROOT, Paths
+from burnqed_assets.paths import DEMO_INPUTS, REPO_ROOT, Paths, default_data_root
 
 __all__ = ["DEMO_INPUTS", "REPO_ROOT", "Paths"]  # re-exported: the layout itself lives in paths.py
+
 PROFILE_ENV = "BURNQED_PROFILE"
 DATA_ROOT_ENV = "BURNQED_DATA_ROOT"
 
@@ -23,10 +25,8 @@ DATA_ROOT_ENV = "BURNQED_DATA_ROOT"
 GPU_TAG_KEY = "burnqed/resource"
 GPU_TAG = {GPU_TAG_KEY: "gpu"}
 
-
 class MissingInputError(FileNotFoundError):
     """A profile input is absent; the message names the path and how to obtain it."""
-
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -34,7 +34,6 @@ class InputSpec:
 
     path: Path
     how_to_obtain: str
-
 
 @dataclass(frozen=True)
 class Inputs:
@@ -50,7 +49,6 @@ class Inputs:
     def all(self) -> dict[str, InputSpec]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
-
 @dataclass(frozen=True)
 class ModelSettings:
     # Directory of a standard HF model; in demo the `base_model` asset builds it.
@@ -59,7 +57,6 @@ class ModelSettings:
     how_to_obtain: str
     dtype: str = "float32"  # "bfloat16" on GPU
     device: str = "auto"  # "auto" picks cuda when present
-
 
 @dataclass(frozen=True)
 class LeanSettings:
@@ -75,13 +72,11 @@ class LeanSettings:
     allowed_axioms: tuple[str, ...] = ("propext", "Classical.choice", "Quot.sound")
     tracer: str = "leandojo"  # full-profile tracer of M.5: "leandojo" (the `full` extra) | "repl"
 
-
 @dataclass(frozen=True)
 class ExecutorSettings:
     kind: str  # "multiprocess" | "in_process"
     max_concurrent: int
     gpu_concurrency: int = 1
-
 
 @dataclass(frozen=True)
 class DataSettings:
@@ -96,7 +91,6 @@ class DataSettings:
     sft_max_length_candidates: tuple[int, ...] = (1024, 1536, 2048, 3072)
     encode_max_length_candidates: tuple[int, ...] = (256, 384, 512, 768, 1024)
     truncation_budget: float = 0.02
-
 
 @dataclass(frozen=True)
 class SftSettings:
@@ -113,7 +107,6 @@ class SftSettings:
     save_steps: int = 500
     default_max_length: int = 2048
     cpu_threads: int = 0  # torch threads when SFT runs on CPU (0 = torch default)
-
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -139,7 +132,6 @@ class SearchSettings:
     encode_max_batch: int = 256  # (state, goal) pairs per encode-server request
     cpu_threads: int = 0  # torch threads for in-process generation (0 = torch default; demo 1, see models.loading)
 
-
 @dataclass(frozen=True)
 class EbmSettings:
     epochs: int = 20
@@ -160,7 +152,6 @@ class EbmSettings:
     silhouette_min_states: int = 100  # plan: a depth bucket needs > 100 states
     silhouette_sample_size: int = 2000
     cpu_threads: int = 0  # torch threads for EBM work on CPU (0 = torch default; demo 1, see models.loading)
-
 
 @dataclass(frozen=True)
 class JointSettings:
@@ -185,7 +176,6 @@ class JointSettings:
     probe_max_groups: int = 256
     cpu_threads: int = 0  # torch threads on CPU during joint training (0 = torch default)
     gradient_checkpointing: bool = True  # full: 7B activations at 2048 tokens (plan: < 36 GB)
-
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -227,7 +217,6 @@ class Thresholds:
     # Red lines are ERROR (blocking) in full; demo reports them as WARN.
     red_lines_block: bool = True
 
-
 @dataclass(frozen=True)
 class Settings:
     profile: str
@@ -261,7 +250,6 @@ class Settings:
             for name, spec in missing:
                 lines.append(f"  - {name}: {spec.path}\n    obtain it: {spec.how_to_obtain}")
             raise MissingInputError("\n".join(lines))
-
 
 def _demo(data_root: Path) -> Settings:
     shipped = "shipped with the repository under data/demo (restore it with `git checkout data/demo`)"
@@ -329,7 +317,6 @@ def _demo(data_root: Path) -> Settings:
         ),
     )
 
-
 def _full(data_root: Path) -> Settings:
     p = Paths(data_root)
     return Settings(
@@ -381,18 +368,15 @@ def _full(data_root: Path) -> Settings:
         sft=SftSettings(epochs=1.0),
     )
 
-
 PROFILES = {"demo": _demo, "full": _full}
-
 
 def get_settings(profile: str | None = None, data_root: str | Path | None = None) -> Settings:
     """The active profile's settings (`BURNQED_PROFILE`, default demo)."""
     name = (profile or os.environ.get(PROFILE_ENV) or "demo").strip().lower()
     if name not in PROFILES:
         raise ValueError(f"unknown {PROFILE_ENV}={name!r}; choose one of {sorted(PROFILES)}")
-    root = Path(data_root or os.environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT).resolve()
+    root = Path(data_root or os.environ.get(DATA_ROOT_ENV) or default_data_root(name)).resolve()
     return PROFILES[name](root)
-
 
 def with_overrides(settings: Settings, **sections: object) -> Settings:
     """A copy with whole sections replaced (tests use this to shrink budgets)."""

@@ -121,7 +121,7 @@ def render_catalogue(entries: Iterable[AssetEntry], profile_note: str = "") -> s
         "(a test fails when this file is stale).",
         "",
         f"{len(entries)} assets in {len(groups)} groups, {n_checks} checks ({n_blocking} blocking gates). "
-        "Files are paths under the profile's data root (`BURNQED_DATA_ROOT`, default `data/`). "
+        "Files are paths under the profile's data root (`BURNQED_DATA_ROOT`, default `data/profiles/<profile>/`). "
         "GPU assets carry `burnqed/resource: gpu` (one at a time under the multiprocess executor).",
     ]
     if profile_note:

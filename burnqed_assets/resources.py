@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -40,5 +42,22 @@ class LeanEnvResource(dg.ConfigurableResource):
         return make_lean_env(get_settings(self.profile, self.data_root))
 
 
+class SGLangServerResource(dg.ConfigurableResource):
+    """The policy server of a search step. `policy(settings, model_dir)` is a context manager:
+    in the full profile it launches SGLang with `model_dir` on 127.0.0.1, waits for /health,
+    confirms the served model, yields the batched client and stops the server when the step
+    ends (search.serving.ManagedServer); in demo it yields the in-process model.
+
+    `launcher` overrides settings.search.sglang_launcher (tests and CPU runs point it at
+    `burnqed_assets.search.serving_standin`)."""
+
+    launcher: Optional[list[str]] = None
+
+    def policy(self, settings: Settings, model_dir: Path, say: Optional[Callable[[str], None]] = None):
+        from burnqed_assets.search.pipeline import policy_session
+
+        return policy_session(settings, model_dir, launcher=self.launcher, say=say)
+
+
 def default_resources() -> dict[str, object]:
-    return {"burnqed": BurnqedConfig()}
+    return {"burnqed": BurnqedConfig(), "sglang": SGLangServerResource()}

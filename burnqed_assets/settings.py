@@ -120,6 +120,17 @@ class SearchSettings:
     ebm_lambda: float = 1.0
     max_theorems: int = 2000
     max_eval_theorems: int | None = None  # None = all benchmark problems
+    # The policy server. Managed (default): each search step launches `sglang_launcher` with the
+    # merged model it evaluates on 127.0.0.1:sglang_port, checks /model_info, and stops it at the
+    # end (search.serving). Unmanaged: requests go to an already running server at sglang_url
+    # (its model is still checked). "{python}" is this interpreter.
+    sglang_managed: bool = True
+    sglang_launcher: tuple[str, ...] = ("{python}", "-m", "sglang.launch_server")
+    sglang_port: int = 30000
+    # SGLang's share of GPU memory for weights + KV cache; the rest holds the nf4 encoder (EBM search).
+    sglang_mem_fraction_static: float = 0.80
+    sglang_startup_timeout_s: float = 900.0
+    sglang_extra_args: tuple[str, ...] = ()
     sglang_url: str = "http://127.0.0.1:30000"
     encode_server_host: str = "127.0.0.1"
     encode_server_port: int = 8081
@@ -152,6 +163,9 @@ class EbmSettings:
     silhouette_min_states: int = 100  # plan: a depth bucket needs > 100 states
     silhouette_sample_size: int = 2000
     cpu_threads: int = 0  # torch threads for EBM work on CPU (0 = torch default; demo 1, see models.loading)
+    # Encoder of EBM-guided search (encode server): "nf4" (bitsandbytes, CUDA; falls back to
+    # unquantised on CPU) keeps a second 7B copy out of the GPU the SGLang server holds. "none": full dtype.
+    encoder_quantization: str = "nf4"
 
 @dataclass(frozen=True)
 class JointSettings:

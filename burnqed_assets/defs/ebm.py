@@ -30,7 +30,7 @@ import dagster as dg
 from burnqed_assets.data.io import atomic_open, read_json, write_json
 from burnqed_assets.defs.checks import metric_check, red_line_severity
 from burnqed_assets.defs.embeddings import TRAJECTORIES_ITERATION, metric_metadata
-from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.resources import BurnqedConfig, SGLangServerResource
 from burnqed_assets.settings import GPU_TAG, Settings
 
 GROUP = "phase_2_ebm"
@@ -168,7 +168,8 @@ def build_ebm_search_asset(name: str, *, config: str, model_asset: str, ebm_asse
               description=f"{benchmark} with LLM + GoalConditioned EBM (plan Task 2.6): priority = cumulative "
                           "log-prob − λ·energy, energies from the encode server (127.0.0.1, started and stopped "
                           "inside this asset).")
-    def _search(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+    def _search(context: dg.AssetExecutionContext, burnqed: BurnqedConfig,
+                sglang: SGLangServerResource) -> dg.MaterializeResult:
         from burnqed_assets.ebm.embed import resolve_encode_max_length
         from burnqed_assets.ebm.encode_server import (
             EncodeServer,
@@ -182,12 +183,16 @@ def build_ebm_search_asset(name: str, *, config: str, model_asset: str, ebm_asse
         model_dir, head_path = settings.paths.merged_model(iteration), settings.paths.ebm_config(config).head
         energy_model = EnergyModel.from_paths(str(model_dir), str(head_path), max_length=max_length,
                                               device=settings.model.device, dtype=settings.model.dtype,
-                                              batch_size=settings.ebm.embed_batch_size)
+                                              batch_size=settings.ebm.embed_batch_size,
+                                              quantization=settings.ebm.encoder_quantization)
         server = EncodeServer(energy_model, host=settings.search.encode_server_host, port=0).start()
-        context.log.info(f"encode server at {server.url} (model {model_dir}, head {head_path})")
+        context.log.info(f"encode server at {server.url} (model {model_dir}, encoder {energy_model.quantization}, "
+                         f"head {head_path})")
         scorer = HttpEnergyScorer(server.url)
         try:
-            info = pipeline.evaluate_minif2f(settings, benchmark, scorer=scorer, iteration=iteration, tag=tag)
+            with sglang.policy(settings, model_dir, say=context.log.info) as policy:
+                info = pipeline.evaluate_minif2f(settings, benchmark, policy=policy, scorer=scorer,
+                                                 iteration=iteration, tag=tag)
         finally:
             scorer.close()
             server.stop()
@@ -196,6 +201,7 @@ def build_ebm_search_asset(name: str, *, config: str, model_asset: str, ebm_asse
                                                      "results_path", "trajectories_path", "summary_path") if k in info}
         meta.update({"rate": dg.MetadataValue.float(float(info["rate"])), "ebm_lambda": settings.search.ebm_lambda,
                      "head_path": str(head_path), "model_dir": str(model_dir), "encode_max_length": max_length,
+                     "encoder_quantization": energy_model.quantization,
                      "encode_requests": server.requests, "encode_pairs_scored": server.pairs_scored,
                      "proved_names": dg.MetadataValue.json(info.get("proved_names", [])[:50]),
                      "profile": settings.profile})

@@ -28,7 +28,7 @@ from burnqed_assets.defs.embeddings import (
     build_embedding_metrics_asset,
     build_embeddings_asset,
 )
-from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.resources import BurnqedConfig, SGLangServerResource
 from burnqed_assets.settings import GPU_TAG
 
 GROUP_JOINT = "phase_3_joint"
@@ -165,11 +165,13 @@ minif2f_v2s_config_c = build_ebm_search_asset(
           description="miniF2F-v2s LLM-only with the iter_1 merged model (plan Success Metrics: iter_1 LLM-only "
                       "target; the decision's iter_1 ≈ iter_0 reading). Same search code and budget as "
                       "minif2f_v2s_iter0 → data/evals/iter_1/minif2f_v2s_llm.json.")
-def minif2f_v2s_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+def minif2f_v2s_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig,
+                      sglang: SGLangServerResource) -> dg.MaterializeResult:
     from burnqed_assets.search import pipeline
 
     settings = burnqed.settings()
-    info = pipeline.evaluate_minif2f(settings, "minif2f_v2s", iteration=1, tag="llm")
+    with sglang.policy(settings, settings.paths.merged_model(1), say=context.log.info) as policy:
+        info = pipeline.evaluate_minif2f(settings, "minif2f_v2s", policy=policy, iteration=1, tag="llm")
     context.log.info(f"minif2f_v2s iter_1 LLM-only: proved {info['proved']}/{info['attempted']} ({info['rate']:.3f})")
     meta: dict[str, Any] = {k: info[k] for k in ("proved", "attempted", "errors", "benchmark_size") if k in info}
     meta.update({"rate": dg.MetadataValue.float(float(info["rate"])), "profile": settings.profile,

@@ -6,7 +6,7 @@ import dagster as dg
 from burnqed_assets.data.io import read_json
 from burnqed_assets.defs.checks import metric_check, target
 from burnqed_assets.reports.plots import png_markdown
-from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.resources import BurnqedConfig, SGLangServerResource
 from burnqed_assets.search import pipeline
 from burnqed_assets.settings import GPU_TAG
 
@@ -46,9 +46,11 @@ def contrastive_pool_2k(context: dg.AssetExecutionContext, burnqed: BurnqedConfi
           "(Gotcha 8: depth over breadth) → data/trajectories/search_iter0.parquet (every node of every tree: "
           "proof path positive, other expanded states negative, unproved trees unknown) + trajectory_stats.json. "
           "Resumes per theorem after an interruption.")
-def trajectories(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+def trajectories(context: dg.AssetExecutionContext, burnqed: BurnqedConfig,
+                 sglang: SGLangServerResource) -> dg.MaterializeResult:
     settings = burnqed.settings()
-    info = pipeline.generate_trajectories(settings, say=context.log.info)
+    with sglang.policy(settings, settings.paths.merged_model(0), say=context.log.info) as policy:
+        info = pipeline.generate_trajectories(settings, policy=policy, say=context.log.info)
     context.log.info(f"proved {info['theorems_proved']}/{info['theorems_attempted']}, "
                      f"{info['total_records']} records, deep share {info['deep_state_share']:.3f}")
     meta = _meta(info, skip=("search_config",))
@@ -85,9 +87,11 @@ def _eval_asset(benchmark: str, dep: str, name: str, task: str):
               description=f"Plan Task {task}: LLM-only best-first search on {benchmark} (evaluation budget "
               "settings.search.eval_max_nodes; first settings.search.max_eval_theorems problems) → per-problem "
               "results Parquet under data/evals/iter_0/, trajectories under data/trajectories/, proved/attempted/rate.")
-    def _asset(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext, burnqed: BurnqedConfig,
+               sglang: SGLangServerResource) -> dg.MaterializeResult:
         settings = burnqed.settings()
-        info = pipeline.evaluate_minif2f(settings, benchmark, say=context.log.info)
+        with sglang.policy(settings, settings.paths.merged_model(0), say=context.log.info) as policy:
+            info = pipeline.evaluate_minif2f(settings, benchmark, policy=policy, say=context.log.info)
         context.log.info(f"{benchmark}: proved {info['proved']}/{info['attempted']} ({info['rate']:.3f})")
         meta = _meta(info, skip=("stats", "proved_names"))
         meta["proved_names"] = dg.MetadataValue.json(info["proved_names"][:50])

@@ -53,18 +53,26 @@ class EnergyModel:
             raise ValueError(f"energy head expects d_model={head.d_model} but the model's hidden size is {hidden}: "
                              "the head was trained on another model's embeddings")
         self.d_model = head.d_model
+        self.quantization = "none"
 
     @classmethod
     def from_paths(cls, model_dir: str, head_path: str, max_length: int = 512, device: str = "auto",
-                   dtype: str = "float32", batch_size: int = 16) -> EnergyModel:
+                   dtype: str = "float32", batch_size: int = 16, quantization: str = "none") -> EnergyModel:
+        """Load encoder + head. `quantization="nf4"` loads the encoder 4-bit through bitsandbytes on
+        a GPU (a 7B encoder in ~4-5 GB beside the SGLang server, not a second ~14 GB bf16 copy);
+        on CPU it falls back to the unquantised model (`self.quantization` says which)."""
         from burnqed_assets.ebm.head import load_head
         from burnqed_assets.models.embedding import EmbeddingExtractor
         from burnqed_assets.models.loading import load_causal_lm, load_tokenizer, pick_device
 
+        dev = pick_device(device)
+        qconfig, effective = encoder_quantization(quantization, dev, dtype)
         tokenizer = load_tokenizer(model_dir)
-        model = load_causal_lm(model_dir, device=device, dtype=dtype).eval()
-        head = load_head(head_path, map_location=str(pick_device(device))).to(next(model.parameters()).device)
-        return cls(EmbeddingExtractor(model, tokenizer, max_length=max_length), head, batch_size=batch_size)
+        model = load_causal_lm(model_dir, device=device, dtype=dtype, quantization_config=qconfig).eval()
+        head = load_head(head_path, map_location=str(dev)).to(next(model.parameters()).device)
+        energy = cls(EmbeddingExtractor(model, tokenizer, max_length=max_length), head, batch_size=batch_size)
+        energy.quantization = effective
+        return energy
 
     def _embed(self, texts: Sequence[str]) -> torch.Tensor:
         chunks = [self.extractor.encode(list(texts[i:i + self.batch_size]))
@@ -93,6 +101,35 @@ class EnergyModel:
 
     def score(self, states: Sequence[str], goal: str) -> list[float]:
         return self.score_pairs([(s, goal) for s in states])
+
+
+ENCODER_QUANTIZATIONS = ("nf4", "none")
+
+
+def encoder_quantization(quantization: str, device: torch.device, dtype: str = "bfloat16") -> tuple[Any, str]:
+    """(transformers quantization config or None, the quantisation actually used).
+
+    nf4 (plan Task 2.6's encode server): 4-bit NormalFloat weights with double quantisation,
+    bf16 compute, through bitsandbytes; CUDA only. On CPU the encoder loads unquantised
+    (demo; reported as "none (nf4 needs CUDA)"). On CUDA without bitsandbytes it fails: a silent
+    full-precision 7B next to the SGLang server would run the GPU out of memory.
+    """
+    if quantization not in ENCODER_QUANTIZATIONS:
+        raise ValueError(f"encoder quantization {quantization!r}: choose one of {ENCODER_QUANTIZATIONS}")
+    if quantization == "none":
+        return None, "none"
+    if torch.device(device).type != "cuda":
+        return None, "none (nf4 needs CUDA)"
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ImportError("settings.ebm.encoder_quantization='nf4' needs bitsandbytes on the GPU machine: "
+                          "pip install -e '.[gpu]' (or set it to 'none' with GPU memory to spare)")
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if dtype in ("bfloat16", "float32") else getattr(torch, dtype)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute), "nf4"
 
 
 def _hidden_size(model: Any) -> int | None:
@@ -173,7 +210,8 @@ class EncodeServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server naming
                 if self.path.rstrip("/") == "/health":
                     self._send(200, {"status": "ok", "d_model": getattr(server.model, "d_model", None),
-                                     "max_batch": server.max_batch})
+                                     "max_batch": server.max_batch,
+                                     "quantization": getattr(server.model, "quantization", None)})
                 else:
                     self._send(404, {"error": f"no such path {self.path}; use POST /energy or GET /health"})
 
@@ -306,12 +344,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--quantization", default="nf4", choices=ENCODER_QUANTIZATIONS,
+                        help="encoder weights: nf4 through bitsandbytes on a GPU (falls back to none on CPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     model = EnergyModel.from_paths(args.model, args.head, max_length=args.max_length, device=args.device,
-                                   dtype=args.dtype)
+                                   dtype=args.dtype, quantization=args.quantization)
     server = EncodeServer(model, host=args.host, port=args.port, max_batch=args.max_batch)
-    log.info("encode server on %s (d_model=%d, max_batch=%d)", server.url, model.d_model, args.max_batch)
+    log.info("encode server on %s (d_model=%d, max_batch=%d, encoder %s)", server.url, model.d_model,
+             args.max_batch, model.quantization)
     try:
         server.httpd.serve_forever()
     except KeyboardInterrupt:

@@ -76,10 +76,30 @@ def load_tokenizer(path: str | Path, how_to_obtain: str = ""):
     return AutoTokenizer.from_pretrained(str(_require(path, how_to_obtain)), local_files_only=True)
 
 
-def load_causal_lm(path: str | Path, device: str = "auto", dtype: str = "float32", how_to_obtain: str = ""):
+def load_causal_lm(path: str | Path, device: str = "auto", dtype: str = "float32", how_to_obtain: str = "",
+                   quantization_config=None, attn_implementation: str | None = None):
+    """A causal LM on `device`. With a `quantization_config` (bitsandbytes) the weights are
+    quantised while loading, straight onto the GPU (a quantised model cannot be moved after)."""
     from transformers import AutoModelForCausalLM
 
     torch_dtype = getattr(torch, dtype)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if quantization_config is not None:
+        dev = pick_device(device)
+        return AutoModelForCausalLM.from_pretrained(str(_require(path, how_to_obtain)), dtype=torch_dtype,
+                                                    local_files_only=True, quantization_config=quantization_config,
+                                                    device_map={"": dev.index or 0}, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(str(_require(path, how_to_obtain)), dtype=torch_dtype,
-                                                 local_files_only=True)
+                                                 local_files_only=True, **kwargs)
     return model.to(pick_device(device))
+
+
+def attention_implementation(device: torch.device | str) -> str:
+    """FlashAttention 2 when the `flash_attn` package is installed and the model runs on CUDA;
+    PyTorch SDPA otherwise (transformers' default kernel, also fine on CPU)."""
+    import importlib.util
+
+    on_cuda = torch.device(device).type == "cuda"
+    if on_cuda and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"

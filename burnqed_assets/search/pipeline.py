@@ -8,14 +8,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from burnqed_assets.data.io import read_json, write_json
 from burnqed_assets.search.engine import SearchConfig, make_verifier
 from burnqed_assets.search.policy import BatchingPolicy, Policy, SGLangPolicy, TransformersPolicy
+from burnqed_assets.search.serving import ManagedServer, ServerSpec, confirm_served_model
 from burnqed_assets.search.run import (
     evaluate_benchmark,
     load_benchmark,
@@ -51,12 +53,47 @@ def make_policy(settings: Settings, model_dir: Path | None = None) -> Policy:
                      "choose 'transformers' or 'sglang'")
 
 
+@contextmanager
+def policy_session(settings: Settings, model_dir: Path, launcher: Sequence[str] | None = None,
+                   say: Callable[[str], None] | None = None) -> Iterator[Policy]:
+    """The policy for one search step, with its server's whole lifecycle.
+
+    transformers (demo): the model in process. sglang, managed (full): launch the server with
+    `model_dir` (launcher: `launcher` or settings.search.sglang_launcher), wait for /health,
+    confirm the served model, yield the batched client, stop the server when the step ends.
+    sglang, unmanaged: the server at settings.search.sglang_url, after the same model check."""
+    s = settings.search
+    if s.policy_backend != "sglang":
+        yield make_policy(settings, model_dir)
+        return
+    if not s.sglang_managed:
+        policy = make_policy(settings, model_dir)
+        import httpx
+
+        with httpx.Client() as client:
+            confirm_served_model(client, s.sglang_url, model_dir)
+        yield policy
+        return
+    spec = ServerSpec.from_settings(s, log_dir=settings.paths.evals / "server_logs", launcher=launcher)
+    with ManagedServer(spec, model_dir) as server:
+        if say is not None:
+            say(f"policy server at {server.url} serving {model_dir} (ready in {server.started_s:.1f}s, "
+                f"log {server.log_path})")
+        client = SGLangPolicy(server.url, max_new_tokens=s.max_new_tokens, timeout_s=s.http_timeout_s,
+                              retries=s.http_retries, max_batch=s.http_max_batch, server_check=server.check_alive)
+        try:
+            yield BatchingPolicy(client, max_batch=s.http_max_batch)
+        finally:
+            client.close()
+
+
 def _model_fingerprint(settings: Settings, model_dir: Path) -> dict[str, Any]:
     """Identifies the policy for resume: another model (or rebuilt weights) restarts the run."""
     files = sorted(p for p in Path(model_dir).glob("*") if p.is_file()) if Path(model_dir).is_dir() else []
     return {"backend": settings.search.policy_backend, "model_dir": str(model_dir),
             "model_files": [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files],
-            "sglang_url": settings.search.sglang_url if settings.search.policy_backend == "sglang" else None}
+            "sglang_url": settings.search.sglang_url if settings.search.policy_backend == "sglang"
+            and not settings.search.sglang_managed else None}
 
 
 def _make_env(settings: Settings) -> Any:
@@ -122,22 +159,26 @@ def _progress_logger(say: Callable[[str], None] | None, every: int = 1) -> Any:
 
 
 def generate_trajectories(settings: Settings, policy: Policy | None = None, env: Any = None,
-                          iteration: int = 0, say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Search the selected pool with the full per-theorem budget (Gotcha 8: depth over breadth)."""
+                          iteration: int = 0, say: Callable[[str], None] | None = None,
+                          launcher: Sequence[str] | None = None) -> dict[str, Any]:
+    """Search the selected pool with the full per-theorem budget (Gotcha 8: depth over breadth).
+    Without `policy`, the profile's policy runs for this call only (`policy_session`)."""
     pool_path = settings.paths.contrastive_pool_2k
     if not pool_path.exists():
         raise FileNotFoundError(f"{pool_path} is missing: materialize `contrastive_pool_2k` first")
     theorems = theorems_from_records(read_json(pool_path), name_key="theorem")
     model_dir = settings.paths.merged_model(iteration)
-    policy = policy or make_policy(settings, model_dir)
     own_env = env is None
     env = env if env is not None else _env_source(settings)
     cfg = SearchConfig.from_settings(settings.search)
     out = settings.paths.search_trajectories(iteration)
-    run = run_search(theorems, env, policy, cfg, out, concurrency=settings.search.concurrency,
-                     verifier_factory=lambda e: make_verifier(e, settings),
-                     fingerprint=_model_fingerprint(settings, model_dir),
-                     progress=_progress_logger(say, max(1, len(theorems) // 20)))
+    with ExitStack() as stack:
+        if policy is None:
+            policy = stack.enter_context(policy_session(settings, model_dir, launcher, say))
+        run = run_search(theorems, env, policy, cfg, out, concurrency=settings.search.concurrency,
+                         verifier_factory=lambda e: make_verifier(e, settings),
+                         fingerprint=_model_fingerprint(settings, model_dir),
+                         progress=_progress_logger(say, max(1, len(theorems) // 20)))
     stats = run.stats()
     stats.update({"profile": settings.profile, "lean_backend": settings.lean.backend,
                   "policy_backend": settings.search.policy_backend, "search_config": asdict(cfg),
@@ -157,9 +198,11 @@ def generate_trajectories(settings: Settings, policy: Policy | None = None, env:
 
 def evaluate_minif2f(settings: Settings, benchmark: str, policy: Policy | None = None, env: Any = None,
                      scorer: Any = None, iteration: int = 0, tag: str = "llm",
-                     say: Callable[[str], None] | None = None) -> dict[str, Any]:
+                     say: Callable[[str], None] | None = None,
+                     launcher: Sequence[str] | None = None) -> dict[str, Any]:
     """Evaluate on one normalised benchmark file (first settings.search.max_eval_theorems problems).
-    `tag` names the outputs ("llm" for LLM-only; e.g. "ebm" for an EBM-guided run with `scorer`)."""
+    `tag` names the outputs ("llm" for LLM-only; e.g. "ebm" for an EBM-guided run with `scorer`).
+    Without `policy`, the merged model of `iteration` is served for this call only (`policy_session`)."""
     src = settings.paths.benchmark(benchmark).test
     if not src.exists():
         raise FileNotFoundError(f"{src} is missing: materialize the benchmark port asset first")
@@ -174,13 +217,15 @@ def evaluate_minif2f(settings: Settings, benchmark: str, policy: Policy | None =
     limit = settings.search.max_eval_theorems
     problems = candidates[:limit] if limit is not None else candidates
     model_dir = settings.paths.merged_model(iteration)
-    policy = policy or make_policy(settings, model_dir)
     paths = settings.paths.search_eval(benchmark, iteration, tag)
-    summary = evaluate_benchmark(problems, env, policy, settings, scorer=scorer, out_path=paths.results,
-                                 trajectories_path=paths.trajectories,
-                                 verifier_factory=lambda e: make_verifier(e, settings),
-                                 fingerprint={**_model_fingerprint(settings, model_dir), "tag": tag},
-                                 progress=_progress_logger(say, max(1, len(problems) // 20)))
+    with ExitStack() as stack:
+        if policy is None:
+            policy = stack.enter_context(policy_session(settings, model_dir, launcher, say))
+        summary = evaluate_benchmark(problems, env, policy, settings, scorer=scorer, out_path=paths.results,
+                                     trajectories_path=paths.trajectories,
+                                     verifier_factory=lambda e: make_verifier(e, settings),
+                                     fingerprint={**_model_fingerprint(settings, model_dir), "tag": tag},
+                                     progress=_progress_logger(say, max(1, len(problems) // 20)))
     summary.update({"benchmark": benchmark, "benchmark_size": len(all_problems), "selection": selection,
                     "selectable_problems": len(candidates), "iteration": iteration,
                     "tag": tag, "profile": settings.profile, "lean_backend": settings.lean.backend,

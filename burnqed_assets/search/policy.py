@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -137,11 +137,17 @@ class SGLangPolicy(BasePolicy):
     `return_logprob`; SGLang returns `len(prompts) * n` outputs, prompt-major. Timeouts per
     request, retries with exponential backoff on connection errors, timeouts and 5xx; a 4xx
     or a malformed response fails at once with the server's message.
+
+    Log-probabilities are raw (temperature 1), like `TransformersPolicy`: a managed server
+    (`search.serving`) is launched with SGLANG_RETURN_ORIGINAL_LOGPROB set. `server_check`
+    (e.g. `ManagedServer.check_alive`) runs after a failed attempt: a dead server fails at once
+    with its exit code and log instead of being retried.
     """
 
     def __init__(self, base_url: str, max_new_tokens: int = 128, timeout_s: float = 120.0,
                  retries: int = 3, backoff_s: float = 0.5, max_batch: int = 32,
-                 stop: Sequence[str] = TACTIC_STOP_STRINGS, client: Any = None):
+                 stop: Sequence[str] = TACTIC_STOP_STRINGS, client: Any = None,
+                 server_check: Callable[[], None] | None = None):
         import httpx
 
         self.base_url = base_url.rstrip("/")
@@ -152,6 +158,7 @@ class SGLangPolicy(BasePolicy):
         self.max_batch = max_batch
         self.stop = list(stop)
         self._client = client or httpx.Client(timeout=httpx.Timeout(timeout_s))
+        self.server_check = server_check
         self.requests_sent = 0
         self.retries_used = 0
 
@@ -195,6 +202,8 @@ class SGLangPolicy(BasePolicy):
                 last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("SGLang %s attempt %d/%d failed: %s", self.base_url, attempt + 1,
                             self.retries + 1, last_error)
+                if self.server_check is not None:
+                    self.server_check()  # a dead server: fail now, with its exit code and log
                 continue
             if resp.status_code >= 500:
                 last_error = f"HTTP {resp.status_code}: {resp.text[:200]}"

@@ -17,7 +17,7 @@ from burnqed_assets.ebm.head import GoalConditionedEnergyHead, load_head, save_h
 from burnqed_assets.ebm.metrics import EBM_METRIC_NAMES, EMBEDDING_METRIC_NAMES
 from burnqed_assets.ebm.train import default_hidden_dims
 from burnqed_assets.reports.baseline import render_baseline_report
-from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.resources import BurnqedConfig, SGLangServerResource
 from burnqed_assets.settings import DEMO_INPUTS, get_settings
 
 
@@ -90,7 +90,8 @@ def test_ebm_search_asset_serves_energies_on_loopback_and_stops(demo_root, monke
     asset = ebm_defs.build_ebm_search_asset("search_probe", config="B", model_asset="merged_iter0",
                                             ebm_asset="ebm_iter0", iteration=0, tag="ebm")
     check = ebm_defs.build_search_check("search_probe", 0, "ebm")
-    result = dg.materialize([asset, check], resources={"burnqed": BurnqedConfig(data_root=str(demo_root))},
+    result = dg.materialize([asset, check], resources={"burnqed": BurnqedConfig(data_root=str(demo_root)),
+                                                       "sglang": SGLangServerResource()},
                             raise_on_error=False)
     assert result.success
     assert len(seen["energies"]) == 2 and all(np.isfinite(seen["energies"]))
@@ -143,7 +144,8 @@ def test_factories_build_iter1_configs_without_clashing_with_iter0():
     search_c = ebm_defs.build_ebm_search_asset("minif2f_v2s_config_c", config="C", model_asset="joint_iter1",
                                                ebm_asset="joint_iter1", iteration=1, tag="ebm_joint")
     defs = dg.Definitions.merge(
-        dg.Definitions(resources={"burnqed": BurnqedConfig()}), emb_defs.defs, ebm_defs.defs,
+        dg.Definitions(resources={"burnqed": BurnqedConfig(), "sglang": SGLangServerResource()}),
+        emb_defs.defs, ebm_defs.defs,
         dg.Definitions(assets=[emb1, met1, ebm_b, metrics_c, search_c],
                        asset_checks=[*emb_defs.build_embedding_metric_checks("embedding_metrics_iter1", 1),
                                      *ebm_defs.build_ebm_metric_checks("ebm_metrics_config_c", "C"),

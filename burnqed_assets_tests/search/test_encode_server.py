@@ -119,3 +119,42 @@ def test_server_down_is_a_clear_error():
     with pytest.raises(EncodeServerError, match="failed after 2 attempt"):
         scorer.score(["⊢ True"], GOAL)
     assert scorer.health() is None
+
+
+def test_nf4_encoder_config_on_gpu_and_fallback_on_cpu(monkeypatch):
+    """nf4 through bitsandbytes on CUDA (plan Task 2.6's encode server); unquantised on CPU, said so."""
+    import importlib.util
+
+    import torch
+
+    from burnqed_assets.ebm.encode_server import encoder_quantization
+
+    assert encoder_quantization("none", torch.device("cuda")) == (None, "none")
+    assert encoder_quantization("nf4", torch.device("cpu")) == (None, "none (nf4 needs CUDA)")
+    with pytest.raises(ValueError, match="choose one of"):
+        encoder_quantization("int3", torch.device("cpu"))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes"
+                        else real_find_spec(name, *a))
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[gpu\]'"):
+        encoder_quantization("nf4", torch.device("cuda"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "bitsandbytes"
+                        else real_find_spec(name, *a))
+    config, used = encoder_quantization("nf4", torch.device("cuda"), "bfloat16")
+    assert used == "nf4"
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
+    assert config.bnb_4bit_compute_dtype == torch.bfloat16
+
+
+def test_energy_model_reports_the_cpu_fallback(tiny_model_dir, tmp_path):
+    from transformers import AutoConfig
+
+    path = tmp_path / "head.pt"
+    d_model = AutoConfig.from_pretrained(str(tiny_model_dir)).hidden_size
+    save_head(GoalConditionedEnergyHead(d_model=d_model, hidden_dims=(16, 8)), str(path))
+    model = EnergyModel.from_paths(str(tiny_model_dir), str(path), max_length=64, device="cpu", quantization="nf4")
+    assert model.quantization == "none (nf4 needs CUDA)"
+    with EncodeServer(model, port=0) as server:
+        import httpx
+
+        assert httpx.get(f"{server.url}/health").json()["quantization"] == "none (nf4 needs CUDA)"

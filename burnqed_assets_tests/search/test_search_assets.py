@@ -16,7 +16,7 @@ import pytest
 from burnqed_assets.data.io import read_json, write_json
 from burnqed_assets.defs import search as search_defs
 from burnqed_assets.lean.factory import MINIF2F_SEARCH_TRACES
-from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.resources import BurnqedConfig, SGLangServerResource
 from burnqed_assets.search import pipeline
 from burnqed_assets.settings import get_settings
 from search_fakes import TablePolicy
@@ -67,7 +67,7 @@ def oracle_policy():
 
 def test_search_assets_materialize_with_checks(data_root, monkeypatch):
     monkeypatch.setattr(pipeline, "make_policy", lambda settings, model_dir=None: oracle_policy())
-    resources = {"burnqed": BurnqedConfig(data_root=str(data_root))}
+    resources = {"burnqed": BurnqedConfig(data_root=str(data_root)), "sglang": SGLangServerResource()}
     result = dg.materialize([*search_defs.defs.assets, *search_defs.defs.asset_checks], resources=resources,
                             raise_on_error=False)
     assert result.success

@@ -329,6 +329,14 @@ class Paths:
     def evals(self) -> Path:
         return self.root / "evals"
 
+    @property
+    def server_logs(self) -> Path:
+        """Logs of the policy servers the search steps launch (search.serving)."""
+        return self.evals / "server_logs"
+
+    def server_log(self, port: int) -> Path:
+        return self.server_logs / f"sglang_{port}.log"
+
     def merged_model(self, iteration: int) -> Path:
         return self.models / "merged" / iter_dir(iteration)
 

@@ -74,7 +74,7 @@ def policy_session(settings: Settings, model_dir: Path, launcher: Sequence[str] 
             confirm_served_model(client, s.sglang_url, model_dir)
         yield policy
         return
-    spec = ServerSpec.from_settings(s, log_dir=settings.paths.evals / "server_logs", launcher=launcher)
+    spec = ServerSpec.from_settings(s, log_file=settings.paths.server_log, launcher=launcher)
     with ManagedServer(spec, model_dir) as server:
         if say is not None:
             say(f"policy server at {server.url} serving {model_dir} (ready in {server.started_s:.1f}s, "

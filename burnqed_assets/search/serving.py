@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,15 +58,15 @@ class ServerSpec:
     poll_interval_s: float = 0.5
     extra_args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
-    log_dir: Path | None = None  # server stdout/stderr go to <log_dir>/sglang_<port>.log
+    log_file: Callable[[int], Path] | None = None  # port -> where stdout/stderr go (default: a temp file)
 
     @classmethod
-    def from_settings(cls, search: Any, log_dir: Path | None = None,
+    def from_settings(cls, search: Any, log_file: Callable[[int], Path] | None = None,
                       launcher: Sequence[str] | None = None) -> ServerSpec:
         return cls(launcher=tuple(launcher or search.sglang_launcher), port=search.sglang_port,
                    mem_fraction_static=search.sglang_mem_fraction_static,
                    startup_timeout_s=search.sglang_startup_timeout_s,
-                   extra_args=tuple(search.sglang_extra_args), log_dir=log_dir)
+                   extra_args=tuple(search.sglang_extra_args), log_file=log_file)
 
 
 def free_port() -> int:
@@ -143,10 +143,9 @@ class ManagedServer:
                                "(another server, or one left over from an earlier run); stop it or set "
                                "settings.search.sglang_port")
         argv = launch_command(self.spec, self.model_path, self.port)
-        log_dir = Path(self.spec.log_dir) if self.spec.log_dir else None
-        if log_dir is not None:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            self.log_path = log_dir / f"sglang_{self.port}.log"
+        if self.spec.log_file is not None:
+            self.log_path = Path(self.spec.log_file(self.port))
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
         else:
             import tempfile
 

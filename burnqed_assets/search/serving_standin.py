@@ -136,8 +136,8 @@ class StandinState:
         self.model_path = args.report_model or args.model_path
         self.requests = 0
         self.lock = threading.Lock()
-        mp = Path(args.model_path)
-        self.backend = TransformersBackend(args.model_path) if (mp / "config.json").exists() else CannedBackend()
+        is_hf_dir = os.path.isfile(os.path.join(args.model_path, "config.json"))  # a Hugging Face model directory
+        self.backend = TransformersBackend(args.model_path) if is_hf_dir else CannedBackend()
 
     def model_info(self) -> dict[str, Any]:
         return {"model_path": self.model_path, "tokenizer_path": self.model_path, "is_generation": True,

@@ -82,7 +82,8 @@ def test_demo_policy_reports_raw_logprobs(loaded):
 
 def test_sglang_client_through_managed_server_reports_raw_logprobs(loaded, tiny_model_dir, tmp_path):
     _, model, tok = loaded
-    spec = ServerSpec(launcher=STANDIN_LAUNCHER, port=0, startup_timeout_s=120, poll_interval_s=0.2, log_dir=tmp_path)
+    spec = ServerSpec(launcher=STANDIN_LAUNCHER, port=0, startup_timeout_s=120, poll_interval_s=0.2,
+                      log_file=lambda port: tmp_path / f"server_{port}.log")
     with ManagedServer(spec, tiny_model_dir) as server:
         client = SGLangPolicy(server.url, max_new_tokens=16, retries=0, server_check=server.check_alive)
         body = client.payload(STATES, 3, TEMPERATURE)

@@ -1,26 +1,33 @@
-"""Benchmark: our streaming M.6–M.10 data path vs a plain re-implementation of the plan's scripts.
+"""Benchmark: our M.6-M.10 data path vs the plan's own scripts, stage by stage, on realistic pairs.
 
-    python benchmarks/data_pipeline.py            # N = 300,000 traced pairs (+ N/2 LEAN-GitHub rows)
-    python benchmarks/data_pipeline.py --n 20000  # quick
+    python benchmarks/data_pipeline.py                       # 30K, 300K and 1M pairs (heavy: use the lock)
+    python benchmarks/data_pipeline.py --sizes 30000         # quick
+    flock /tmp/burnqed-heavy.lock python benchmarks/data_pipeline.py --sizes 300000,1000000
 
-Both sides do the same work on the same synthetic files: M.6 integrity sweep and clean pool,
-M.7 token lengths (one tiny byte-level BPE tokenizer, built identically in both), M.8
-exploration counts, M.9 LEAN-GitHub filter, M.10 merge/dedup/sorry filter/split/prompt
-formatting/stats, the contrastive pool and the 0.6 re-read checks. The plain side follows the
-plan's code: `json.loads` every line into a list of dicts, Python loops, `tok.encode` per text.
-Each side runs in its own subprocess so its peak RSS (ru_maxrss) is its own. Data generation
-and tokenizer construction are not timed.
+Data: N synthetic traced Goedel pairs shaped like real Lean goals (a variable line, hypotheses
+`h₀ : …` with unicode operators, `⊢ goal`; each proof a chain in which a tactic adds or
+rewrites one line, so consecutive states share most lines and almost every state is distinct),
+0.5 % contaminated, 0.5 % malformed, 0.2 % exact duplicates, 1 % long states; plus N/2
+LEAN-GitHub rows in the flattened LeanDojo layout. The uniqueness rates are printed (real
+search traces: ~40 % distinct lines; the fixtures' real InternLM/LeanDojo states: 36 % distinct
+lines, 69 % distinct states).
 
-Measured 2026-11-25, default N (300K pairs + 150K rows, 166 MB), 2-core VM shared with other
-jobs (load average 7-10, so absolute times are noisy; both sides ran under the same load):
-  ours 17.1 s, peak RSS 927 MB; plain 319.3 s, peak RSS 2065 MB -> 18.6x, 55 % less RSS.
-  Per stage (ours / plain): M.6 3.7/4.9 s, M.7 5.1/290.6 s, M.8 0.3/1.1 s, M.9 1.2/7.2 s,
-  M.10+0.6 6.8/13.8 s. Without M.7 the gain is 2.3x (11.9 vs 26.9 s): the plain path is JSON
-  parsing and simple loops, and ours still reads and writes every byte. M.7's gain comes from
-  tokenizing each distinct line/tactic once, a shortcut used only when it is exact on a sample.
-  It depends on the data (the synthetic lines repeat a lot; real consecutive proof states share
-  most hypotheses) and on the tokenizer: the demo model's tokenizer fails the per-line check,
-  so M.7 falls back to one encode per distinct state (~3x fewer encodes than the plan).
+Each stage of each side runs in its own child process (`os.wait4` gives that process's own
+peak RSS; the stage time excludes interpreter start-up, imports and tokenizer loading), reading
+the files the same side's previous stage wrote. Sides per stage:
+  ours   burnqed_assets.data (M.6 integrity, M.7 token geometry, M.8 exploration, M.9 LEAN-GitHub
+         filter, M.10 SFT merge/split + contrastive pool + 0.6 split verification)
+  plain  the plan's scripts: `[json.loads(l) for l in open(...)]`, Python loops, `tok.encode` per
+         text, json.dumps writes. The plan runs M.6-M.8 in one script (explore_traced.py), so the
+         plain M.7 and M.8 times leave out re-reading the clean pool (in their RSS it counts).
+  floor  the parse floor: DuckDB `read_json` into a table, and `pyarrow.json.read_json`, of the
+         traced file.
+M.7 uses one byte-level BPE tokenizer (4K vocab trained on the synthetic states, BOS added
+like DeepSeek's) loaded as a transformers fast tokenizer on both sides.
+
+Goals (issue 18, item 7), checked per size: M.6+M.8+M.10 >= 3x faster than plain with a peak
+RSS (max over the three stages) no higher than plain's; M.7 >= 3x the per-text `tok.encode` loop.
+Measured numbers and the load they ran under: docs/operations.md, "Data-path benchmark".
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import json
 import os
 import random
 import re
-import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,94 +48,178 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-TACTICS = ["nlinarith [sq_nonneg (a - b), sq_nonneg (a + b), mul_pos ha hb]", "norm_num", "linarith", "simp", "omega",
-           "ring_nf", "intro x h", "rw [h₀] at h₁", "constructor", "exact h₂", "field_simp", "positivity",
-           "have h₃ : 0 < a * b := by positivity", "cases' le_total a b with h h <;> nlinarith", "rfl", "decide"]
-
+STAGES = ("M.6", "M.7", "M.8", "M.9", "M.10")
+STAGE_NAMES = {"M.6": "M.6 integrity + clean pool", "M.7": "M.7 token geometry", "M.8": "M.8 exploration",
+               "M.9": "M.9 LEAN-GitHub filter", "M.10": "M.10 merge/split + pool + 0.6"}
+CORE = ("M.6", "M.8", "M.10")
+PREFIX = "Complete the following Lean 4 code:\n\n```lean4\n/- tactic state:\n"
+SUFFIX = "\n-/\n```\n"
 
 # ----------------------------------------------------------------------------- data
 
+_VARS = ["a b c : ℝ", "x y : ℝ", "n : ℕ", "a b : ℕ", "x : ℝ", "f : ℕ → ℕ", "z : ℂ", "m n k : ℤ", "p q : ℚ",
+         "a b c d : ℝ", "s : Finset ℕ", "u : ℕ → ℝ"]
+_OPS = ["≤", "<", "=", "≥", "≠"]
+_SUB = "₀₁₂₃₄₅₆₇₈₉"
 
-def generate(workdir: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
-    """N traced Goedel pairs (~4 per theorem, 0.5 % contaminated, 0.5 % malformed) and N/2 GitHub rows."""
+
+def _sub(i: int) -> str:
+    return "".join(_SUB[int(c)] for c in str(i))
+
+
+def _term(rng: random.Random, v: str, depth: int = 0) -> str:
+    r = rng.random()
+    if depth > 1 or r < 0.3:
+        return rng.choice([v, str(rng.randint(1, 999)), f"{v} ^ {rng.randint(2, 4)}", f"√{v}", f"({v} + {rng.randint(1, 99)})"])
+    op = rng.choice(["+", "-", "*", "/"])
+    return f"{_term(rng, v, depth + 1)} {op} {_term(rng, rng.choice('abcxyn'), depth + 1)}"
+
+
+def _prop(rng: random.Random, v: str) -> str:
+    p = f"{_term(rng, v)} {rng.choice(_OPS)} {_term(rng, v)}"
+    return p if rng.random() > 0.2 else f"0 < {v} ∧ {p}"
+
+
+def _tactic(rng: random.Random, k: int, v: str) -> tuple[str, str | None]:
+    """A tactic and the hypothesis line it adds (None: it rewrites the goal)."""
+    r = rng.random()
+    if r < 0.35:
+        line = f"h{_sub(k)} : {_prop(rng, v)}"
+        how = rng.choice(["nlinarith [sq_nonneg (a - b), sq_nonneg (a + b)]", "linarith", "positivity", "norm_num",
+                          f"nlinarith [sq_nonneg ({v} - {rng.randint(1, 9)}), h{_sub(max(0, k - 1))}]"])
+        return f"have {line} := by {how}", line
+    if r < 0.5:
+        return f"rw [h{_sub(rng.randint(0, max(0, k - 1)))}] at h{_sub(k)}", f"h{_sub(k)} : {_prop(rng, v)}"
+    if r < 0.75:
+        hints = ", ".join(f"sq_nonneg ({v} - {rng.randint(1, 20)})" for _ in range(rng.randint(1, 4)))
+        return rng.choice([f"nlinarith [{hints}]", f"field_simp [h{_sub(rng.randint(0, 3))}]",
+                           f"simp only [mul_comm, h{_sub(rng.randint(0, 3))}]", "ring_nf"]), None
+    return rng.choice(["norm_num", "ring_nf", "simp", "omega", "linarith", "positivity", "constructor",
+                       f"intro h{_sub(k)}", "field_simp"]), None
+
+
+def generate(workdir: Path, n: int, seed: int = 0) -> tuple[Path, Path, dict[str, float]]:
+    """N traced pairs (theorem chains) and N/2 LEAN-GitHub rows; returns their paths and uniqueness rates."""
     rng = random.Random(seed)
     traced, github = workdir / "traced.jsonl", workdir / "github.jsonl"
+    state_h, line_h, tactic_h = set(), set(), set()
+    n_lines = 0
     with open(traced, "w", encoding="utf-8") as fh:
-        for i in range(n):
-            t, depth = i // 4, i % 4
-            hyps = "\n".join(f"h{k} : x{k} + {rng.randint(1, 99)} ≤ y{k} * {rng.randint(1, 9)}"
-                             for k in range(rng.randint(1, 14)))
-            state = f"a b : ℝ\n{hyps}\n⊢ a ^ 2 + b ^ 2 ≥ {rng.randint(1, 9)} * a * b"
-            tactic = rng.choice(TACTICS)
-            r = rng.random()
-            if r < 0.005:
-                tactic = "sorry"
-            elif r < 0.01:
-                state = "no goals"
-            fh.write(json.dumps({"theorem": f"goedel::lean_workbook_{t}", "state": state, "tactic": tactic,
-                                 "state_after": "no goals", "depth": depth, "source": "goedel_workbook"},
-                                ensure_ascii=False) + "\n")
+        i, t = 0, 0
+        while i < n:
+            v = rng.choice("abcxyn")
+            head = [rng.choice(_VARS)] + [f"h{_sub(k)} : {_prop(rng, v)}" for k in range(rng.randint(0, 5))]
+            if rng.random() < 0.01:  # the long tail: big contexts
+                head += [f"h{_sub(k)} : {_prop(rng, v)}" for k in range(6, rng.randint(20, 70))]
+            goal = f"⊢ {_prop(rng, v)}"
+            length = min(n - i, 1 + int(rng.expovariate(1 / 3)))
+            prev = None
+            for depth in range(length):
+                state = "\n".join(head + [goal])
+                tactic, added = _tactic(rng, len(head), v)
+                r = rng.random()
+                if r < 0.005:
+                    tactic = rng.choice(["sorry", "admit"])
+                elif r < 0.01:
+                    state = rng.choice(["no goals", "", "x : ℝ\nx = 1"])
+                rec = {"theorem": f"goedel::lean_workbook_{t}", "state": state, "tactic": tactic,
+                       "state_after": "no goals" if depth == length - 1 else None, "depth": depth,
+                       "source": "goedel_workbook"}
+                if prev is not None and rng.random() < 0.002:
+                    rec = prev  # an exact duplicate line, as a re-run tracer writes
+                line = json.dumps(rec, ensure_ascii=False)
+                fh.write(line + "\n")
+                prev = rec
+                state_h.add(hash(rec["state"]))
+                tactic_h.add(hash(rec["tactic"]))
+                for ln in rec["state"].split("\n"):
+                    line_h.add(hash(ln))
+                    n_lines += 1
+                if added is None:
+                    goal = f"⊢ {_prop(rng, v)}"
+                else:
+                    head.append(added)
+                i += 1
+                if i >= n:
+                    break
+            t += 1
     with open(github, "w", encoding="utf-8") as fh:
         for i in range(n // 2):
-            state = "\n".join(f"inst✝{k} : Foo{k} α" for k in range(rng.randint(1, 10))) + f"\n⊢ f {i} = g {i}"
+            v = rng.choice("xyzαβ")
+            state = "\n".join([f"{v} : Type u_{rng.randint(1, 3)}", f"inst✝ : Foo{rng.randint(1, 9)} {v}"]
+                              + [f"h{_sub(k)} : {_prop(rng, 'x')}" for k in range(rng.randint(0, 8))]
+                              + [f"⊢ f {_term(rng, 'x')} = g {i}"])
             if rng.random() < 0.01:
                 state = "x" * 5000 + "⊢"
+            tactic = rng.choice(["rfl", "simp", "exact h₀", "decide", f"rw [foo_{rng.randint(1, 500)}]",
+                                 f"simp [bar_{rng.randint(1, 500)}, h₁]", "omega", "aesop"])
             fh.write(json.dumps({"url": "u", "commit": "c", "file_path": f"Mathlib/F{i // 500}.lean",
                                  "full_name": f"Mathlib.Foo.lemma_{i // 3}", "start": [1, 1], "end": [2, 1],
-                                 "tactic": rng.choice(TACTICS), "state_before": state, "state_after": "no goals"},
+                                 "tactic": tactic, "state_before": state, "state_after": "no goals"},
                                 ensure_ascii=False) + "\n")
-    return traced, github
+    rates = {"distinct_states": len(state_h) / n, "distinct_lines": len(line_h) / max(1, n_lines),
+             "distinct_tactics": len(tactic_h) / n, "theorems": t, "lines_per_state": n_lines / n}
+    return traced, github, rates
 
 
-def tiny_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+def build_tokenizer(workdir: Path, traced: Path) -> Path:
+    """A byte-level BPE (4K vocab) trained on the synthetic states, BOS prepended like DeepSeek-Prover's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    corpus = ["Complete the following Lean 4 code:\n\n```lean4\n/- tactic state:\n", "a b : ℝ\nh0 : x0 + 12 ≤ y0 * 3",
-              "⊢ a ^ 2 + b ^ 2 ≥ 2 * a * b", "inst✝1 : Foo1 α\n⊢ f 12 = g 12", *TACTICS] * 20
+    sample = []
+    with open(traced, encoding="utf-8") as fh:
+        for k, line in enumerate(fh):
+            if k >= 5000:
+                break
+            rec = json.loads(line)
+            sample += [rec["state"], rec["tactic"]]
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=500, special_tokens=["<s>", "</s>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                                        show_progress=False))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
+    tok.train_from_iterator(sample + [PREFIX + SUFFIX] * 50,
+                            trainers.BpeTrainer(vocab_size=4000, special_tokens=["<s>", "</s>"],
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                                show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    path = workdir / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+def load_tokenizer(workdir: Path):
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_file=str(workdir / "tokenizer.json"), bos_token="<s>", eos_token="</s>")
 
 
 # ----------------------------------------------------------------------------- ours
 
 
-def run_ours(workdir: Path, traced: Path, github: Path, tok) -> dict[str, float]:
+def ours(stage: str, w: Path) -> float:
+    """Run one stage of our path; return its seconds (imports and tokenizer loading not timed)."""
     from burnqed_assets.data.exploration import explore
     from burnqed_assets.data.integrity import build_clean_pool
     from burnqed_assets.data.lean_github import filter_lean_github
-    from burnqed_assets.data.sft import (
-        build_contrastive_pool,
-        build_sft_dataset,
-        verify_split,
-    )
+    from burnqed_assets.data.sft import build_contrastive_pool, build_sft_dataset, verify_split
     from burnqed_assets.data.token_geometry import geometry, measure
 
-    out, times = workdir / "ours", {}
+    out = w / "ours"
+    tok = load_tokenizer(w) if stage == "M.7" else None
     t = time.perf_counter()
-    pool = build_clean_pool(traced, out / "clean.jsonl")
-    times["M.6 clean pool"] = time.perf_counter() - t
-    if tok is not None:
-        t = time.perf_counter()
+    if stage == "M.6":
+        res = build_clean_pool(w / "traced.jsonl", out / "clean.jsonl")
+        (out / "pool_report.json").write_text(json.dumps(res.as_dict()), encoding="utf-8")
+    elif stage == "M.7":
         geometry(measure(out / "clean.jsonl", tok), tok)
-        times["M.7 token geometry"] = time.perf_counter() - t
-    t = time.perf_counter()
-    explore(out / "clean.jsonl", pool.as_dict())
-    times["M.8 exploration"] = time.perf_counter() - t
-    t = time.perf_counter()
-    filter_lean_github(github, out / "github_pairs.jsonl")
-    times["M.9 LEAN-GitHub filter"] = time.perf_counter() - t
-    t = time.perf_counter()
-    build_sft_dataset(out / "clean.jsonl", out / "github_pairs.jsonl", out / "sft")
-    build_contrastive_pool(out / "clean.jsonl", out / "sft" / "contrastive_pool.json", min_theorems=3000)
-    verify_split(out / "sft")
-    times["M.10 merge/split + 0.6 checks"] = time.perf_counter() - t
-    return times
+    elif stage == "M.8":
+        explore(out / "clean.jsonl", json.loads((out / "pool_report.json").read_text(encoding="utf-8")))
+    elif stage == "M.9":
+        filter_lean_github(w / "github.jsonl", out / "github_pairs.jsonl")
+    elif stage == "M.10":
+        build_sft_dataset(out / "clean.jsonl", out / "github_pairs.jsonl", out / "sft")
+        build_contrastive_pool(out / "clean.jsonl", out / "sft" / "contrastive_pool.json", min_theorems=3000)
+        verify_split(out / "sft")
+    return time.perf_counter() - t
 
 
 # ----------------------------------------------------------------------------- plain (the plan's scripts)
@@ -140,100 +231,91 @@ def _loads(path: Path) -> list[dict]:
         return [json.loads(line) for line in fh]
 
 
-PREFIX = "Complete the following Lean 4 code:\n\n```lean4\n/- tactic state:\n"
-SUFFIX = "\n-/\n```\n"
+def _dumps(path: Path, rows) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for p in rows:
+            fh.write(json.dumps(p, ensure_ascii=False) + "\n")
 
 
-def run_plain(workdir: Path, traced: Path, github: Path, tok) -> dict[str, float]:
+def plain(stage: str, w: Path) -> float:
     import numpy as np
 
-    out, times = workdir / "plain", {}
+    out = w / "plain"
     (out / "sft").mkdir(parents=True, exist_ok=True)
-    # M.6 explore_traced.py part 1
-    t = time.perf_counter()
-    pairs = _loads(traced)
-    theorems: dict[str, list] = {}
-    for p in pairs:
-        theorems.setdefault(p["theorem"], []).append(p)
     banned = ["sorry", "admit", "cheat", "sorryAx"]
-    contaminated_theorems, contaminated_pairs = set(), 0
-    for p in pairs:
-        if any(b in p["tactic"] for b in banned) or "sorry" in p["state"] or "sorryAx" in p["state"]:
-            contaminated_theorems.add(p["theorem"])
-            contaminated_pairs += 1
-    axiom_mentions = Counter()
-    for p in pairs:
-        for ax in ["sorryAx", "Decidable.decide", "native_decide", "ofReduceBool"]:
-            if ax in p["tactic"] or ax in p["state"]:
-                axiom_mentions[ax] += 1
-    clean, seen = [], set()
-    for p in pairs:
-        s = p["state"]
-        if p["theorem"] in contaminated_theorems or not s.strip() or s.startswith("no goals") or "⊢" not in s \
-                or not p["tactic"].strip():
-            continue
-        key = (p["theorem"], p.get("depth", 0), s, p["tactic"])
-        if key in seen:
-            continue
-        seen.add(key)
-        clean.append(p)
-    with open(out / "clean.jsonl", "w", encoding="utf-8") as fh:
-        for p in clean:
-            fh.write(json.dumps(p, ensure_ascii=False) + "\n")
-    times["M.6 clean pool"] = time.perf_counter() - t
-    # M.7 part 2: tok.encode per text
+    if stage == "M.6":  # explore_traced.py part 1, writing the clean pool M.10 reads
+        t = time.perf_counter()
+        pairs = _loads(w / "traced.jsonl")
+        theorems: dict[str, list] = {}
+        for p in pairs:
+            theorems.setdefault(p["theorem"], []).append(p)
+        contaminated_theorems, contaminated_pairs = set(), 0
+        for p in pairs:
+            if any(b in p["tactic"] for b in banned) or "sorry" in p["state"] or "sorryAx" in p["state"]:
+                contaminated_theorems.add(p["theorem"])
+                contaminated_pairs += 1
+        axiom_mentions = Counter()
+        for p in pairs:
+            for ax in ["sorryAx", "Decidable.decide", "native_decide", "ofReduceBool"]:
+                if ax in p["tactic"] or ax in p["state"]:
+                    axiom_mentions[ax] += 1
+        clean, seen = [], set()
+        for p in pairs:
+            s = p["state"]
+            if p["theorem"] in contaminated_theorems or not s.strip() or s.startswith("no goals") or "⊢" not in s \
+                    or not p["tactic"].strip():
+                continue
+            key = (p["theorem"], p.get("depth", 0), s, p["tactic"])
+            if key in seen:
+                continue
+            seen.add(key)
+            clean.append(p)
+        _dumps(out / "clean.jsonl", clean)
+        return time.perf_counter() - t
+    if stage in ("M.7", "M.8"):  # parts 2 and 3 of the same script: the pairs are already in memory
+        clean = _loads(out / "clean.jsonl")
+        tok = load_tokenizer(w) if stage == "M.7" else None
+        t = time.perf_counter()
+        if stage == "M.7":
+            state_l, tactic_l, full_l = [], [], []
+            for p in clean:
+                state_l.append(len(tok.encode(p["state"])))
+                tactic_l.append(len(tok.encode(p["tactic"])))
+                full_l.append(len(tok.encode(f"{PREFIX}{p['state']}{SUFFIX}{p['tactic']}")))
+            state_a, tactic_a, full_a = np.array(state_l), np.array(tactic_l), np.array(full_l)
+            for arr in (state_a, tactic_a, full_a):
+                [np.percentile(arr, q) for q in (50, 75, 90, 95, 99)]
+            ratios = state_a / np.maximum(tactic_a, 1)
+            np.median(ratios), np.mean(ratios), np.percentile(ratios, 95)
+            for max_len in (1024, 1536, 2048, 3072):
+                int(np.sum(full_a > max_len)), int(np.sum(state_a + 45 >= max_len))
+        else:
+            counts, depths = {}, {}
+            for p in clean:
+                counts[p["theorem"]] = counts.get(p["theorem"], 0) + 1
+                depths[p["theorem"]] = max(depths.get(p["theorem"], 0), p.get("depth", 0))
+            lengths = list(counts.values())
+            [np.percentile(lengths, q) for q in (25, 50, 75, 90, 95)]
+            Counter("5+" if d >= 5 else "3-4" if d >= 3 else "1-2" if d >= 1 else "0" for d in depths.values())
+            Counter(re.split(r"[\s\[\(]", p["tactic"].strip())[0] for p in clean).most_common(30)
+        return time.perf_counter() - t
+    if stage == "M.9":  # filter_lean_github.py
+        t = time.perf_counter()
+        rng = random.Random(42)
+        gh_pairs = []
+        for row in _loads(w / "github.jsonl"):
+            state, tactic = row["state_before"], row["tactic"]
+            if len(state) > 4096 or "no goals" in state or "⊢" not in state or any(b in tactic for b in ["sorry", "admit", "cheat"]):
+                continue
+            if tactic.strip() in {"rfl", "simp", "trivial", "exact?", "decide"} and not rng.random() < 0.1:
+                continue
+            gh_pairs.append({"theorem": f"github::{row['full_name']}", "state": state, "tactic": tactic,
+                             "state_after": row["state_after"], "depth": None, "source": "lean_github"})
+        _dumps(out / "github_pairs.jsonl", gh_pairs)
+        return time.perf_counter() - t
+    # M.10 merge + contrastive pool + the 0.6 re-read checks (separate scripts: they re-read the files)
     t = time.perf_counter()
-    if tok is None:
-        clean_for_tokens = []
-    else:
-        clean_for_tokens = clean
-    state_l, tactic_l, full_l = [], [], []
-    for p in clean_for_tokens:
-        state_l.append(len(tok.encode(p["state"])))
-        tactic_l.append(len(tok.encode(p["tactic"])))
-        full_l.append(len(tok.encode(f"{PREFIX}{p['state']}{SUFFIX}{p['tactic']}")))
-    if tok is not None:
-        state_a, tactic_a, full_a = np.array(state_l), np.array(tactic_l), np.array(full_l)
-        for arr in (state_a, tactic_a, full_a):
-            [np.percentile(arr, q) for q in (50, 75, 90, 95, 99)]
-        ratios = state_a / np.maximum(tactic_a, 1)
-        np.median(ratios), np.mean(ratios), np.percentile(ratios, 95)
-        for max_len in (1024, 1536, 2048, 3072):
-            int(np.sum(full_a > max_len)), int(np.sum(state_a + 45 >= max_len))
-        times["M.7 token geometry"] = time.perf_counter() - t
-    # M.8 part 3
-    t = time.perf_counter()
-    counts, depths = {}, {}
-    for p in clean:
-        counts[p["theorem"]] = counts.get(p["theorem"], 0) + 1
-        depths[p["theorem"]] = max(depths.get(p["theorem"], 0), p.get("depth", 0))
-    lengths = list(counts.values())
-    [np.percentile(lengths, q) for q in (25, 50, 75, 90, 95)]
-    Counter("5+" if d >= 5 else "3-4" if d >= 3 else "1-2" if d >= 1 else "0" for d in depths.values())
-    tactic_counts = Counter(re.split(r"[\s\[\(]", p["tactic"].strip())[0] for p in clean)
-    tactic_counts.most_common(30)
-    times["M.8 exploration"] = time.perf_counter() - t
-    # M.9 filter_lean_github.py
-    t = time.perf_counter()
-    rng = random.Random(42)
-    rows = _loads(github)
-    gh_pairs = []
-    for row in rows:
-        state, tactic = row["state_before"], row["tactic"]
-        if len(state) > 4096 or "no goals" in state or any(b in tactic for b in ["sorry", "admit", "cheat"]):
-            continue
-        if tactic.strip() in {"rfl", "simp", "trivial", "exact?", "decide"} and not rng.random() < 0.1:
-            continue
-        gh_pairs.append({"state": state, "tactic": tactic, "theorem": f"github::{row['full_name']}",
-                         "source": "lean_github", "state_after": row["state_after"], "depth": None})
-    with open(out / "github_pairs.jsonl", "w", encoding="utf-8") as fh:
-        for p in gh_pairs:
-            fh.write(json.dumps(p, ensure_ascii=False) + "\n")
-    times["M.9 LEAN-GitHub filter"] = time.perf_counter() - t
-    # M.10 merge + 0.6 checks (re-reading the files, as the plan's separate scripts do)
-    t = time.perf_counter()
-    merged = _loads(out / "clean.jsonl")
-    merged += _loads(out / "github_pairs.jsonl")
+    merged = _loads(out / "clean.jsonl") + _loads(out / "github_pairs.jsonl")
     seen, dedup = set(), []
     for p in merged:
         key = (p["theorem"], p["state"], p["tactic"])
@@ -259,68 +341,137 @@ def run_plain(workdir: Path, traced: Path, github: Path, tok) -> dict[str, float
     for p in kept:
         if p["source"] == "goedel_workbook":
             deep[p["theorem"]] = max(deep.get(p["theorem"], 0), p.get("depth") or 0)
-    pool = [{"theorem": k, "max_depth": v} for k, v in deep.items() if v >= 3]
     with open(out / "sft" / "contrastive_pool.json", "w", encoding="utf-8") as fh:
-        json.dump(pool, fh)
-    train = _loads(out / "sft" / "train.jsonl")
-    val = _loads(out / "sft" / "val.jsonl")
+        json.dump([{"theorem": k, "max_depth": v} for k, v in deep.items() if v >= 3], fh)
+    del merged, seen, dedup, kept  # validate_split.py is its own script
+    train, val = _loads(out / "sft" / "train.jsonl"), _loads(out / "sft" / "val.jsonl")
     for rec in train + val:
         assert rec["prompt"].startswith(PREFIX) and "\n-/\n```\n" in rec["prompt"]
     assert not {r["theorem"] for r in train} & {r["theorem"] for r in val}
     Counter(r["source"] for r in train)
-    times["M.10 merge/split + 0.6 checks"] = time.perf_counter() - t
-    return times
+    return time.perf_counter() - t
+
+
+# ----------------------------------------------------------------------------- parse floor
+
+
+def floor(stage: str, w: Path) -> float:
+    src = w / "traced.jsonl"
+    if stage == "duckdb":
+        import duckdb
+
+        con = duckdb.connect()
+        t = time.perf_counter()
+        con.execute(f"""CREATE TABLE t AS SELECT * FROM read_json('{src}', format='newline_delimited',
+            columns={{theorem: 'VARCHAR', state: 'VARCHAR', tactic: 'VARCHAR', state_after: 'VARCHAR',
+                      depth: 'BIGINT', source: 'VARCHAR'}})""")
+        return time.perf_counter() - t
+    import pyarrow.json as pj
+
+    t = time.perf_counter()
+    pj.read_json(src)
+    return time.perf_counter() - t
 
 
 # ----------------------------------------------------------------------------- driver
 
 
-def child(side: str, workdir: Path, with_tokens: bool) -> None:
-    tok = tiny_tokenizer() if with_tokens else None
-    traced, github = workdir / "traced.jsonl", workdir / "github.jsonl"
+def run_child(side: str, stage: str, w: Path) -> tuple[float, float]:
+    """(seconds, peak RSS MB) of one stage in a fresh process."""
+    res = w / f".result_{side}_{stage}.json"
+    cmd = [sys.executable, __file__, "--child", side, stage, "--workdir", str(w), "--result", str(res)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO)}
+    with open(w / ".child.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{side} {stage} failed:\n{(w / '.child.log').read_text()[-3000:]}")
+    return json.loads(res.read_text())["seconds"], usage.ru_maxrss / 1024  # Linux: KiB
+
+
+def _count(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def bench_size(n: int, base: Path, with_tokens: bool) -> bool:
+    w = base / f"n{n}"
+    w.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    times = (run_ours if side == "ours" else run_plain)(workdir, traced, github, tok)
-    wall = time.perf_counter() - t
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    print(json.dumps({"side": side, "wall_s": wall, "peak_rss_mb": rss_mb, "stages": times}))
+    traced, github, rates = generate(w, n)
+    mb = traced.stat().st_size / 2**20
+    print(f"\n=== {n:,} traced pairs ({rates['theorems']:,} theorems, {mb:.0f} MB) + {n // 2:,} LEAN-GitHub rows "
+          f"({github.stat().st_size / 2**20:.0f} MB); generated in {time.perf_counter() - t:.0f}s", flush=True)
+    print(f"uniqueness: {100 * rates['distinct_states']:.1f}% distinct states, {100 * rates['distinct_lines']:.1f}% "
+          f"distinct state lines ({rates['lines_per_state']:.1f} lines/state), "
+          f"{100 * rates['distinct_tactics']:.1f}% distinct tactics", flush=True)
+    if with_tokens:
+        build_tokenizer(w, traced)
+    stages = [s for s in STAGES if with_tokens or s != "M.7"]
+    res: dict[tuple[str, str], tuple[float, float]] = {}
+    for side, stage in (("floor", "duckdb"), ("floor", "pyarrow")):
+        res[side, stage] = run_child(side, stage, w)
+    print(f"parse floor (traced file): DuckDB read_json {res['floor', 'duckdb'][0]:.2f}s / "
+          f"{res['floor', 'duckdb'][1]:.0f} MB, pyarrow.json {res['floor', 'pyarrow'][0]:.2f}s / "
+          f"{res['floor', 'pyarrow'][1]:.0f} MB", flush=True)
+    print(f"{'stage':32s} {'ours s':>8s} {'plain s':>8s} {'speed-up':>8s} {'ours MB':>8s} {'plain MB':>8s}", flush=True)
+    for stage in stages:
+        for side in ("ours", "plain"):
+            res[side, stage] = run_child(side, stage, w)
+        (o, om), (p, pm) = res["ours", stage], res["plain", stage]
+        print(f"{STAGE_NAMES[stage]:32s} {o:8.2f} {p:8.2f} {p / o:7.2f}x {om:8.0f} {pm:8.0f}", flush=True)
+    # same work on both sides: the clean pool and the SFT set hold the same pairs
+    same = (_count(w / "ours" / "clean.jsonl") == _count(w / "plain" / "clean.jsonl")
+            and sum(_count(w / side / "sft" / f) for f in ("train.jsonl", "val.jsonl") for side in ("ours",))
+            == sum(_count(w / "plain" / "sft" / f) for f in ("train.jsonl", "val.jsonl")))
+    core_o = sum(res["ours", s][0] for s in CORE)
+    core_p = sum(res["plain", s][0] for s in CORE)
+    rss_o = max(res["ours", s][1] for s in CORE)
+    rss_p = max(res["plain", s][1] for s in CORE)
+    ok = True
+
+    def goal(text: str, passed: bool) -> None:
+        nonlocal ok
+        ok &= passed
+        print(f"  [{'PASS' if passed else 'MISS'}] {text}", flush=True)
+
+    print(f"goals at {n:,} pairs (same clean-pool and SFT row counts on both sides: {same}):")
+    goal(f"M.6+M.8+M.10 speed-up {core_p / core_o:.2f}x (ours {core_o:.2f}s, plain {core_p:.2f}s; goal >= 3x)",
+         core_p / core_o >= 3)
+    goal(f"M.6+M.8+M.10 peak RSS ours {rss_o:.0f} MB vs plain {rss_p:.0f} MB (goal: no higher)", rss_o <= rss_p)
+    if with_tokens:
+        o7, p7 = res["ours", "M.7"][0], res["plain", "M.7"][0]
+        goal(f"M.7 speed-up {p7 / o7:.2f}x over the per-text tok.encode loop (goal >= 3x)", p7 / o7 >= 3)
+    goal("same clean-pool and SFT row counts on both sides", same)
+    return ok
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=300_000, help="synthetic traced pairs (LEAN-GitHub rows: n/2)")
-    ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--skip-tokens", action="store_true", help="leave out M.7 (tokenizer-bound on both sides)")
-    ap.add_argument("--child", choices=["ours", "plain"], help=argparse.SUPPRESS)
+    ap.add_argument("--sizes", default="30000,300000,1000000", help="comma-separated traced-pair counts")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep the data here (default: a temp dir, removed)")
+    ap.add_argument("--skip-tokens", action="store_true", help="leave out M.7")
+    ap.add_argument("--child", nargs=2, metavar=("SIDE", "STAGE"), help=argparse.SUPPRESS)
+    ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.workdir, not args.skip_tokens)
+        side, stage = args.child
+        seconds = {"ours": ours, "plain": plain, "floor": floor}[side](stage, args.workdir)
+        args.result.write_text(json.dumps({"seconds": seconds}))
         return 0
-    with tempfile.TemporaryDirectory(prefix="burnqed_bench_") as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        t = time.perf_counter()
-        traced, github = generate(workdir, args.n)
-        size_mb = (traced.stat().st_size + github.stat().st_size) / 2**20
-        print(f"generated {args.n:,} traced pairs + {args.n // 2:,} LEAN-GitHub rows ({size_mb:.0f} MB) "
-              f"in {time.perf_counter() - t:.1f}s", flush=True)
-        results = {}
-        for side in ("ours", "plain"):
-            cmd = [sys.executable, __file__, "--child", side, "--workdir", str(workdir)]
-            proc = subprocess.run(cmd + (["--skip-tokens"] if args.skip_tokens else []),
-                                  capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            if proc.returncode != 0:
-                print(proc.stderr, file=sys.stderr)
-                return proc.returncode
-            results[side] = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"{side:>5}: {results[side]['wall_s']:7.2f}s  peak RSS {results[side]['peak_rss_mb']:7.0f} MB", flush=True)
-        ours, plain = results["ours"], results["plain"]
-        print(f"\n{'stage':34s} {'ours s':>8s} {'plain s':>8s} {'ratio':>7s}")
-        for stage in plain["stages"]:
-            o, p = ours["stages"][stage], plain["stages"][stage]
-            print(f"{stage:34s} {o:8.2f} {p:8.2f} {p / o:6.1f}x")
-        ratio = plain["wall_s"] / ours["wall_s"]
-        print(f"\nwall-time ratio plain/ours: {ratio:.1f}x (target >= 10x); "
-              f"peak RSS ours {ours['peak_rss_mb']:.0f} MB vs plain {plain['peak_rss_mb']:.0f} MB")
+    print(f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    base = args.workdir or Path(tempfile.mkdtemp(prefix="burnqed_bench_"))
+    ok = True
+    try:
+        for n in (int(s) for s in args.sizes.split(",")):
+            ok &= bench_size(n, base, not args.skip_tokens)
+            if args.workdir is None:
+                shutil.rmtree(base / f"n{n}", ignore_errors=True)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(base, ignore_errors=True)
+    print(f"\nload average at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}; all goals met: {ok}")
     return 0
 
 

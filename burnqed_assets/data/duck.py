@@ -28,15 +28,33 @@ _JSON_TYPES = {
 MAX_LINE_BYTES = 64 * 1024 * 1024  # LEAN-GitHub states can be long; DuckDB's default is 2 MB
 
 
-def connect(threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection; spills to a temp dir rather than growing without bound."""
+def connect(threads: int | None = None, memory_limit: str | None = None,
+            input_bytes: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection; spills to a temp dir rather than growing without bound.
+
+    `input_bytes` (the size of the files a step reads) picks the thread count when `threads`
+    is not given: one thread per 64 MiB, up to the CPU count (at most 8). Every thread keeps its
+    own read and sort buffers, so a small input on many threads costs memory and gains nothing.
+    The allocator hands freed memory back to the OS after each query (DuckDB's default keeps
+    up to 128 MiB cached), which keeps a step's peak RSS near its data.
+    """
+    cpus = max(1, min(8, os.cpu_count() or 1))
+    if threads is None:
+        threads = cpus if input_bytes is None else max(1, min(cpus, -(-int(input_bytes) // (64 << 20))))
     con = duckdb.connect(":memory:")
-    con.execute(f"SET threads = {int(threads or max(1, min(8, os.cpu_count() or 1)))}")
+    con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET enable_progress_bar = false")
+    con.execute("SET allocator_flush_threshold = '16MiB'")
+    con.execute("SET allocator_bulk_deallocation_flush_threshold = '16MiB'")
     return con
+
+
+def file_bytes(*paths: str | os.PathLike[str]) -> int:
+    """Total size of the files that exist among `paths` (for `connect(input_bytes=...)`)."""
+    return sum(Path(p).stat().st_size for p in paths if Path(p).is_file())
 
 
 def _sql_str(value: str) -> str:
@@ -50,6 +68,7 @@ def load_jsonl(
     columns: Mapping[str, str],
     required: Sequence[str] = (),
     report: LineReport | None = None,
+    transform: str | None = None,
 ) -> int:
     """Create `table(_file, _line, <columns>)` from a JSONL file; return the good row count.
 
@@ -59,11 +78,13 @@ def load_jsonl(
     optional fields become NULL. Fast path: DuckDB's parallel `read_json`, accepted only when
     it reads every line of the file with all required fields; otherwise the line-checked path
     runs and names each bad line. Without a `report`, any bad line raises `BadInputError`.
+    `transform`, a query over `{rows}` (the good rows), adds derived columns in the same pass,
+    e.g. `SELECT *, hash(state) AS h FROM {rows}`, so a step never copies the table to add them.
     """
     path = Path(path)
-    n = _load_jsonl_fast(con, path, table, columns, required)
+    n = _load_jsonl_fast(con, path, table, columns, required, transform)
     if n is None:
-        n = _load_jsonl_checked(con, path, table, columns, required, report)
+        n = _load_jsonl_checked(con, path, table, columns, required, report, transform)
     if report is not None:
         report.rows += int(n)
     return int(n)
@@ -78,16 +99,20 @@ def _line_count(path: Path) -> int:
     return n + (1 if last != b"\n" else 0)
 
 
-def _load_jsonl_fast(con, path: Path, table: str, columns: Mapping[str, str], required: Sequence[str]) -> int | None:
+def _transformed(select: str, transform: str | None) -> str:
+    return select if transform is None else transform.replace("{rows}", f"({select})")
+
+
+def _load_jsonl_fast(con, path: Path, table: str, columns: Mapping[str, str], required: Sequence[str],
+                     transform: str | None = None) -> int | None:
     src = _sql_str(str(path))
     spec = "{" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in columns.items()) + "}"
-    try:
-        con.execute(
-            f"""CREATE OR REPLACE TABLE {table} AS
-            SELECT {src} AS _file, row_number() OVER () AS _line, {', '.join(columns)}
+    # row_number() OVER () is DuckDB's streaming window: line numbers in file order, no sort
+    select = f"""SELECT {src} AS _file, row_number() OVER () AS _line, {', '.join(columns)}
             FROM read_json({src}, format='newline_delimited', columns={spec},
                            maximum_object_size={MAX_LINE_BYTES})"""
-        )
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS {_transformed(select, transform)}")
     except duckdb.Error:
         return None
     missing = " OR ".join(f"{c} IS NULL" for c in required) or "false"
@@ -100,7 +125,7 @@ def _load_jsonl_fast(con, path: Path, table: str, columns: Mapping[str, str], re
 
 
 def _load_jsonl_checked(con, path: Path, table: str, columns: Mapping[str, str], required: Sequence[str],
-                        report: LineReport | None) -> int:
+                        report: LineReport | None, transform: str | None = None) -> int:
     src = _sql_str(str(path))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _raw AS
@@ -140,12 +165,10 @@ def _load_jsonl_checked(con, path: Path, table: str, columns: Mapping[str, str],
         report.bad.extend(bad)
     struct = "{" + ", ".join(f'"{k}": "{v}"' for k, v in columns.items()) + "}"
     fields = ", ".join(f"_s.{k} AS {k}" for k in columns)
-    con.execute(
-        f"""CREATE OR REPLACE TABLE {table} AS
-        SELECT {src} AS _file, _line, {fields}
+    select = f"""SELECT {src} AS _file, _line, {fields}
         FROM (SELECT _line, json_transform(line, {_sql_str(struct)}) AS _s FROM _checked WHERE reason IS NULL)
         ORDER BY _line"""
-    )
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS {_transformed(select, transform)}")
     con.execute("DROP TABLE _raw; DROP TABLE _checked")
     return int(scalar(con, f"SELECT count(*) FROM {table}"))
 
@@ -154,8 +177,8 @@ def copy_to_jsonl(con: duckdb.DuckDBPyConnection, query: str, dest: str | os.Pat
                   params: Sequence[Any] | None = None) -> int:
     """Write a query's rows as JSONL (one object per line, columns in select order), atomically."""
     with atomic_path(dest) as tmp:
-        con.execute(f"COPY ({query}) TO {_sql_str(str(tmp))} (FORMAT JSON)", params or [])
-    return _count_lines(dest)
+        rows = con.execute(f"COPY ({query}) TO {_sql_str(str(tmp))} (FORMAT JSON)", params or []).fetchall()
+    return int(rows[0][0])  # COPY reports the rows it wrote
 
 
 def sidecar_path(jsonl: str | os.PathLike[str]) -> Path:
@@ -163,16 +186,23 @@ def sidecar_path(jsonl: str | os.PathLike[str]) -> Path:
     return Path(jsonl).with_suffix(".parquet")
 
 
-def export_jsonl_with_sidecar(con: duckdb.DuckDBPyConnection, source: str, columns: Sequence[str], order_by: str,
-                              dest: str | os.PathLike[str]) -> int:
+def export_jsonl_with_sidecar(con: duckdb.DuckDBPyConnection, source: str, columns: Sequence[str],
+                              order_by: str | None, dest: str | os.PathLike[str]) -> int:
     """Write `source` (a table or a parenthesised query) as JSONL and a Parquet sidecar.
 
     JSONL is the plan's interchange format; downstream steps read the sidecar (columnar, no
     JSON parse) while it is at least as new as the JSONL, and fall back to the JSONL after an
-    edit. Rows are sorted once into a temp table; both files are written from it in insertion
-    order (preserve_insertion_order), and `_line` is the row's JSONL line number.
+    edit. `_line` is the row's JSONL line number. With `order_by`, rows are sorted once into a
+    temp table and both files written from it. With `order_by=None`, `source` must already
+    yield rows in output order: one table filtered by WHERE, which DuckDB keeps in insertion
+    order (preserve_insertion_order), so both files stream from it with no sort and no copy.
     """
     cols = ", ".join(columns)
+    if order_by is None:
+        n = copy_to_jsonl(con, f"SELECT {cols} FROM {source}", dest)
+        copy_to_parquet(con, f"SELECT {cols}, row_number() OVER () AS _line FROM {source}", sidecar_path(dest),
+                        compression="SNAPPY")
+        return n
     con.execute(f"CREATE OR REPLACE TEMP TABLE _export AS SELECT {cols} FROM {source} ORDER BY {order_by}")
     n = copy_to_jsonl(con, f"SELECT {cols} FROM _export", dest)
     copy_to_parquet(con, f"SELECT {cols}, rowid + 1 AS _line FROM _export", sidecar_path(dest), compression="SNAPPY")
@@ -181,17 +211,17 @@ def export_jsonl_with_sidecar(con: duckdb.DuckDBPyConnection, source: str, colum
 
 
 def load_pairs(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], table: str,
-               columns: Mapping[str, str], required: Sequence[str] = (), report: LineReport | None = None) -> int:
+               columns: Mapping[str, str], required: Sequence[str] = (), report: LineReport | None = None,
+               transform: str | None = None) -> int:
     """`load_jsonl`, but from the fresh Parquet sidecar when there is one."""
     path = Path(path)
     side = sidecar_path(path)
     if side.exists() and path.exists() and side.stat().st_mtime_ns >= path.stat().st_mtime_ns:
         try:
-            con.execute(
-                f"""CREATE OR REPLACE TABLE {table} AS
-                SELECT {_sql_str(str(path))} AS _file, _line, {', '.join(f'CAST({c} AS {t}) AS {c}' for c, t in columns.items())}
+            select = f"""SELECT {_sql_str(str(path))} AS _file, _line,
+                    {', '.join(f'CAST({c} AS {t}) AS {c}' for c, t in columns.items())}
                 FROM read_parquet({_sql_str(str(side))})"""
-            )
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS {_transformed(select, transform)}")
             missing = " OR ".join(f"{c} IS NULL" for c in required) or "false"
             n, bad = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {missing}) FROM {table}").fetchall()[0]
             if not bad:
@@ -200,22 +230,15 @@ def load_pairs(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], tab
                 return int(n)
         except duckdb.Error:
             pass  # a sidecar without these columns: read the JSONL
-    return load_jsonl(con, path, table, columns, required, report)
+    return load_jsonl(con, path, table, columns, required, report, transform)
 
 
 def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, dest: str | os.PathLike[str],
                     params: Sequence[Any] | None = None, compression: str = "ZSTD") -> int:
     with atomic_path(dest) as tmp:
-        con.execute(f"COPY ({query}) TO {_sql_str(str(tmp))} (FORMAT PARQUET, COMPRESSION {compression})", params or [])
-    return int(scalar(con, f"SELECT count(*) FROM read_parquet({_sql_str(str(dest))})"))
-
-
-def _count_lines(path: str | os.PathLike[str]) -> int:
-    n = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            n += chunk.count(b"\n")
-    return n
+        rows = con.execute(f"COPY ({query}) TO {_sql_str(str(tmp))} (FORMAT PARQUET, COMPRESSION {compression})",
+                           params or []).fetchall()
+    return int(rows[0][0])
 
 
 def scalar(con: duckdb.DuckDBPyConnection, query: str, params: Sequence[Any] | None = None) -> Any:

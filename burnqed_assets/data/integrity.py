@@ -91,69 +91,75 @@ def _any_contains(column: str, words: tuple[str, ...]) -> str:
 
 def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLike[str],
                      con=None) -> CleanPoolResult:
-    """Sweep `traced_path` and write the clean pairs to `dest` (JSONL, input order)."""
-    con = con or duck.connect()
+    """Sweep `traced_path` and write the clean pairs to `dest` (JSONL, input order).
+
+    One read of the file computes every per-pair flag (contamination, malformed reason, the
+    pair's 64-bit hash); duplicates and contaminated theorems come from hash aggregates and
+    only the few affected rows are updated, so the clean pool streams out of the one table in
+    file order, with no window, sort or join over the pairs.
+    """
+    con = con or duck.connect(input_bytes=duck.file_bytes(traced_path))
     traced_path = Path(traced_path)
     report = LineReport()
-    duck.load_jsonl(con, traced_path, "traced", TRACED_COLUMNS, TRACED_REQUIRED, report)
-    where = lambda words, col: _any_contains(col, words)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE flagged AS
-        SELECT *,
-          {where(BANNED_TACTIC_WORDS, 'tactic')} OR {where(BANNED_STATE_WORDS, 'state')} AS contaminated,
-          CASE WHEN trim(state) = '' THEN 'empty_state'
+    contaminated = f"{_any_contains('tactic', BANNED_TACTIC_WORDS)} OR {_any_contains('state', BANNED_STATE_WORDS)}"
+    malformed = f"""CASE WHEN trim(state) = '' THEN 'empty_state'
                WHEN starts_with(ltrim(state), 'no goals') THEN 'no_goals_state'
                WHEN NOT contains(state, {duck.sql_str(TURNSTILE)}) THEN 'no_turnstile'
                WHEN trim(tactic) = '' THEN 'empty_tactic'
-               ELSE NULL END AS malformed,
-          -- a 64-bit hash of the pair keys the duplicate window (string keys cost ~3x more)
-          row_number() OVER (PARTITION BY hash(theorem, coalesce(depth, 0), state, tactic) ORDER BY _line) > 1
-              AS duplicate
-        FROM traced"""
-    )
+               ELSE NULL END"""
+    duck.load_jsonl(
+        con, traced_path, "traced", TRACED_COLUMNS, TRACED_REQUIRED, report,
+        transform=f"""SELECT *, {contaminated} AS contaminated, {malformed} AS malformed,
+            -- a 64-bit hash of the pair keys the duplicate check (string keys cost ~3x more)
+            hash(theorem, coalesce(depth, 0), state, tactic) AS _h, false AS duplicate, false AS dropped
+            FROM {{rows}}""")
+    # later copies of a pair: rows whose hash group has an earlier line
+    con.execute(
+        """UPDATE traced SET duplicate = true FROM (
+            SELECT _h, min(_line) AS first FROM traced GROUP BY _h HAVING count(*) > 1) d
+        WHERE traced._h = d._h AND traced._line > d.first""")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE bad_theorems AS
-        SELECT theorem, min(_line) AS first_line FROM flagged WHERE contaminated GROUP BY theorem"""
-    )
+        SELECT theorem, min(_line) AS first_line FROM traced WHERE contaminated GROUP BY theorem""")
+    con.execute(
+        """UPDATE traced SET dropped = true
+        WHERE contaminated OR malformed IS NOT NULL OR duplicate OR theorem IN (SELECT theorem FROM bad_theorems)""")
 
     def loc(line: int) -> str:
         return f"{traced_path}:{line}"
 
     contamination_examples = [
         f"{loc(n)}: {th}: tactic {tac[:60]!r}, state {st[:60]!r}" for n, th, tac, st in con.execute(
-            f"SELECT _line, theorem, tactic, state FROM flagged WHERE contaminated ORDER BY _line LIMIT {EXAMPLES}").fetchall()
+            f"SELECT _line, theorem, tactic, state FROM traced WHERE contaminated ORDER BY _line LIMIT {EXAMPLES}").fetchall()
     ]
-    malformed = dict.fromkeys(MALFORMED_REASONS, 0)
-    for reason, n in con.execute("SELECT malformed, count(*) FROM flagged WHERE malformed IS NOT NULL GROUP BY 1").fetchall():
-        malformed[reason] = int(n)
+    malformed_counts = dict.fromkeys(MALFORMED_REASONS, 0)
+    for reason, n in con.execute("SELECT malformed, count(*) FROM traced WHERE malformed IS NOT NULL GROUP BY 1").fetchall():
+        malformed_counts[reason] = int(n)
     malformed_examples = [f"{loc(n)}: {th}: {why}" for n, th, why in con.execute(
-        f"SELECT _line, theorem, malformed FROM flagged WHERE malformed IS NOT NULL ORDER BY _line LIMIT {EXAMPLES}").fetchall()]
+        f"SELECT _line, theorem, malformed FROM traced WHERE malformed IS NOT NULL ORDER BY _line LIMIT {EXAMPLES}").fetchall()]
     duplicate_examples = [f"{loc(n)}: {th}: duplicate of an earlier pair" for n, th in con.execute(
-        f"SELECT _line, theorem FROM flagged WHERE duplicate ORDER BY _line LIMIT {EXAMPLES}").fetchall()]
-    counts = con.execute(
-        "SELECT " + ", ".join("count(*) FILTER (WHERE contains(tactic, ?) OR contains(state, ?))" for _ in SUSPICIOUS_AXIOMS)
-        + " FROM traced", [w for ax in SUSPICIOUS_AXIOMS for w in (ax, ax)]).fetchall()[0]
-    suspicious = {ax: int(n) for ax, n in zip(SUSPICIOUS_AXIOMS, counts) if n}
+        f"SELECT _line, theorem FROM traced WHERE duplicate ORDER BY _line LIMIT {EXAMPLES}").fetchall()]
+    suspicious = ", ".join("count(*) FILTER (WHERE contains(tactic, ?) OR contains(state, ?))" for _ in SUSPICIOUS_AXIOMS)
+    stats = con.execute(
+        f"""SELECT count(*) FILTER (WHERE contaminated), count(DISTINCT theorem), count(*) FILTER (WHERE duplicate),
+                   count(DISTINCT theorem) FILTER (WHERE NOT dropped), {suspicious} FROM traced""",
+        [w for ax in SUSPICIOUS_AXIOMS for w in (ax, ax)]).fetchall()[0]
+    suspicious_counts = {ax: int(n) for ax, n in zip(SUSPICIOUS_AXIOMS, stats[4:]) if n}
 
-    clean = f"""(SELECT theorem, state, tactic, state_after, coalesce(depth, 0) AS depth,
-               coalesce(source, {duck.sql_str(GOEDEL_SOURCE)}) AS source, _line
-        FROM flagged WHERE NOT contaminated AND malformed IS NULL AND NOT duplicate
-          AND theorem NOT IN (SELECT theorem FROM bad_theorems))"""
+    clean = f"""traced WHERE NOT dropped"""
     clean_pairs = duck.export_jsonl_with_sidecar(
-        con, clean, ["theorem", "state", "tactic", "state_after", "depth", "source"], "_line", dest)
-    clean_theorems = duck.scalar(con, """SELECT count(DISTINCT theorem) FROM flagged
-        WHERE NOT contaminated AND malformed IS NULL AND NOT duplicate
-          AND theorem NOT IN (SELECT theorem FROM bad_theorems)""")
+        con, clean, ["theorem", "state", "tactic", "state_after", "coalesce(depth, 0) AS depth",
+                     f"coalesce(source, {duck.sql_str(GOEDEL_SOURCE)}) AS source"], None, dest)
     dropped = [{"theorem": th, "reason": "contaminated (sorry/admit/cheat/sorryAx)", "first_line": loc(n)}
                for th, n in con.execute("SELECT theorem, first_line FROM bad_theorems ORDER BY first_line").fetchall()]
-    # theorems that lost every pair to malformed/duplicate rules are dropped too
+    # theorems that lost every pair to malformed/duplicate rules are dropped too (only theorems
+    # with such a pair can qualify, so the per-theorem aggregate runs over those alone)
     for th, n in con.execute(
-            """SELECT theorem, min(_line) FROM flagged WHERE theorem NOT IN (SELECT theorem FROM bad_theorems)
-                GROUP BY theorem HAVING bool_and(malformed IS NOT NULL OR duplicate) ORDER BY 2""").fetchall():
+            """SELECT theorem, min(_line) FROM traced
+               WHERE theorem IN (SELECT theorem FROM traced WHERE malformed IS NOT NULL OR duplicate)
+                 AND theorem NOT IN (SELECT theorem FROM bad_theorems)
+               GROUP BY theorem HAVING bool_and(malformed IS NOT NULL OR duplicate) ORDER BY 2""").fetchall():
         dropped.append({"theorem": th, "reason": "no well-formed pair left", "first_line": loc(n)})
-    stats = con.execute(
-        "SELECT count(*) FILTER (WHERE contaminated), count(DISTINCT theorem), count(*) FILTER (WHERE duplicate) FROM flagged"
-    ).fetchall()[0]
     return CleanPoolResult(
         traced_pairs=report.rows + report.bad_count,
         traced_theorems=int(stats[1]),
@@ -162,12 +168,12 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
         contaminated_pairs=int(stats[0]),
         contaminated_theorems=int(duck.scalar(con, "SELECT count(*) FROM bad_theorems")),
         contamination_examples=contamination_examples,
-        suspicious_axiom_mentions=suspicious,
-        malformed=malformed,
+        suspicious_axiom_mentions=suspicious_counts,
+        malformed=malformed_counts,
         malformed_examples=malformed_examples,
         duplicate_pairs=int(stats[2]),
         duplicate_examples=duplicate_examples,
         clean_pairs=clean_pairs,
-        clean_theorems=int(clean_theorems),
+        clean_theorems=int(stats[3]),
         dropped_theorems=dropped,
     )

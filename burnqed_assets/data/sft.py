@@ -33,6 +33,7 @@ from burnqed_assets.paths import SFT_STATS_FILE, SFT_TRAIN_FILE, SFT_VAL_FILE
 
 PAIR_COLUMNS = {"theorem": "VARCHAR", "state": "VARCHAR", "tactic": "VARCHAR", "depth": "BIGINT", "source": "VARCHAR"}
 PAIR_REQUIRED = ("theorem", "state", "tactic", "source")
+_GITHUB_ORD = 10_000_000_000  # merge order key: GitHub line n sorts after every Goedel line
 
 
 def _prefix_sql(col: str = "theorem", src: str = "source") -> str:
@@ -60,75 +61,81 @@ def benchmark_names(paths: Iterable[str | os.PathLike[str]]) -> set[str]:
 def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | os.PathLike[str],
                       out_dir: str | os.PathLike[str], seed: int = 42, val_fraction: float = 0.05,
                       benchmark: set[str] | None = None, con=None) -> dict[str, Any]:
-    """Write train.jsonl, val.jsonl and stats.json under `out_dir`; return the stats."""
-    con = con or duck.connect()
+    """Write train.jsonl, val.jsonl and stats.json under `out_dir`; return the stats.
+
+    The two inputs are read once, each into a table that carries its per-pair flags (prefixed
+    theorem, banned word, pair hash, keep, is_val). Duplicates, dropped theorems and the val
+    theorems come from hash aggregates and update only the rows they touch; train and val then
+    stream out of the two tables (WHERE + UNION ALL keep insertion order, so no sort or join).
+    """
+    con = con or duck.connect(input_bytes=duck.file_bytes(duck.sidecar_path(clean_pairs), duck.sidecar_path(github_pairs)))
     out_dir = Path(out_dir)
-    n_goedel = duck.load_pairs(con, clean_pairs, "goedel_in", PAIR_COLUMNS, PAIR_REQUIRED)
-    n_github = duck.load_pairs(con, github_pairs, "github_in", PAIR_COLUMNS, PAIR_REQUIRED) \
+    banned = " OR ".join([f"contains(tactic, {duck.sql_str(w)})" for w in BANNED_TACTIC_WORDS]
+                         + [f"contains(state, {duck.sql_str(w)})" for w in BANNED_STATE_WORDS])
+    flags = f"""SELECT *, {banned} AS banned, hash(theorem, state, tactic) AS _h, true AS keep, false AS is_val
+        FROM (SELECT * REPLACE ({_prefix_sql()} AS theorem) FROM {{rows}})"""
+    n_goedel = duck.load_pairs(con, clean_pairs, "goedel_in", PAIR_COLUMNS, PAIR_REQUIRED, transform=flags)
+    n_github = duck.load_pairs(con, github_pairs, "github_in", PAIR_COLUMNS, PAIR_REQUIRED, transform=flags) \
         if Path(github_pairs).exists() else 0
     if not n_github:
         con.execute("CREATE OR REPLACE TABLE github_in AS SELECT * FROM goedel_in LIMIT 0")
-    # One copy of the strings (the loaded tables, seen through a view); the filters work on a
-    # slim key table (hash of the pair, no state text), so no step copies the states again.
+    # merge order: every Goedel pair, then every GitHub pair, each in file order
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW merged AS
+        SELECT *, _line AS _ord FROM goedel_in UNION ALL SELECT *, {_GITHUB_ORD} + _line AS _ord FROM github_in""")
     con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW merged AS
-        SELECT {_prefix_sql()} AS theorem, state, tactic, depth, source, _part * 10000000000 + _line AS _ord
-        FROM (SELECT *, 0 AS _part FROM goedel_in UNION ALL SELECT *, 1 AS _part FROM github_in)"""
-    )
-    banned = " OR ".join([f"contains(tactic, {duck.sql_str(w)})" for w in BANNED_TACTIC_WORDS]
-                         + [f"contains(state, {duck.sql_str(w)})" for w in BANNED_STATE_WORDS])
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE keys AS
-        SELECT _ord, theorem, source, depth, {banned} AS banned,
-               row_number() OVER (PARTITION BY hash(theorem, state, tactic) ORDER BY _ord) = 1 AS first_copy
-        FROM merged"""
-    )
-    duplicates = int(duck.scalar(con, "SELECT count(*) FROM keys WHERE NOT first_copy"))
-    con.execute("CREATE OR REPLACE TEMP TABLE sorry_theorems AS SELECT DISTINCT theorem FROM keys WHERE banned")
+        """CREATE OR REPLACE TEMP TABLE dup_groups AS
+        SELECT _h, min(_ord) AS first, count(*) AS n FROM merged GROUP BY _h HAVING count(*) > 1""")
+    duplicates = int(duck.scalar(con, "SELECT coalesce(sum(n - 1), 0) FROM dup_groups"))
+    if duplicates:  # later copies of a pair
+        for table, offset in (("goedel_in", 0), ("github_in", _GITHUB_ORD)):
+            con.execute(f"""UPDATE {table} SET keep = false FROM dup_groups d
+                WHERE {table}._h = d._h AND {offset} + {table}._line > d.first""")
+    con.execute("CREATE OR REPLACE TEMP TABLE sorry_theorems AS SELECT DISTINCT theorem FROM merged WHERE banned")
     con.execute("CREATE OR REPLACE TEMP TABLE bench_names (name VARCHAR)")
     if benchmark:
         con.executemany("INSERT INTO bench_names VALUES (?)", [[n] for n in sorted(benchmark)])
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE bench_theorems AS SELECT DISTINCT theorem FROM keys
-        WHERE {_bare_sql()} IN (SELECT name FROM bench_names)
-           OR regexp_extract({_bare_sql()}, '([^.]+)$', 1) IN (SELECT name FROM bench_names)"""
-    )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE kept AS SELECT _ord, theorem, source, depth FROM keys
-        WHERE first_copy
-          AND theorem NOT IN (SELECT theorem FROM sorry_theorems UNION ALL SELECT theorem FROM bench_theorems)"""
-    )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE theorem_split AS
-        WITH t AS (SELECT DISTINCT source, theorem FROM kept),
-        r AS (SELECT source, theorem,
-                     row_number() OVER (PARTITION BY source ORDER BY md5(? || '|' || theorem), theorem) AS rk,
-                     count(*) OVER (PARTITION BY source) AS n FROM t)
-        SELECT source, theorem,
-               rk <= CASE WHEN n < 2 THEN 0 ELSE greatest(1, CAST(round(n * ?) AS BIGINT)) END AS is_val
-        FROM r""",
-        [str(seed), float(val_fraction)],
-    )
-    con.execute("CREATE OR REPLACE TEMP TABLE prompt_parts AS SELECT ? AS pre, ? AS suf", [PROMPT_PREFIX, PROMPT_SUFFIX])
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE bench_theorems AS SELECT theorem FROM (SELECT DISTINCT theorem FROM merged)
+            WHERE {_bare_sql()} IN (SELECT name FROM bench_names)
+               OR regexp_extract({_bare_sql()}, '([^.]+)$', 1) IN (SELECT name FROM bench_names)""")
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE bench_theorems (theorem VARCHAR)")
+    if duck.scalar(con, "SELECT (SELECT count(*) FROM sorry_theorems) + (SELECT count(*) FROM bench_theorems)"):
+        for table in ("goedel_in", "github_in"):
+            con.execute(f"""UPDATE {table} SET keep = false WHERE keep AND theorem IN
+                (SELECT theorem FROM sorry_theorems UNION ALL SELECT theorem FROM bench_theorems)""")
+    # theorem-level split: per source, the round(val_fraction * n) theorems (>= 1 when n >= 2)
+    # first by md5(seed|theorem); a top-k per source, not a window over every theorem
+    con.execute("CREATE OR REPLACE TEMP TABLE split_theorems AS SELECT DISTINCT source, theorem FROM merged WHERE keep")
+    con.execute("CREATE OR REPLACE TEMP TABLE val_theorems (theorem VARCHAR)")
+    for src, k in con.execute(
+            """SELECT source, CASE WHEN n < 2 THEN 0 ELSE greatest(1, CAST(round(n * ?) AS BIGINT)) END
+               FROM (SELECT source, count(*) AS n FROM split_theorems GROUP BY source) ORDER BY source""",
+            [float(val_fraction)]).fetchall():
+        if k:
+            con.execute(f"""INSERT INTO val_theorems SELECT theorem FROM split_theorems WHERE source = ?
+                ORDER BY md5(? || '|' || theorem), theorem LIMIT {int(k)}""", [src, str(seed)])
+    for table in ("goedel_in", "github_in"):
+        con.execute(f"UPDATE {table} SET is_val = true WHERE keep AND theorem IN (SELECT theorem FROM val_theorems)")
+    prompt = f"{duck.sql_str(PROMPT_PREFIX)} || state || {duck.sql_str(PROMPT_SUFFIX)} AS prompt"
     written = {}
     for split, flag, name in (("train", "false", SFT_TRAIN_FILE), ("val", "true", SFT_VAL_FILE)):
-        q = f"""SELECT (SELECT pre FROM prompt_parts) || m.state || (SELECT suf FROM prompt_parts) AS prompt,
-                       m.tactic AS completion, m.theorem, m.source
-                FROM merged m JOIN kept k USING (_ord) JOIN theorem_split s ON s.theorem = k.theorem
-                WHERE s.is_val = {flag} ORDER BY m._ord"""
+        q = " UNION ALL ".join(
+            f"SELECT {prompt}, tactic AS completion, theorem, source FROM {t} WHERE keep AND is_val = {flag}"
+            for t in ("goedel_in", "github_in"))
         written[split] = duck.copy_to_jsonl(con, q, out_dir / name)
     by_source: dict[str, dict[str, int]] = {}
     for src, is_val, pairs, theorems in con.execute(
-            """SELECT k.source, s.is_val, count(*), count(DISTINCT k.theorem)
-               FROM kept k JOIN theorem_split s USING (theorem) GROUP BY 1, 2 ORDER BY 1, 2""").fetchall():
+            """SELECT source, is_val, count(*), count(DISTINCT theorem) FROM merged WHERE keep
+               GROUP BY 1, 2 ORDER BY 1, 2""").fetchall():
         d = by_source.setdefault(src, {"train_pairs": 0, "val_pairs": 0, "train_theorems": 0, "val_theorems": 0})
         key = "val" if is_val else "train"
         d[f"{key}_pairs"], d[f"{key}_theorems"] = int(pairs), int(theorems)
     for d in by_source.values():
         d["pairs"], d["theorems"] = d["train_pairs"] + d["val_pairs"], d["train_theorems"] + d["val_theorems"]
     depth_rows = con.execute(
-        f"SELECT coalesce(depth, -1), count(*) FROM kept WHERE source = {duck.sql_str(GOEDEL_SOURCE)} GROUP BY 1 ORDER BY 1"
-    ).fetchall()
+        f"""SELECT coalesce(depth, -1), count(*) FROM merged WHERE keep AND source = {duck.sql_str(GOEDEL_SOURCE)}
+            GROUP BY 1 ORDER BY 1""").fetchall()
     stats = {
         "total_pairs": written["train"] + written["val"],
         "train_pairs": written["train"],
@@ -154,29 +161,33 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
 
 
 def verify_split(out_dir: str | os.PathLike[str], benchmark: set[str] | None = None) -> dict[str, Any]:
-    """Independent re-read of train/val (Task 0.6): leak, prompt format, sources, benchmark names."""
+    """Independent re-read of train/val (Task 0.6): leak, prompt format, sources, benchmark names.
+
+    Each file is read once; every check then runs on the two loaded tables.
+    """
     out_dir = Path(out_dir)
-    con = duck.connect()
+    con = duck.connect(input_bytes=duck.file_bytes(out_dir / SFT_TRAIN_FILE, out_dir / SFT_VAL_FILE))
     cols = {"prompt": "VARCHAR", "completion": "VARCHAR", "theorem": "VARCHAR", "source": "VARCHAR"}
     from burnqed_assets.data.io import LineReport
 
     report = LineReport()
-    duck.load_jsonl(con, out_dir / SFT_TRAIN_FILE, "train", cols, tuple(cols), report)
-    duck.load_jsonl(con, out_dir / SFT_VAL_FILE, "val", cols, tuple(cols), report)
-    leak = [t for (t,) in con.execute(
-        "SELECT DISTINCT theorem FROM train INTERSECT SELECT DISTINCT theorem FROM val ORDER BY 1 LIMIT 20").fetchall()]
-    n_leak = int(duck.scalar(con, "SELECT count(*) FROM (SELECT theorem FROM train INTERSECT SELECT theorem FROM val)"))
+    n_train = duck.load_jsonl(con, out_dir / SFT_TRAIN_FILE, "train", cols, tuple(cols), report)
+    n_val = duck.load_jsonl(con, out_dir / SFT_VAL_FILE, "val", cols, tuple(cols), report)
+    con.execute("CREATE OR REPLACE TEMP TABLE leak AS SELECT theorem FROM train INTERSECT SELECT theorem FROM val")
+    n_leak = int(duck.scalar(con, "SELECT count(*) FROM leak"))
+    leak = [t for (t,) in con.execute("SELECT theorem FROM leak ORDER BY 1 LIMIT 20").fetchall()] if n_leak else []
+    bad_sql = "NOT starts_with(prompt, ?) OR NOT ends_with(prompt, ?) OR trim(completion) = ''"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE by_source AS
+        SELECT source, count(*) AS n, count(*) FILTER (WHERE {bad_sql}) AS bad
+        FROM (SELECT source, prompt, completion FROM train UNION ALL SELECT source, prompt, completion FROM val)
+        GROUP BY source""", [PROMPT_PREFIX, PROMPT_SUFFIX])
+    sources = dict(con.execute("SELECT source, n FROM by_source ORDER BY 1").fetchall())
+    n_bad_format = int(duck.scalar(con, "SELECT coalesce(sum(bad), 0) FROM by_source"))
     bad_format = con.execute(
-        """SELECT _file, _line FROM (SELECT * FROM train UNION ALL SELECT * FROM val)
-           WHERE NOT starts_with(prompt, ?) OR NOT ends_with(prompt, ?) OR trim(completion) = ''
-           ORDER BY _file, _line LIMIT 20""", [PROMPT_PREFIX, PROMPT_SUFFIX]).fetchall()
-    n_bad_format = int(duck.scalar(
-        con, """SELECT count(*) FROM (SELECT * FROM train UNION ALL SELECT * FROM val)
-                WHERE NOT starts_with(prompt, ?) OR NOT ends_with(prompt, ?) OR trim(completion) = ''""",
-        [PROMPT_PREFIX, PROMPT_SUFFIX]))
-    sources = dict(con.execute(
-        "SELECT source, count(*) FROM (SELECT source FROM train UNION ALL SELECT source FROM val) GROUP BY 1 ORDER BY 1"
-    ).fetchall())
+        f"""SELECT _file, _line FROM (SELECT * FROM train UNION ALL SELECT * FROM val)
+           WHERE {bad_sql} ORDER BY _file, _line LIMIT 20""", [PROMPT_PREFIX, PROMPT_SUFFIX]).fetchall() \
+        if n_bad_format else []
     bench_hits: list[str] = []
     if benchmark:
         names = [t for (t,) in con.execute(
@@ -185,8 +196,8 @@ def verify_split(out_dir: str | os.PathLike[str], benchmark: set[str] | None = N
                             if re.sub(r"^[a-z_]+::", "", t) in benchmark or
                             re.sub(r"^[a-z_]+::", "", t).rsplit(".", 1)[-1] in benchmark)
     return {
-        "train_pairs": int(duck.scalar(con, "SELECT count(*) FROM train")),
-        "val_pairs": int(duck.scalar(con, "SELECT count(*) FROM val")),
+        "train_pairs": n_train,
+        "val_pairs": n_val,
         "leaked_theorems": n_leak,
         "leak_examples": leak,
         "bad_format_pairs": n_bad_format,

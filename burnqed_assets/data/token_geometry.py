@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from burnqed_assets.data import duck
 from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX, format_prompt
@@ -23,54 +22,43 @@ def _lengths(tokenizer: Any, texts: list[str], special: bool = True) -> np.ndarr
     if not texts:
         return np.zeros(0, dtype=np.int64)
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:  # the Rust tokenizer directly: same ids as tokenizer(...), less Python per text
-        enc = backend.encode_batch(texts, add_special_tokens=special)
-        return np.fromiter((len(e.ids) for e in enc), dtype=np.int64, count=len(enc))
+    if backend is not None:  # the Rust tokenizer directly: same ids as tokenizer(...), parallel, no offsets
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+        enc = encode(texts, add_special_tokens=special)
+        return np.fromiter((len(e) for e in enc), dtype=np.int64, count=len(enc))
     ids = tokenizer(texts, add_special_tokens=special)["input_ids"]
     return np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
 
 
-def _segment_lengths(con, tokenizer: Any, batch_size: int, specials: int, sample_idx: np.ndarray) -> np.ndarray | None:
+def _grouped_lengths(con, query: str, n: int, tokenizer: Any, batch_size: int, special: bool) -> np.ndarray:
+    """Per-pair token totals from `query`: rows `(text, [pair positions])`, one per distinct text.
+
+    Each distinct text is tokenized once and its count added to every position that holds it
+    (a hash aggregate in DuckDB, a bincount here: no join back to the pairs).
+    """
+    totals = np.zeros(n, dtype=np.int64)
+    for batch in con.sql(query).to_arrow_reader(batch_size):
+        lens = _lengths(tokenizer, batch.column(0).to_pylist(), special=special)
+        pos = batch.column(1)
+        totals += np.bincount(pos.flatten().to_numpy(), weights=np.repeat(lens, pos.value_lengths().to_numpy()),
+                              minlength=n).astype(np.int64)
+    return totals
+
+
+def _segment_lengths(con, n: int, tokenizer: Any, batch_size: int, specials: int, sample_idx: np.ndarray,
+                     sample_states: list[str]) -> np.ndarray | None:
     """State token counts as the sum over its lines (each line with its trailing newlines).
 
     Consecutive proof states repeat most hypothesis lines, so tokenizing each distinct line once
     is far cheaper than tokenizing every state. Valid only if the tokenizer never merges across
     a line boundary: checked exactly on the sampled states; None (use whole states) otherwise.
     """
-    con.execute(r"""CREATE OR REPLACE TEMP TABLE _seg AS
-        SELECT pos, unnest(regexp_extract_all(state, '[^
+    state = _grouped_lengths(con, r"""SELECT seg, list(pos) FROM (
+            SELECT pos, unnest(regexp_extract_all(state, '[^
 ]*
-*')) AS seg FROM pairs""")
-    con.execute("DELETE FROM _seg WHERE seg = ''")
-    con.execute("CREATE OR REPLACE TEMP TABLE _useg AS SELECT seg, row_number() OVER () - 1 AS uid "
-                "FROM (SELECT DISTINCT seg FROM _seg)")
-    lens = np.zeros(int(duck.scalar(con, "SELECT count(*) FROM _useg")), dtype=np.int64)
-    for batch in con.sql("SELECT uid, seg FROM _useg ORDER BY uid").to_arrow_reader(batch_size):
-        cols = batch.to_pydict()
-        lens[np.asarray(cols["uid"], dtype=np.int64)] = _lengths(tokenizer, cols["seg"], special=False)
-    con.register("_seg_len", pa.table({"uid": np.arange(lens.size, dtype=np.int64), "n": lens}))
-    totals = con.sql("""SELECT p.pos, coalesce(t.n, 0) AS n FROM pairs p LEFT JOIN (
-            SELECT s.pos, sum(l.n) AS n FROM _seg s JOIN _useg u USING (seg) JOIN _seg_len l USING (uid) GROUP BY s.pos
-        ) t USING (pos) ORDER BY p.pos""").fetchnumpy()["n"]
-    con.execute("DROP TABLE _seg; DROP TABLE _useg")
-    con.unregister("_seg_len")
-    state = np.asarray(totals, dtype=np.int64) + specials
-    rows = con.execute("SELECT state FROM pairs JOIN _s USING (pos) ORDER BY pos").fetchall()
-    exact = _lengths(tokenizer, [r[0] for r in rows])
+*')) AS seg FROM pairs) WHERE seg <> '' GROUP BY seg""", n, tokenizer, batch_size, special=False) + specials
+    exact = _lengths(tokenizer, sample_states)
     return state if np.array_equal(exact, state[sample_idx]) else None
-
-
-def _distinct_lengths(con, column: str, tokenizer: Any, batch_size: int) -> np.ndarray:
-    """Token counts per pair of `column`, tokenizing each distinct text once (tactics repeat a lot)."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _u AS SELECT DISTINCT {column} AS text FROM pairs")
-    con.execute("CREATE OR REPLACE TEMP TABLE _u2 AS SELECT text, row_number() OVER () - 1 AS uid FROM _u")
-    texts_n = int(duck.scalar(con, "SELECT count(*) FROM _u2"))
-    lens = np.zeros(texts_n, dtype=np.int64)
-    for batch in con.sql("SELECT uid, text FROM _u2 ORDER BY uid").to_arrow_reader(batch_size):
-        cols = batch.to_pydict()
-        lens[np.asarray(cols["uid"], dtype=np.int64)] = _lengths(tokenizer, cols["text"])
-    uid = con.sql(f"SELECT u.uid FROM pairs p JOIN _u2 u ON p.{column} = u.text ORDER BY p.pos").fetchnumpy()["uid"]
-    return lens[np.asarray(uid, dtype=np.int64)]
 
 
 def measure(pairs_path: str | os.PathLike[str], tokenizer: Any, batch_size: int = 2048,
@@ -84,33 +72,36 @@ def measure(pairs_path: str | os.PathLike[str], tokenizer: Any, batch_size: int 
     `verify_sample` pairs (it does for byte-level BPE tokenizers, whose pre-tokenizer splits at
     the prompt's newlines); otherwise every full example is tokenized. `full_method` says which.
     """
-    con = duck.connect()
+    con = duck.connect(input_bytes=duck.file_bytes(duck.sidecar_path(pairs_path)))
     duck.load_pairs(con, pairs_path, "pairs_in", {"state": "VARCHAR", "tactic": "VARCHAR"}, ("state", "tactic"))
     n, max_line = con.execute("SELECT count(*), coalesce(max(_line), 0) FROM pairs_in").fetchall()[0]
-    # gap-free line numbers (sidecar, fast path) are already positions; otherwise renumber
-    pos = "_line - 1" if n == max_line else "row_number() OVER (ORDER BY _line) - 1"
-    con.execute(f"CREATE OR REPLACE TABLE pairs AS SELECT state, tactic, {pos} AS pos FROM pairs_in; DROP TABLE pairs_in")
     n = int(n)
+    if n == max_line:  # gap-free line numbers (sidecar, fast path) are already positions: no copy
+        con.execute("CREATE OR REPLACE TEMP VIEW pairs AS SELECT state, tactic, _line - 1 AS pos FROM pairs_in")
+    else:
+        con.execute("CREATE OR REPLACE TABLE pairs AS SELECT state, tactic, row_number() OVER (ORDER BY _line) - 1 AS pos "
+                    "FROM pairs_in; DROP TABLE pairs_in")
     specials = int(_lengths(tokenizer, [""])[0])
     # an evenly spaced sample of pair positions (all pairs when there are few) checks every shortcut
     sample_idx = np.unique(np.linspace(0, n - 1, num=min(n, verify_sample)).astype(np.int64)) if n else np.zeros(0, np.int64)
-    con.execute("CREATE OR REPLACE TEMP TABLE _s (pos BIGINT)")
-    con.executemany("INSERT INTO _s VALUES (?)", [[int(i)] for i in sample_idx])
-    state = _segment_lengths(con, tokenizer, batch_size, specials, sample_idx) if n else np.zeros(0, np.int64)
+    sample = con.execute("SELECT state, tactic FROM pairs WHERE pos IN (SELECT unnest(?::BIGINT[])) ORDER BY pos",
+                         [sample_idx.tolist()]).fetchall()
+    state = _segment_lengths(con, n, tokenizer, batch_size, specials, sample_idx, [s for s, _ in sample]) \
+        if n else np.zeros(0, np.int64)
     state_method = "per line, verified exact on the sample"
     if state is None:
-        state, state_method = _distinct_lengths(con, "state", tokenizer, batch_size), "per distinct state"
-    tactic = _distinct_lengths(con, "tactic", tokenizer, batch_size)
+        state = _grouped_lengths(con, "SELECT state, list(pos) FROM pairs GROUP BY state", n, tokenizer, batch_size, True)
+        state_method = "per distinct state"
+    tactic = _grouped_lengths(con, "SELECT tactic, list(pos) FROM pairs GROUP BY tactic", n, tokenizer, batch_size, True)
     wrapper = int(_lengths(tokenizer, [PROMPT_PREFIX + PROMPT_SUFFIX])[0]) - specials
     estimate = state + wrapper + tactic - specials
-    rows = con.execute("SELECT p.state, p.tactic FROM pairs p JOIN _s USING (pos) ORDER BY pos").fetchall()
-    exact_sample = _lengths(tokenizer, [PROMPT_PREFIX + s + PROMPT_SUFFIX + t for s, t in rows])
+    exact_sample = _lengths(tokenizer, [PROMPT_PREFIX + s + PROMPT_SUFFIX + t for s, t in sample])
     if n and np.array_equal(exact_sample, estimate[sample_idx]):
         full, method = estimate, f"additive, verified exact on {exact_sample.size} pairs"
     else:
         parts = []
-        for batch in con.sql("SELECT ? || state || ? || tactic AS full FROM pairs ORDER BY pos",
-                             params=[PROMPT_PREFIX, PROMPT_SUFFIX]).to_arrow_reader(batch_size):
+        for batch in con.sql(f"SELECT {duck.sql_str(PROMPT_PREFIX)} || state || {duck.sql_str(PROMPT_SUFFIX)} || tactic "
+                             "AS full FROM pairs ORDER BY pos").to_arrow_reader(batch_size):
             parts.append(_lengths(tokenizer, batch.column(0).to_pylist()))
         full, method = (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)), "exact (every pair tokenized)"
     return {"state": state, "tactic": tactic, "full": full, "full_method": method, "state_method": state_method}

@@ -51,11 +51,8 @@ def main() -> None:
         load_causal_lm,
         load_tokenizer,
     )
-    from burnqed_assets.models.sft import (
-        SftRunConfig,
-        build_trainer,
-        resolve_sft_max_length,
-    )
+    from burnqed_assets.data.token_geometry import recommended_max_length
+    from burnqed_assets.models.sft import SftRunConfig, build_trainer
     from burnqed_assets.settings import DEMO_INPUTS, get_settings
 
     ap = argparse.ArgumentParser()
@@ -65,7 +62,7 @@ def main() -> None:
     args = ap.parse_args()
 
     settings = get_settings()
-    data = args.data or settings.paths.sft / "train.jsonl"
+    data = args.data or settings.paths.sft_train
     rows = _rows(data)
     source = str(data) if data.exists() else "data/demo/traced/*_traces.jsonl"
     model_dir = settings.model.base_model_path
@@ -74,7 +71,7 @@ def main() -> None:
         tmp = tempfile.TemporaryDirectory()
         model_dir = Path(tmp.name) / "base"
         build_demo_model(model_dir, DEMO_INPUTS, DemoModelSpec(warmup_steps=0))
-    max_length, ml_source = resolve_sft_max_length(settings.paths.token_geometry, settings.sft.default_max_length)
+    max_length, ml_source = recommended_max_length(settings.paths.token_geometry, "sft", settings.sft.max_length)
     batch_size = args.batch_size or settings.sft.batch_size
 
     tok = load_tokenizer(model_dir)

@@ -14,10 +14,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from burnqed_assets import paths as layout
+from burnqed_assets.ebm.config import TEMPERATURE_CEILING, TEMPERATURE_FLOOR, EbmConfig
+from burnqed_assets.joint.config import JointConfig
+from burnqed_assets.models.config import SftConfig
 from burnqed_assets.paths import DEMO_INPUTS, REPO_ROOT, Paths, default_data_root
+from burnqed_assets.search.config import SearchConfig
 
 __all__ = ["DEMO_INPUTS", "REPO_ROOT", "Paths"]  # re-exported: the layout itself lives in paths.py
 
+# The trainer/engine sections are the domain's own config classes (one definition each); these
+# names are kept for callers that spell them the old way.
+SftSettings = SftConfig
+EbmSettings = EbmConfig
+JointSettings = JointConfig
+SearchSettings = SearchConfig
 PROFILE_ENV = "BURNQED_PROFILE"
 DATA_ROOT_ENV = "BURNQED_DATA_ROOT"
 
@@ -93,105 +103,6 @@ class DataSettings:
     truncation_budget: float = 0.02
 
 @dataclass(frozen=True)
-class SftSettings:
-    lora_r: int = 32
-    lora_alpha: int = 64
-    lora_dropout: float = 0.05
-    learning_rate: float = 3e-5
-    warmup_ratio: float = 0.05
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 2
-    grad_accumulation: int = 8
-    eval_steps: int = 500
-    save_steps: int = 500
-    default_max_length: int = 2048
-    cpu_threads: int = 0  # torch threads when SFT runs on CPU (0 = torch default)
-
-@dataclass(frozen=True)
-class SearchSettings:
-    max_nodes: int = 800
-    timeout_s: float = 300.0
-    eval_max_nodes: int = 600
-    num_candidates: int = 16
-    temperature: float = 1.3
-    concurrency: int = 10
-    length_normalised: bool = False
-    ebm_lambda: float = 1.0
-    max_theorems: int = 2000
-    max_eval_theorems: int | None = None  # None = all benchmark problems
-    # The policy server. Managed (default): each search step launches `sglang_launcher` with the
-    # merged model it evaluates on 127.0.0.1:sglang_port, checks /model_info, and stops it at the
-    # end (search.serving). Unmanaged: requests go to an already running server at sglang_url
-    # (its model is still checked). "{python}" is this interpreter.
-    sglang_managed: bool = True
-    sglang_launcher: tuple[str, ...] = ("{python}", "-m", "sglang.launch_server")
-    sglang_port: int = 30000
-    # SGLang's share of GPU memory for weights + KV cache; the rest holds the nf4 encoder (EBM search).
-    sglang_mem_fraction_static: float = 0.80
-    sglang_startup_timeout_s: float = 900.0
-    sglang_extra_args: tuple[str, ...] = ()
-    sglang_url: str = "http://127.0.0.1:30000"
-    encode_server_host: str = "127.0.0.1"
-    encode_server_port: int = 8081
-    # Policy backend: "sglang" (HTTP to sglang_url, full) | "transformers" (in process, demo CPU).
-    policy_backend: str = "sglang"
-    max_new_tokens: int = 128
-    http_timeout_s: float = 120.0
-    http_retries: int = 3
-    http_max_batch: int = 32  # prompts per SGLang request (concurrent expansions are batched)
-    encode_max_batch: int = 256  # (state, goal) pairs per encode-server request
-    cpu_threads: int = 0  # torch threads for in-process generation (0 = torch default; demo 1, see models.loading)
-
-@dataclass(frozen=True)
-class EbmSettings:
-    epochs: int = 20
-    learning_rate: float = 3e-5
-    weight_decay: float = 0.01
-    k_negatives: int = 7
-    hard_ratio: float = 0.6
-    batch_size: int = 32
-    encode_max_length: int = 512  # fallback when token_geometry.json is absent
-    embed_batch_size: int = 16
-    val_fraction: float = 0.1  # theorem-level split of the trajectories (stratified by proved)
-    split_seed: int = 42
-    train_seed: int = 0
-    probe_folds: int = 5  # linear-probe CV folds (plan: cv=5)
-    probe_max_samples: int = 20_000  # subsample for the probe and the silhouette (plan: 2000)
-    collision_threshold: float = 1.0  # sibling L2 below this is a collision (plan)
-    active_margin: float = 1.0  # margin of the active-ratio metric (plan)
-    silhouette_min_states: int = 100  # plan: a depth bucket needs > 100 states
-    silhouette_sample_size: int = 2000
-    cpu_threads: int = 0  # torch threads for EBM work on CPU (0 = torch default; demo 1, see models.loading)
-    # Encoder of EBM-guided search (encode server): "nf4" (bitsandbytes, CUDA; falls back to
-    # unquantised on CPU) keeps a second 7B copy out of the GPU the SGLang server holds. "none": full dtype.
-    encoder_quantization: str = "nf4"
-
-@dataclass(frozen=True)
-class JointSettings:
-    lora_r: int = 64
-    lora_alpha: int = 128
-    lora_dropout: float = 0.05
-    lr_lora: float = 2e-5
-    lr_ebm: float = 3e-5
-    lambda_ebm: float = 0.1
-    total_steps: int = 6000
-    warmup_steps: int = 300
-    k_negatives: int = 3
-    hard_ratio: float = 0.6
-    log_every: int = 50
-    eval_every: int = 500
-    save_every: int = 1000
-    abort_after_step: int = 2000
-    temperature_stuck_steps: int = 500
-    sft_batch_size: int = 4  # SFT records per step (stream 1)
-    contrastive_batch_size: int = 4  # contrastive groups per step (stream 2), each 1 + K states + goal
-    grad_clip: float = 1.0
-    probe_max_groups: int = 256
-    cpu_threads: int = 0  # torch threads on CPU during joint training (0 = torch default)
-    gradient_checkpointing: bool = True  # full: 7B activations at 2048 tokens (plan: < 36 GB)
-
-@dataclass(frozen=True)
 class Thresholds:
     """Gates (ERROR, blocking) and success metrics (WARN). Plan: Success Metrics, ABORT lines."""
 
@@ -226,8 +137,8 @@ class Thresholds:
     joint_centroid_l2_abort: float = 3.0
     joint_sft_loss_abort: float = 0.5
     joint_rank1_abort: float = 0.25
-    temperature_floor: float = 0.1
-    temperature_ceiling: float = 10.0
+    temperature_floor: float = TEMPERATURE_FLOOR  # the head's clamp bounds (ebm/config.py)
+    temperature_ceiling: float = TEMPERATURE_CEILING
     # Red lines are ERROR (blocking) in full; demo reports them as WARN.
     red_lines_block: bool = True
 
@@ -240,10 +151,10 @@ class Settings:
     lean: LeanSettings
     executor: ExecutorSettings
     data: DataSettings = DataSettings()
-    sft: SftSettings = SftSettings()
-    search: SearchSettings = SearchSettings()
-    ebm: EbmSettings = EbmSettings()
-    joint: JointSettings = JointSettings()
+    sft: SftConfig = SftConfig()
+    search: SearchConfig = SearchConfig()
+    ebm: EbmConfig = EbmConfig()
+    joint: JointConfig = JointConfig()
     thresholds: Thresholds = Thresholds()
 
     @property
@@ -291,15 +202,15 @@ def _demo(data_root: Path) -> Settings:
         data=DataSettings(contrastive_min_theorems=20),
         # demo SFT: 300 steps at lr 6e-3 on one thread (docs/models.md: val loss 2.88 -> 1.76, ~1 min);
         # enough for the tiny model to reproduce its training tactics, so demo search finds proofs.
-        sft=SftSettings(epochs=1.0, max_steps=300, batch_size=8, grad_accumulation=1,
-                        learning_rate=6e-3, eval_steps=25, save_steps=25, warmup_ratio=0.05, cpu_threads=1),
-        search=SearchSettings(max_nodes=40, timeout_s=30.0, eval_max_nodes=24, num_candidates=8,
+        sft=SftConfig(epochs=1.0, max_steps=300, batch_size=8, grad_accumulation=1, learning_rate=6e-3,
+                      eval_steps=25, save_steps=25, logging_steps=6, warmup_ratio=0.05, cpu_threads=1),
+        search=SearchConfig(max_nodes=40, timeout_s=30.0, eval_max_nodes=24, num_candidates=8,
                               concurrency=2, max_theorems=30, max_eval_theorems=40,
                               policy_backend="transformers", max_new_tokens=96, cpu_threads=1),
-        ebm=EbmSettings(epochs=30, learning_rate=1e-3, k_negatives=3, batch_size=16,
+        ebm=EbmConfig(epochs=30, learning_rate=1e-3, k_negatives=3, batch_size=16,
                         encode_max_length=256, embed_batch_size=16, val_fraction=0.25,
                         silhouette_min_states=10, cpu_threads=1),
-        joint=JointSettings(lora_r=8, lora_alpha=16, lr_lora=1e-3, lr_ebm=1e-3, total_steps=40,
+        joint=JointConfig(lora_r=8, lora_alpha=16, lr_lora=1e-3, lr_ebm=1e-3, total_steps=40,
                             warmup_steps=4, log_every=5, eval_every=20, save_every=20,
                             abort_after_step=30, temperature_stuck_steps=25, probe_max_groups=24,
                             cpu_threads=1, gradient_checkpointing=False),
@@ -379,7 +290,7 @@ def _full(data_root: Path) -> Settings:
         ),
         lean=LeanSettings(backend="repl", project_dir=p.lean_project),
         executor=ExecutorSettings(kind="multiprocess", max_concurrent=8),
-        sft=SftSettings(epochs=1.0),
+        sft=SftConfig(epochs=1.0, logging_steps=50),
     )
 
 PROFILES = {"demo": _demo, "full": _full}

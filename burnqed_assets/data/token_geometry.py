@@ -9,12 +9,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from burnqed_assets.data import duck
+from burnqed_assets.data.io import read_json
 from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX, format_prompt
+
+
+def recommended_max_length(token_geometry_path: str | os.PathLike[str], kind: str,
+                           fallback: int) -> tuple[int, str]:
+    """`recommended_<kind>_max_length` ("sft" or "encode") from token_geometry.json (plan M.7,
+    Gotcha 17), else `fallback`; with a description of where the number came from."""
+    if kind not in ("sft", "encode"):
+        raise ValueError(f"kind must be 'sft' or 'encode', not {kind!r}")
+    key = f"recommended_{kind}_max_length"
+    path = Path(token_geometry_path)
+    if path.exists():
+        value = read_json(path).get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, f"token_geometry ({path})"
+    return fallback, f"default {fallback} (token_geometry absent or without {key})"
 
 
 def _lengths(tokenizer: Any, texts: list[str], special: bool = True) -> np.ndarray:

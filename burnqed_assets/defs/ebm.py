@@ -22,6 +22,7 @@ training asset: call build_ebm_metrics_asset with config "C" and the joint asset
 """
 # No `from __future__ import annotations` in defs/: Dagster inspects the context annotation.
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +52,12 @@ def build_ebm_training_asset(name: str, *, config: str, embeddings_iteration: in
                           "InfoNCE without temperature, K negatives with hard_ratio siblings, AdamW, theorem-level "
                           "split, temperature logged per epoch (plan Task 2.4).")
     def _train(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
-        from burnqed_assets.ebm.train import EbmTrainConfig, train_ebm_from_files
+        from burnqed_assets.ebm.train import train_ebm_from_files
         from burnqed_assets.reports.embedding_plots import training_curves
         from burnqed_assets.reports.plots import png_markdown
 
         settings = burnqed.settings()
-        train_config = EbmTrainConfig.from_ebm_settings(settings.ebm, device=_device(settings))
+        train_config = replace(settings.ebm, device=_device(settings))
         paths, out = settings.paths, settings.paths.ebm_config(config)
         # The demo's tiny policy may prove nothing: then the head stays untrained and says so
         # (check ebm_trained); in full a run without contrastive pairs is an error.
@@ -170,7 +171,7 @@ def build_ebm_search_asset(name: str, *, config: str, model_asset: str, ebm_asse
                           "inside this asset).")
     def _search(context: dg.AssetExecutionContext, burnqed: BurnqedConfig,
                 sglang: SGLangServerResource) -> dg.MaterializeResult:
-        from burnqed_assets.ebm.embed import resolve_encode_max_length
+        from burnqed_assets.data.token_geometry import recommended_max_length
         from burnqed_assets.ebm.encode_server import (
             EncodeServer,
             EnergyModel,
@@ -179,7 +180,8 @@ def build_ebm_search_asset(name: str, *, config: str, model_asset: str, ebm_asse
         from burnqed_assets.search import pipeline
 
         settings = burnqed.settings()
-        max_length, _ = resolve_encode_max_length(settings.paths.token_geometry, settings.ebm.encode_max_length)
+        max_length, _ = recommended_max_length(settings.paths.token_geometry, "encode",
+                                               settings.ebm.encode_max_length)
         model_dir, head_path = settings.paths.merged_model(iteration), settings.paths.ebm_config(config).head
         energy_model = EnergyModel.from_paths(str(model_dir), str(head_path), max_length=max_length,
                                               device=settings.model.device, dtype=settings.model.dtype,

@@ -53,15 +53,13 @@ def build_embeddings_asset(name: str, *, iteration: int, model_asset: str, traje
                           f"theorem, from the merged model of {model_asset} (plan Task 2.1) → "
                           f"data/embeddings/iter_{iteration}/.")
     def _embeddings(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
-        from burnqed_assets.ebm.embed import (
-            extract_embeddings_from_model,
-            resolve_encode_max_length,
-        )
+        from burnqed_assets.data.token_geometry import recommended_max_length
+        from burnqed_assets.ebm.embed import extract_embeddings_from_model
 
         settings = burnqed.settings()
         paths = settings.paths
         model_dir, trajectories = paths.merged_model(iteration), paths.search_trajectories(TRAJECTORIES_ITERATION)
-        max_length, source = resolve_encode_max_length(paths.token_geometry, settings.ebm.encode_max_length)
+        max_length, source = recommended_max_length(paths.token_geometry, "encode", settings.ebm.encode_max_length)
         context.log.info(f"encode max_length={max_length} from {source}")
         summary = extract_embeddings_from_model(
             model_dir, trajectories, paths.embeddings_dir(iteration),

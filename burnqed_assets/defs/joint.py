@@ -88,17 +88,16 @@ def _last(rows: list[dict[str, Any]], key: str) -> float | None:
                 "abort conditions, checkpoints every save_every steps (resumes after interruption). Exports "
                 "data/models/merged/iter_1 and data/checkpoints/ebm/iter_1/goal_conditioned_head.pt.")
 def joint_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
-    from burnqed_assets.ebm.embed import resolve_encode_max_length
+    from burnqed_assets.data.token_geometry import recommended_max_length
     from burnqed_assets.joint.monitoring import HEALTHY_TEMPERATURE, AbortThresholds
-    from burnqed_assets.joint.train import JointTrainConfig, train_joint
-    from burnqed_assets.models.sft import resolve_sft_max_length
+    from burnqed_assets.joint.train import train_joint
     from burnqed_assets.reports.plots import png_markdown
 
     settings = burnqed.settings()
     paths = settings.paths
-    sft_len, sft_src = resolve_sft_max_length(paths.token_geometry, settings.sft.default_max_length)
-    enc_len, enc_src = resolve_encode_max_length(paths.token_geometry, settings.ebm.encode_max_length)
-    config = JointTrainConfig.from_settings(settings, sft_max_length=sft_len, encode_max_length=enc_len)
+    sft_len, sft_src = recommended_max_length(paths.token_geometry, "sft", settings.sft.max_length)
+    enc_len, enc_src = recommended_max_length(paths.token_geometry, "encode", settings.ebm.encode_max_length)
+    config = settings.joint.for_run(settings, sft_max_length=sft_len, encode_max_length=enc_len)
     thresholds = AbortThresholds.from_settings(settings)
     context.log.info(f"joint iter_1: {config.total_steps} steps, λ={config.lambda_ebm}, r={config.lora_r}, "
                      f"sft max_length {sft_len} ({sft_src}), encode max_length {enc_len} ({enc_src})")

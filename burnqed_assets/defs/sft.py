@@ -4,6 +4,7 @@
 import contextlib
 import logging
 import math
+from dataclasses import replace
 
 import dagster as dg
 
@@ -67,16 +68,9 @@ def base_model(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.
 
 
 def _run_config(settings: Settings, max_length: int):
-    from burnqed_assets.models.sft import SftRunConfig
-
-    s = settings.sft
-    return SftRunConfig(
-        lora_r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout, learning_rate=s.learning_rate,
-        warmup_ratio=s.warmup_ratio, epochs=s.epochs, max_steps=s.max_steps, batch_size=s.batch_size,
-        grad_accumulation=s.grad_accumulation, eval_steps=s.eval_steps, save_steps=s.save_steps,
-        max_length=max_length, seed=settings.data.seed, dtype=settings.model.dtype, device=settings.model.device,
-        logging_steps=max(1, min(50, s.eval_steps // 4)), cpu_threads=s.cpu_threads,
-    )
+    """The profile's SFT config with what this run decides (other sections own seed, dtype, device)."""
+    return replace(settings.sft, max_length=max_length, seed=settings.data.seed, dtype=settings.model.dtype,
+                   device=settings.model.device)
 
 
 @dg.asset(group_name=GROUP, deps=["sft_dataset", "token_geometry", "base_model"], op_tags=GPU_TAG,
@@ -84,11 +78,12 @@ def _run_config(settings: Settings, max_length: int):
           "tactic tokens only, padding-free batches, max_length from token_geometry. Checkpoints under "
           "data/checkpoints/lora/iter_0 (resumes from the last one of the same run); adapter in ./adapter.")
 def lora_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
-    from burnqed_assets.models.sft import resolve_sft_max_length, train_lora
+    from burnqed_assets.data.token_geometry import recommended_max_length
+    from burnqed_assets.models.sft import train_lora
 
     settings = burnqed.settings()
     paths = settings.paths
-    max_length, source = resolve_sft_max_length(paths.token_geometry, settings.sft.default_max_length)
+    max_length, source = recommended_max_length(paths.token_geometry, "sft", settings.sft.max_length)
     context.log.info(f"SFT max_length={max_length} from {source}")
     with _domain_logs_to(context):
         result = train_lora(settings.model.base_model_path, paths.sft_train, paths.sft_val,

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from burnqed_assets.data.io import atomic_path, read_json, write_json
+from burnqed_assets.data.io import atomic_path, write_json
 from burnqed_assets.data.schema import GOAL_EMBEDDING_SCHEMA, STATE_EMBEDDING_SCHEMA
 from burnqed_assets.ebm.dataset import (
     GOAL_EMBEDDINGS_FILE,
@@ -63,16 +63,6 @@ class EmbeddingRunSummary:
             "state_embeddings_path": self.state_path, "goal_embeddings_path": self.goal_path,
             "trajectories_fingerprint": self.trajectories_fingerprint,
         }
-
-
-def resolve_encode_max_length(token_geometry_path: str | Path, fallback: int) -> tuple[int, str]:
-    """`recommended_encode_max_length` from token_geometry.json (plan M.7), else the fallback."""
-    path = Path(token_geometry_path)
-    if path.exists():
-        value = read_json(path).get("recommended_encode_max_length")
-        if isinstance(value, int) and value > 0:
-            return value, f"token_geometry ({path})"
-    return fallback, "settings.ebm.encode_max_length (token_geometry absent or without a value)"
 
 
 def model_encoder(model_dir: str | Path, max_length: int, device: str = "auto", dtype: str = "float32") -> Encoder:

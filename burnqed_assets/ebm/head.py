@@ -9,8 +9,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-LOG_TEMPERATURE_MIN = float(torch.log(torch.tensor(0.1)))
-LOG_TEMPERATURE_MAX = float(torch.log(torch.tensor(10.0)))
+from burnqed_assets.ebm.config import TEMPERATURE_CEILING, TEMPERATURE_FLOOR
+
+LOG_TEMPERATURE_MIN = float(torch.log(torch.tensor(TEMPERATURE_FLOOR)))
+LOG_TEMPERATURE_MAX = float(torch.log(torch.tensor(TEMPERATURE_CEILING)))
 
 
 class _Scale(nn.Module):

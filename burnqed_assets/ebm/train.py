@@ -12,12 +12,13 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from burnqed_assets.ebm.config import TEMPERATURE_CEILING, TEMPERATURE_FLOOR, EbmConfig
 from burnqed_assets.ebm.dataset import (
     ContrastiveBatch,
     EmbeddedTrajectories,
@@ -31,32 +32,9 @@ from burnqed_assets.models.loading import cpu_threads
 
 log = logging.getLogger(__name__)
 
-TEMPERATURE_FLOOR, TEMPERATURE_CEILING = 0.1, 10.0  # the head's clamp (ebm/head.py)
 
 
-@dataclass(frozen=True)
-class EbmTrainConfig:
-    epochs: int = 20
-    learning_rate: float = 3e-5
-    weight_decay: float = 0.01
-    k_negatives: int = 7
-    hard_ratio: float = 0.6
-    batch_size: int = 32
-    val_fraction: float = 0.1
-    split_seed: int = 42
-    seed: int = 0
-    hidden_dims: tuple[int, ...] | None = None  # None: d/2, d/4, d/8 (the plan's 2048/1024/512 at d=4096)
-    device: str = "cpu"
-    cpu_threads: int = 0  # torch threads when training on CPU (0 = torch default)
-
-    @classmethod
-    def from_ebm_settings(cls, ebm: object, device: str = "cpu") -> EbmTrainConfig:
-        """From `settings.ebm` (an EbmSettings); fields it lacks keep their defaults."""
-        names = {f for f in cls.__dataclass_fields__ if f not in ("hidden_dims", "device", "seed")}
-        values = {name: getattr(ebm, name) for name in names if hasattr(ebm, name)}
-        if hasattr(ebm, "train_seed"):
-            values["seed"] = ebm.train_seed
-        return cls(device=device, **values)
+EbmTrainConfig = EbmConfig  # the EBM's one config class (ebm/config.py), by its older name
 
 
 def default_hidden_dims(d_model: int) -> tuple[int, ...]:
@@ -135,8 +113,8 @@ def train_decoupled_ebm(data: EmbeddedTrajectories, train_theorems: set[str], va
 
 def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: set[str], config: EbmTrainConfig,
            say: Callable[[str], None], allow_untrained: bool) -> EbmTrainResult:
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.train_seed)
+    rng = np.random.default_rng(config.train_seed)
     device = torch.device(config.device)
     with warnings.catch_warnings():  # read-only Parquet views: never written, so sharing them is safe
         warnings.simplefilter("ignore", UserWarning)
@@ -192,7 +170,8 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
         history.append(entry)
         if not TEMPERATURE_FLOOR * 1.001 < entry["temperature"] < TEMPERATURE_CEILING * 0.999:
             at_bound += 1  # Gotcha 3: pinned at the clamp means the energy scale is broken
-            say(f"WARNING: temperature {entry['temperature']:.3f} is at its clamp [0.1, 10] (epoch {epoch})")
+            say(f"WARNING: temperature {entry['temperature']:.3f} is at its clamp "
+                f"[{TEMPERATURE_FLOOR:g}, {TEMPERATURE_CEILING:g}] (epoch {epoch})")
         say(f"epoch {epoch}/{config.epochs} loss={entry['loss']:.4f} val_loss={entry.get('val_loss', math.nan):.4f} "
             f"T={entry['temperature']:.3f} val_rank1={entry.get('val_rank1', math.nan):.3f}")
     head.eval()
@@ -212,5 +191,5 @@ def train_ebm_from_files(trajectories_path: str | Path, embeddings_dir: str | Pa
     save_head(result.head, str(head_path))
     result.extra.update({"head_path": str(head_path), "missing_state_embeddings": data.missing_state_embeddings,
                          "theorems_without_goal": len(data.theorems_without_goal),
-                         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()}})
+                         "config": config.training_summary()})
     return result

@@ -44,6 +44,7 @@ from burnqed_assets.joint.monitoring import (
     separation_probe,
 )
 
+from burnqed_assets.joint.config import JointConfig  # noqa: E402
 from burnqed_assets.paths import JOINT_CHECKPOINT_PREFIX as CHECKPOINT_PREFIX  # noqa: E402
 from burnqed_assets.paths import JOINT_RUN_SUMMARY_FILE as RUN_SUMMARY  # noqa: E402
 from burnqed_assets.paths import JOINT_SMOKE_FILE as SMOKE_RECORD  # noqa: E402
@@ -53,57 +54,7 @@ class TrainingInterrupted(RuntimeError):
     """Raised by `stop_after_step` to simulate a crash/preemption (tests, operations drills)."""
 
 
-@dataclass(frozen=True)
-class JointTrainConfig:
-    lora_r: int = 64
-    lora_alpha: int = 128
-    lora_dropout: float = 0.05
-    lr_lora: float = 2e-5
-    lr_ebm: float = 3e-5
-    ebm_weight_decay: float = 0.01
-    lambda_ebm: float = 0.1
-    total_steps: int = 6000
-    warmup_steps: int = 300
-    k_negatives: int = 3
-    hard_ratio: float = 0.6
-    log_every: int = 50
-    eval_every: int = 500
-    save_every: int = 1000
-    sft_batch_size: int = 4
-    contrastive_batch_size: int = 4
-    sft_max_length: int = 2048
-    encode_max_length: int = 512
-    grad_clip: float = 1.0
-    val_fraction: float = 0.1  # the EBM phase's theorem-level validation split (held out here too)
-    split_seed: int = 42
-    probe_max_groups: int = 256
-    keep_checkpoints: int = 2
-    # Fallback head shape when no iter-0 head exists to copy (None = the head's default, the plan's).
-    head_hidden_dims: tuple[int, ...] | None = None
-    seed: int = 42
-    device: str = "auto"
-    dtype: str = "float32"
-    cpu_threads: int = 0  # torch intra-op threads while training on CPU (0 = leave torch's default)
-    gradient_checkpointing: bool = False  # recompute activations in backward (7B at 2048 tokens needs it)
-
-    @classmethod
-    def from_settings(cls, settings: Any, sft_max_length: int | None = None,
-                      encode_max_length: int | None = None) -> JointTrainConfig:
-        j = settings.joint
-        return cls(lora_r=j.lora_r, lora_alpha=j.lora_alpha, lora_dropout=j.lora_dropout, lr_lora=j.lr_lora,
-                   lr_ebm=j.lr_ebm, ebm_weight_decay=settings.ebm.weight_decay, lambda_ebm=j.lambda_ebm,
-                   total_steps=j.total_steps, warmup_steps=j.warmup_steps, k_negatives=j.k_negatives,
-                   hard_ratio=j.hard_ratio, log_every=j.log_every, eval_every=j.eval_every,
-                   save_every=j.save_every, sft_batch_size=getattr(j, "sft_batch_size", 4),
-                   contrastive_batch_size=getattr(j, "contrastive_batch_size", 4),
-                   sft_max_length=sft_max_length or settings.sft.default_max_length,
-                   encode_max_length=encode_max_length or settings.ebm.encode_max_length,
-                   grad_clip=getattr(j, "grad_clip", 1.0), val_fraction=settings.ebm.val_fraction,
-                   split_seed=settings.ebm.split_seed,
-                   probe_max_groups=getattr(j, "probe_max_groups", 256), seed=settings.data.seed,
-                   cpu_threads=getattr(j, "cpu_threads", 0),
-                   gradient_checkpointing=getattr(j, "gradient_checkpointing", False),
-                   device=settings.model.device, dtype=settings.model.dtype)
+JointTrainConfig = JointConfig  # joint training's one config class (joint/config.py), by its older name
 
 
 @dataclass

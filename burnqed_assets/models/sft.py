@@ -35,6 +35,7 @@ from burnqed_assets.models.loading import (
     pick_device,
     require_model_dir,
 )
+from burnqed_assets.models.config import SftConfig
 from burnqed_assets.models.prompt import is_well_formed_prompt
 
 log = logging.getLogger(__name__)
@@ -46,29 +47,7 @@ from burnqed_assets.paths import SFT_LOSS_CURVE_FILE as LOSS_CURVE_FILE  # noqa:
 from burnqed_assets.paths import SFT_RESULT_FILE as RESULT_FILE  # noqa: E402
 
 
-@dataclass(frozen=True)
-class SftRunConfig:
-    """Everything that shapes a run (it is part of the resume fingerprint)."""
-
-    lora_r: int = 32
-    lora_alpha: int = 64
-    lora_dropout: float = 0.05
-    learning_rate: float = 3e-5
-    warmup_ratio: float = 0.05
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 2
-    grad_accumulation: int = 8
-    eval_steps: int = 500
-    save_steps: int = 500
-    max_length: int = 2048
-    seed: int = 42
-    dtype: str = "float32"
-    device: str = "auto"
-    logging_steps: int = 10
-    save_total_limit: int = 2
-    target_modules: str | tuple[str, ...] = "all-linear"
-    cpu_threads: int = 0  # torch threads when training on CPU (0 = torch default); see loading.cpu_threads
+SftRunConfig = SftConfig  # the trainer's one config class (models/config.py), by its older name
 
 
 @dataclass
@@ -103,16 +82,6 @@ class SftResult:
 
 
 # ------------------------------------------------------------------ inputs
-
-def resolve_sft_max_length(token_geometry_path: str | Path, fallback: int = 2048) -> tuple[int, str]:
-    """`recommended_sft_max_length` from token_geometry.json (plan M.7, Gotcha 17), else `fallback`."""
-    path = Path(token_geometry_path)
-    if path.exists():
-        value = read_json(path).get("recommended_sft_max_length")
-        if isinstance(value, int) and value > 0:
-            return value, f"token_geometry ({path})"
-    return fallback, "default (token_geometry absent or without recommended_sft_max_length)"
-
 
 def _validate_sft_record(rec: dict[str, Any]) -> str | None:
     for key in ("prompt", "completion"):

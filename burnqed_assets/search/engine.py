@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from burnqed_assets.search.config import SearchConfig  # noqa: F401 - the engine's config, imported from here too
+
 from burnqed_assets.lean.env import LeanEnv, ProofState
 from burnqed_assets.search.policy import Policy, SearchInfrastructureError, dedup_candidates
 
@@ -53,23 +55,6 @@ class VerifyOutcome:
 
 
 Verifier = Callable[[str, str, Sequence[str]], VerifyOutcome]  # (header, statement, tactics) -> verdict
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    max_nodes: int = 800
-    timeout_s: float = 300.0
-    num_candidates: int = 16
-    temperature: float = 1.3
-    length_normalised: bool = False
-    ebm_lambda: float = 1.0  # used only when a scorer is given
-
-    @classmethod
-    def from_settings(cls, search_settings: Any, evaluation: bool = False) -> SearchConfig:
-        s = search_settings
-        return cls(max_nodes=s.eval_max_nodes if evaluation else s.max_nodes, timeout_s=s.timeout_s,
-                   num_candidates=s.num_candidates, temperature=s.temperature,
-                   length_normalised=s.length_normalised, ebm_lambda=s.ebm_lambda)
 
 
 @dataclass(frozen=True)

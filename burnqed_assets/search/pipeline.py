@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from burnqed_assets.data.io import read_json, write_json
-from burnqed_assets.search.engine import SearchConfig, make_verifier
+from burnqed_assets.search.engine import make_verifier
 from burnqed_assets.search.policy import BatchingPolicy, Policy, SGLangPolicy, TransformersPolicy
 from burnqed_assets.search.serving import ManagedServer, ServerSpec, confirm_served_model
 from burnqed_assets.search.run import (
@@ -170,7 +169,7 @@ def generate_trajectories(settings: Settings, policy: Policy | None = None, env:
     model_dir = settings.paths.merged_model(iteration)
     own_env = env is None
     env = env if env is not None else _env_source(settings)
-    cfg = SearchConfig.from_settings(settings.search)
+    cfg = settings.search
     out = settings.paths.search_trajectories(iteration)
     with ExitStack() as stack:
         if policy is None:
@@ -181,7 +180,7 @@ def generate_trajectories(settings: Settings, policy: Policy | None = None, env:
                          progress=_progress_logger(say, max(1, len(theorems) // 20)))
     stats = run.stats()
     stats.update({"profile": settings.profile, "lean_backend": settings.lean.backend,
-                  "policy_backend": settings.search.policy_backend, "search_config": asdict(cfg),
+                  "policy_backend": settings.search.policy_backend, "search_config": cfg.engine_fields(),
                   "resumed_theorems": run.resumed, "searched_theorems": run.searched})
     results_path = settings.paths.search_results(iteration)
     write_results(run.results, results_path)

@@ -17,7 +17,7 @@ import shutil
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +213,7 @@ def run_search(theorems: Sequence[Theorem], env: EnvSource, policy: Policy, cfg:
         unique.setdefault(th.name, th)
     order = list(unique)
     parts = PartStore(Path(str(out_path) + ".parts"),
-                      {"config": asdict(cfg), "scorer": scorer is not None, **(fingerprint or {})})
+                      {"config": cfg.engine_fields(), "scorer": scorer is not None, **(fingerprint or {})})
     parts.open()
     todo = [unique[n] for n in order if not parts.has(n)]
     resumed = len(order) - len(todo)
@@ -331,7 +331,7 @@ def evaluate_benchmark(problems: Sequence[dict[str, Any]], env: EnvSource, polic
     out_path = Path(out_path)
     traj_path = (Path(trajectories_path) if trajectories_path
                  else out_path.with_name(out_path.stem + "_trajectories.parquet"))
-    cfg = SearchConfig.from_settings(settings.search, evaluation=True)
+    cfg = settings.search.for_evaluation()
     theorems = theorems_from_records(problems, name_key="name")
     run = run_search(theorems, env, policy, cfg, traj_path, concurrency=settings.search.concurrency,
                      scorer=scorer, verifier_factory=verifier_factory, fingerprint=fingerprint, progress=progress)

@@ -19,7 +19,6 @@ from burnqed_assets.ebm.embed import (
     BadTrajectoryRowError,
     extract_embeddings,
     extract_embeddings_from_model,
-    resolve_encode_max_length,
 )
 
 
@@ -85,9 +84,11 @@ def test_empty_state_names_file_and_row(tmp_path):
 
 def test_encode_max_length_from_token_geometry_or_fallback(tmp_path):
     path = tmp_path / "token_geometry.json"
-    assert resolve_encode_max_length(path, 512)[0] == 512
-    path.write_text(json.dumps({"recommended_encode_max_length": 384}))
-    value, source = resolve_encode_max_length(path, 512)
+    from burnqed_assets.data.token_geometry import recommended_max_length
+
+    assert recommended_max_length(path, "encode", 512)[0] == 512
+    path.write_text(json.dumps({"recommended_encode_max_length": 384, "recommended_sft_max_length": 1024}))
+    value, source = recommended_max_length(path, "encode", 512)
     assert value == 384 and "token_geometry" in source
 
 

@@ -23,7 +23,7 @@ from burnqed_assets.joint.train import (
 CONFIG = JointTrainConfig(lora_r=4, lora_alpha=8, lr_lora=5e-3, lr_ebm=5e-3, total_steps=6, warmup_steps=2,
                           log_every=2, eval_every=3, save_every=3, sft_batch_size=3, contrastive_batch_size=2,
                           sft_max_length=256, encode_max_length=128, val_fraction=0.34, probe_max_groups=4,
-                          head_hidden_dims=(16, 8), device="cpu")
+                          head_hidden_dims=(16, 8), device="cpu", gradient_checkpointing=False)
 LENIENT = AbortThresholds(centroid_l2_min=0.0, sft_loss_max=100.0, rank1_min=0.0, abort_after_step=1000,
                           temperature_stuck_steps=1000)
 

@@ -15,7 +15,6 @@ from burnqed_assets.models.sft import (
     SftRunConfig,
     build_trainer,
     example_length,
-    resolve_sft_max_length,
     split_by_length,
     train_lora,
 )
@@ -78,10 +77,15 @@ def test_too_long_examples_are_set_aside_and_counted(demo_base_model_dir):
 
 
 def test_max_length_from_token_geometry(tmp_path):
-    assert resolve_sft_max_length(tmp_path / "missing.json", 2048)[0] == 2048
-    (tmp_path / "g.json").write_text(json.dumps({"recommended_sft_max_length": 1536}))
-    value, source = resolve_sft_max_length(tmp_path / "g.json", 2048)
+    from burnqed_assets.data.token_geometry import recommended_max_length
+
+    assert recommended_max_length(tmp_path / "missing.json", "sft", 2048)[0] == 2048
+    (tmp_path / "g.json").write_text(json.dumps({"recommended_sft_max_length": 1536,
+                                                 "recommended_encode_max_length": 384}))
+    value, source = recommended_max_length(tmp_path / "g.json", "sft", 2048)
     assert value == 1536 and "token_geometry" in source
+    with pytest.raises(ValueError, match="kind"):
+        recommended_max_length(tmp_path / "g.json", "tactic", 2048)
 
 
 def test_bad_sft_line_is_reported_with_location(demo_base_model_dir, tmp_path):

@@ -34,6 +34,10 @@ DATA_ROOT_ENV = "BURNQED_DATA_ROOT"
 # Tag that routes an op to the GPU concurrency pool (executor tag_concurrency_limits).
 GPU_TAG_KEY = "burnqed/resource"
 GPU_TAG = {GPU_TAG_KEY: "gpu"}
+# Run-level tag of every run with a GPU step (set by run_coordinator.GpuRunCoordinator at
+# submission); the instance's run queue allows one such run at a time (deploy/dagster*.yaml).
+GPU_RUN_TAG_KEY = "burnqed/gpu_run"
+GPU_RUN_TAG = {GPU_RUN_TAG_KEY: "true"}
 
 class MissingInputError(FileNotFoundError):
     """A profile input is absent; the message names the path and how to obtain it."""

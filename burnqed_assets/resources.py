@@ -30,8 +30,9 @@ class BurnqedConfig(dg.ConfigurableResource):
 
 
 class LeanEnvResource(dg.ConfigurableResource):
-    """The profile's Lean backend: `make()` returns a fresh `LeanEnv` (replay in demo, supervised
-    Lean REPL in full) that the caller must `close()`; one env per step, never shared across processes."""
+    """The profile's Lean backend: `make()` returns a fresh supervised REPL env (`ReplLeanEnv`:
+    the REPL stand-in in demo, Lean in full) that the caller must `close()`; one env per step,
+    never shared across processes."""
 
     profile: Optional[str] = None
     data_root: Optional[str] = None

@@ -74,17 +74,32 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class LeanSettings:
-    backend: str  # "replay" (demo, recorded transitions) | "repl" (lean-interact)
+    # "repl": Lean through lean-interact (full) | "standin": the REPL stand-in program (demo).
+    # Same client, pool, tracer and verifier either way (docs/lean.md).
+    backend: str
     lean_version: str = "v4.27.0"
     project_dir: Path | None = None
-    command_timeout_s: float = 60.0
-    theorem_timeout_s: float = 120.0
-    memory_cap_mb: int = 8192
-    restart_every: int = 200
+    command_timeout_s: float = 60.0  # one REPL request
+    theorem_timeout_s: float = 120.0  # one theorem; its clock starts once its header env is ready
+    memory_cap_mb: int = 8192  # per REPL process tree: killed above it (and RLIMIT_AS)
+    # Recycle a REPL between theorems (never inside one) once its measured RSS is above this;
+    # None: 75% of memory_cap_mb.
+    recycle_rss_mb: float | None = None
+    restart_every: int = 0  # also recycle after this many commands (0: memory only)
     trace_chunk_size: int = 500
-    trace_workers: int = field(default_factory=lambda: min(16, max(1, int((os.cpu_count() or 1) * 0.75))))
+    # Warm REPL workers shared by migration, tracing and verification: the plan's min(16, 0.75 x cpu).
+    pool_workers: int = field(default_factory=lambda: min(16, max(1, int((os.cpu_count() or 1) * 0.75))))
     allowed_axioms: tuple[str, ...] = ("propext", "Classical.choice", "Quot.sound")
-    tracer: str = "leandojo"  # full-profile tracer of M.5: "leandojo" (the `full` extra) | "repl"
+    # M.5 tracer: "repl" (the REPL's allTactics through the warm pool, default) | "leandojo" (the `full` extra)
+    tracer: str = "repl"
+    # "bwrap" (required), "auto" (bwrap where it runs, else rlimits with the reason in metadata),
+    # "rlimits" (no namespaces; a documented choice). See lean/launcher.py.
+    sandbox: str = "auto"
+    standin_import_latency_s: float = 0.0  # stand-in only: simulated `import Mathlib` time
+
+    @property
+    def recycle_threshold_mb(self) -> float:
+        return self.recycle_rss_mb if self.recycle_rss_mb is not None else 0.75 * self.memory_cap_mb
 
 @dataclass(frozen=True)
 class ExecutorSettings:
@@ -200,8 +215,8 @@ def _demo(data_root: Path) -> Settings:
             base_model_id="burnqed/demo-tiny-llama",
             how_to_obtain="built by the `base_model` asset (materialize it first)",
         ),
-        lean=LeanSettings(backend="replay", command_timeout_s=10.0, theorem_timeout_s=20.0,
-                          trace_chunk_size=25, restart_every=100),
+        lean=LeanSettings(backend="standin", command_timeout_s=10.0, theorem_timeout_s=20.0,
+                          trace_chunk_size=25, memory_cap_mb=2048, standin_import_latency_s=0.2),
         executor=ExecutorSettings(kind="in_process", max_concurrent=2),
         data=DataSettings(contrastive_min_theorems=20),
         # demo SFT: 300 steps at lr 6e-3 on one thread (docs/models.md: val loss 2.88 -> 1.76, ~1 min);
@@ -292,7 +307,7 @@ def _full(data_root: Path) -> Settings:
             "on a machine with network access, then copy the directory here",
             dtype="bfloat16",
         ),
-        lean=LeanSettings(backend="repl", project_dir=p.lean_project),
+        lean=LeanSettings(backend="repl", project_dir=p.lean_project, sandbox="bwrap"),
         executor=ExecutorSettings(kind="multiprocess", max_concurrent=8),
         sft=SftConfig(epochs=1.0, logging_steps=50),
     )

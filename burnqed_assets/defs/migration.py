@@ -1,7 +1,9 @@
 """Phase M.1–M.5: Goedel migration, miniF2F port, tracing (goedel_traced_pairs).
 
-Thin layer over `burnqed_assets.lean.phase_m`. Demo: no Lean runs (recorded verdicts, replay
-backend, recorded traces), and every verdict says so; full: the supervised Lean 4.27 REPL.
+Thin layer over `burnqed_assets.lean.phase_m`. Tracing runs the REPL's allTactics through the
+warm Lean pool in both profiles; demo: the REPL at the end of the pipe is the stand-in (recorded
+transitions, no Lean) and migration verdicts are the recorded ones, and every verdict says so;
+full: the supervised Lean 4.27 REPL.
 """
 # No `from __future__ import annotations` in defs/: Dagster inspects the context annotation.
 
@@ -125,8 +127,9 @@ BENCHMARK_CHECKS = [_compile_check(a, a.key.to_user_string()) for a in BENCHMARK
 @dg.asset(group_name=GROUP, deps=["goedel_427_proofs"],
           description="Task M.5: traced (state, tactic) pairs of the migrated Goedel proofs → "
           "data/traced/goedel_427_pairs.jsonl; resumable chunks (checkpoints under data/traced/checkpoints), "
-          "per-theorem timeout, zombie cleanup per chunk, whole-theorem rejection on banned constructs. "
-          "Demo: reads the recorded traces (data/demo/traced/*_traces.jsonl), no Lean run.")
+          "per-theorem timeout, whole-theorem rejection on banned constructs. Tracer: the REPL's allTactics "
+          "through the warm Lean pool (one header import per worker, pool counters in metadata). "
+          "Demo: the REPL stand-in answers from the recorded traces (data/demo/traced/*_traces.jsonl), no Lean run.")
 def goedel_traced_pairs(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
     settings = burnqed.settings()
     info = phase_m.goedel_tracing(settings, progress=context.log.info)
@@ -136,6 +139,7 @@ def goedel_traced_pairs(context: dg.AssetExecutionContext, burnqed: BurnqedConfi
         "timeouts": info["timeouts"], "rejected_banned": info["rejected_banned"], "rows": info["rows"],
         "chunks": info["chunks"], "chunks_skipped_resumed": info["chunks_skipped_resumed"],
         "zombies_killed": info["zombies_killed"], "workers": info["workers"],
+        "lean_pool": dg.MetadataValue.json(info.get("lean_pool") or {}),
         "failure_rate": dg.MetadataValue.float(float(info["failure_rate"])),
         "failure_examples": [f"{f['theorem']}: {f['status']}: {f['reason']}" for f in info["failures"][:10]]})
 

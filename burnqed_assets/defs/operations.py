@@ -57,7 +57,7 @@ KNOWN_INPUT_READERS: dict[str, tuple[str, ...]] = {
     "minif2f_v2c": ("minif2f_v2c_427",),
     "minif2f_v1": ("minif2f_v1",),
     "rename_table": ("goedel_427_proofs",),
-    # The demo's replay Lean backend: every asset that opens a Lean env (compile, trace, search).
+    # The demo's REPL stand-in answers from these: every asset that opens a Lean env (compile, trace, search).
     "lean_repl_transcripts": ("goedel_427_proofs", "goedel_traced_pairs", "minif2f_v2s_427", "minif2f_v2c_427",
                               "minif2f_v1", "trajectories", "minif2f_v2s_iter0", "minif2f_v1_iter0"),
 }

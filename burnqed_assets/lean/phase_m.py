@@ -1,9 +1,9 @@
 """Phase M.1–M.5 steps as plain functions of the settings (the defs layer only wraps them).
 
 Each returns a metadata dict (counts, rates, paths) and writes its outputs atomically.
-Demo: no Lean runs. Migration verdicts are the ones recorded with the Goedel proofs,
-labelled `recorded`; benchmark compile checks report "not run"; tracing reads the recorded
-traces. Full: the supervised Lean REPL (`make_lean_env`) and LeanDojo.
+Tracing runs the REPL's allTactics through the warm worker pool in both profiles (demo: the
+REPL stand-in answers from the recorded traces). Demo migration verdicts are the ones recorded
+with the Goedel proofs, labelled `recorded`; benchmark compile checks report "not run" there.
 """
 
 from __future__ import annotations
@@ -25,13 +25,8 @@ from burnqed_assets.lean.migration import (
     migrate_proofs,
     recorded_checker,
 )
-from burnqed_assets.lean.tracing import (
-    LeanDojoTracer,
-    RecordedTracer,
-    ReplTracer,
-    Tracer,
-    trace_corpus,
-)
+from burnqed_assets.lean.pool import make_pool
+from burnqed_assets.lean.tracing import LeanDojoTracer, ReplTraceJob, trace_corpus
 from burnqed_assets.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -139,7 +134,7 @@ def port_benchmark(settings: Settings, asset_key: str, env: LeanEnv | None = Non
     else:
         compile_report = {"checked": False, "backend": settings.lean.backend, "total": len(ported),
                           "compiled": None, "failures": [],
-                          "note": "not run: replay backend (no Lean in the demo profile); statements were "
+                          "note": "not run: the REPL stand-in (no Lean in the demo profile); statements were "
                                   "normalised and ported by the rename table only"}
     write_json(files.compile_report, compile_report)
     splits = {s: sum(r["split"] == s for r in ported) for s in ("test", "valid")}
@@ -157,30 +152,50 @@ def benchmark_compile_report(settings: Settings, asset_key: str) -> dict[str, An
 
 
 # ---------------------------------------------------------------------------- M.5 tracing
-def make_tracer(settings: Settings) -> tuple[Tracer, str]:
-    if settings.lean.backend == "replay":
-        traced = settings.inputs.goedel_recorded_traces.path
-        files = sorted(traced.glob("*_traces.jsonl")) if traced.is_dir() else [traced]
-        return RecordedTracer(files), "recorded traces (" + ", ".join(f.name for f in files) + ")"
+def make_tracer(settings: Settings) -> tuple[Any, str]:
+    """The M.5 tracer: the REPL's allTactics through the warm pool (default) or LeanDojo."""
     if settings.lean.tracer == "repl":
-        return ReplTracer(_ReplEnvFactory(settings)), "lean REPL replay of top-level tactics"
+        return ReplTraceJob(), "REPL allTactics through the warm Lean pool"
     if settings.lean.tracer == "leandojo":
         return LeanDojoTracer(settings.paths.goedel_427_dir), "LeanDojo"
-    raise ValueError(f"unknown settings.lean.tracer {settings.lean.tracer!r} (leandojo | repl)")
+    raise ValueError(f"unknown settings.lean.tracer {settings.lean.tracer!r} (repl | leandojo)")
 
 
-class _ReplEnvFactory:
-    """Picklable: each tracing worker builds its own supervised REPL."""
+def standin_extra_theorems(settings: Settings, known: set[str]) -> list[dict[str, Any]]:
+    """Stand-in only (the demo corpus): recorded theorems without a Goedel source proof (the
+    hand-written deep traces) are traced too. Their proof file is their recorded statement
+    followed by the recorded top-level tactics of their first proof variant."""
+    from burnqed_assets.lean.factory import replay_sources
+    from burnqed_assets.lean.repl_standin import load_traces
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    src = replay_sources(settings)
+    statements: dict[str, dict[str, Any]] = {}
+    for path in src["statements"]:
+        for _, rec in iter_jsonl(path):
+            name = str(rec.get("theorem") or rec.get("name") or "").split("::", 1)[-1]
+            if name and rec.get("formal_statement"):
+                statements[name] = rec
+    out = []
+    for bare, rows in load_traces(src["trace_rows"]).items():
+        name = prefixed(GOEDEL_SOURCE, bare)
+        if name in known:
+            continue
+        st = statements.get(bare)
+        proof = ""
+        if st is not None:
+            first: list[str] = []
+            for r in rows:
+                if first and int(r.get("depth", 0)) == 0:
+                    break  # the next proof variant starts again at the root
+                first.append(str(r["tactic"]))
+            body = "".join("\n  " + "\n  ".join(t.splitlines()) for t in first)
+            proof = str(st.get("header") or "") + str(st["formal_statement"]).rstrip() + body + "\n"
+        out.append({"name": name, "full_proof": proof})
+    return out
 
-    def __call__(self) -> LeanEnv:
-        return make_lean_env(self.settings)
 
-
-def goedel_tracing(settings: Settings, tracer: Tracer | None = None, tracer_label: str | None = None,
-                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def goedel_tracing(settings: Settings, tracer: Any = None, tracer_label: str | None = None,
+                   progress: Callable[[str], None] | None = None, pool: Any = None) -> dict[str, Any]:
     migrated = settings.paths.migration.proofs
     if not migrated.exists():
         raise FileNotFoundError(f"{migrated} is missing: materialize goedel_427_proofs first")
@@ -188,26 +203,32 @@ def goedel_tracing(settings: Settings, tracer: Tracer | None = None, tracer_labe
                 for _, r in iter_jsonl(migrated)]
     if tracer is None:
         tracer, tracer_label = make_tracer(settings)
-    if isinstance(tracer, RecordedTracer):
-        # Demo: recorded theorems without a Goedel source proof (hand-written deep traces) are traced too.
+    if settings.lean.backend == "standin":
         # Theorems the migration dropped stay out.
         dropped_path = settings.paths.migration.dropped
         dropped = {prefixed(GOEDEL_SOURCE, r["problem_id"]) for _, r in iter_jsonl(dropped_path)} \
             if dropped_path.exists() else set()
-        known = {t["name"] for t in theorems} | dropped
-        theorems += [{"name": n, "full_proof": ""} for n in tracer.theorems() if n not in known]
+        theorems += standin_extra_theorems(settings, {t["name"] for t in theorems} | dropped)
     prepare = getattr(tracer, "prepare", None)
     if callable(prepare):
         prepare()
     paths = settings.paths.tracing
-    workers = 1 if isinstance(tracer, RecordedTracer) else settings.lean.trace_workers
-    run = trace_corpus(theorems, tracer, paths.pairs, paths.checkpoints,
-                       chunk_size=settings.lean.trace_chunk_size, workers=workers,
-                       timeout_s=settings.lean.theorem_timeout_s, progress=progress)
-    report = {**run.as_metadata(), "tracer": tracer_label, "workers": workers,
-              "chunk_size": settings.lean.trace_chunk_size, "timeout_s": settings.lean.theorem_timeout_s,
-              "failures": run.failures, "profile": settings.profile}
-    if isinstance(tracer, RecordedTracer):
-        report["recorded_bad_lines"] = tracer.report.bad_count
+    use_pool = isinstance(tracer, ReplTraceJob)
+    own_pool = use_pool and pool is None
+    if own_pool:
+        pool = make_pool(settings)
+    try:
+        run = trace_corpus(theorems, tracer, paths.pairs, paths.checkpoints,
+                           chunk_size=settings.lean.trace_chunk_size, workers=settings.lean.pool_workers,
+                           timeout_s=settings.lean.theorem_timeout_s, progress=progress,
+                           pool=pool if use_pool else None)
+        pool_stats = pool.stats() if use_pool else {}
+    finally:
+        if own_pool:
+            pool.close()
+    report = {**run.as_metadata(), "tracer": tracer_label, "workers": pool.size if use_pool else
+              settings.lean.pool_workers, "chunk_size": settings.lean.trace_chunk_size,
+              "timeout_s": settings.lean.theorem_timeout_s, "failures": run.failures, "profile": settings.profile,
+              "lean_backend": settings.lean.backend, "lean_pool": pool_stats}
     write_json(paths.report, report)
     return {**report, "paths": {k: str(v) for k, v in paths.as_dict().items()}}

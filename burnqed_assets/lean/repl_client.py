@@ -44,6 +44,8 @@ from typing import Any, TypeVar
 
 import psutil
 
+from burnqed_assets.lean.launcher import Launch, LeanLauncher
+
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05
@@ -55,8 +57,9 @@ def _libc() -> Any:
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-def parent_death_preexec(parent_pid: int) -> Callable[[], None]:
-    """A `preexec_fn`: SIGKILL this child when its parent dies (Linux prctl), set before exec.
+def parent_death_preexec(parent_pid: int, then: Callable[[], None] | None = None) -> Callable[[], None]:
+    """A `preexec_fn`: SIGKILL this child when its parent dies (Linux prctl), set before exec;
+    `then` runs next (the launcher's rlimits).
 
     The libc handle is resolved here, in the parent: the child between fork and exec must not
     load libraries. If the parent already died before prctl ran, exit at once."""
@@ -66,6 +69,8 @@ def parent_death_preexec(parent_pid: int) -> Callable[[], None]:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:
             os._exit(1)
+        if then is not None:
+            then()
 
     return preexec
 
@@ -128,9 +133,10 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 _SPAWNER = _Spawner()
 
 
-def spawn_supervised(argv: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+def spawn_supervised(argv: Sequence[str], then: Callable[[], None] | None = None,
+                     **popen_kwargs: Any) -> subprocess.Popen[bytes]:
     """Popen from the spawner thread with the parent-death signal set in the child."""
-    preexec = parent_death_preexec(os.getpid())
+    preexec = parent_death_preexec(os.getpid(), then)
     return _SPAWNER.run(lambda: subprocess.Popen(list(argv), preexec_fn=preexec, **popen_kwargs),
                         on_abandon=_kill_group)
 
@@ -185,7 +191,8 @@ class ReplProcess:
 
     def __init__(self, argv: Sequence[str], cwd: str | os.PathLike[str] | None = None, timeout_s: float = 60.0,
                  memory_cap_mb: int | None = 8192, restart_every: int = 200,
-                 env: dict[str, str] | None = None, startup_timeout_s: float = 30.0):
+                 env: dict[str, str] | None = None, startup_timeout_s: float = 30.0,
+                 launcher: LeanLauncher | None = None, recycle_rss_mb: float | None = None):
         if not argv:
             raise ValueError("ReplProcess needs a command line")
         self.argv = [str(a) for a in argv]
@@ -195,6 +202,9 @@ class ReplProcess:
         self.restart_every = int(restart_every)
         self.env = env
         self.startup_timeout_s = startup_timeout_s
+        self.launcher = launcher
+        self.recycle_rss_mb = recycle_rss_mb
+        self._launch: Launch | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         self._reader: threading.Thread | None = None
@@ -205,6 +215,7 @@ class ReplProcess:
         self.counters: dict[str, int] = {
             "calls": 0, "ok": 0, "starts": 0, "restarts": 0, "recycles": 0, "timeouts": 0, "crashes": 0,
             "memory_kills": 0, "protocol_errors": 0, "interrupted": 0,
+            "recycles_memory": 0, "recycles_count": 0,
         }
         self.peak_rss_mb = 0.0
 
@@ -220,9 +231,18 @@ class ReplProcess:
         if self.is_alive():
             return
         self._stderr_file = tempfile.TemporaryFile()
+        # Every Lean process goes through the launcher (sandbox + rlimits); without one (unit
+        # tests of the client itself) the command runs as given.
+        launch = self.launcher.prepare(self.argv, self.cwd) if self.launcher is not None else None
+        self._launch = launch
+        argv = launch.argv if launch is not None else self.argv
+        env = self.env
+        if launch is not None:
+            env = {**(self.env if self.env is not None else os.environ), "TMPDIR": str(launch.tmpdir)}
         # start_new_session: the REPL and everything it spawns (lake -> repl -> lean) share one
         # process group that we can kill as a whole; no shell, argv only.
-        self._proc = spawn_supervised(self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE,
+        self._proc = spawn_supervised(argv, then=launch.apply_rlimits if launch is not None else None,
+                                      cwd=self.cwd, env=env, stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._stderr_file, start_new_session=True)
         self._lines = queue.Queue()
         self._reader = threading.Thread(target=self._read_stdout, args=(self._proc, self._lines), daemon=True)
@@ -287,17 +307,35 @@ class ReplProcess:
         if self._stderr_file is not None:
             self._stderr_file.close()
             self._stderr_file = None
+        if self._launch is not None:
+            self._launch.cleanup()
+            self._launch = None
         self._proc = None
 
     def close(self) -> None:
         with self._lock:
             self.kill()
 
+    def rss_mb(self) -> float:
+        """Measured resident memory of the REPL's process tree now (0 when not running)."""
+        if not self.is_alive():
+            return 0.0
+        assert self._proc is not None
+        rss = tree_rss_mb(self._proc.pid)
+        self.peak_rss_mb = max(self.peak_rss_mb, rss)
+        return rss
+
     def recycle_if_due(self) -> bool:
-        """Restart after `restart_every` commands to bound Lean's memory (call between theorems)."""
-        if self.restart_every > 0 and self.commands_since_start >= self.restart_every and self.is_alive():
+        """Restart when the REPL's measured memory is above `recycle_rss_mb` or after
+        `restart_every` commands. Call between theorems only, never inside one."""
+        if not self.is_alive():
+            return False
+        by_count = self.restart_every > 0 and self.commands_since_start >= self.restart_every
+        by_memory = self.recycle_rss_mb is not None and self.rss_mb() > self.recycle_rss_mb
+        if by_count or by_memory:
             self.kill()
             self.counters["recycles"] += 1
+            self.counters["recycles_memory" if by_memory else "recycles_count"] += 1
             return True
         return False
 
@@ -353,6 +391,7 @@ class ReplProcess:
         assert self._proc is not None
         deadline = time.monotonic() + timeout_s
         chunks: list[str] = []
+        next_memory_check = time.monotonic() + POLL_S * 4  # the process-tree scan is costly
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -378,7 +417,10 @@ class ReplProcess:
                 chunks.append(text.rstrip("\r\n"))
             elif chunks:
                 return "\n".join(chunks)
-            self._check_memory(request)
+            now = time.monotonic()
+            if now >= next_memory_check:
+                next_memory_check = now + POLL_S * 4
+                self._check_memory(request)
 
     def _check_memory(self, request: dict[str, Any]) -> None:
         if self._proc is None:

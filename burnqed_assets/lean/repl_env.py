@@ -1,7 +1,8 @@
-"""`ReplLeanEnv`: Lean 4 through the REPL, supervised by `ReplProcess` (full profile).
+"""`ReplLeanEnv`: the Lean REPL protocol through `ReplProcess`, in both profiles.
 
-lean-interact (`LeanREPLConfig` + `LocalProject`) builds the REPL for the project's toolchain
-and gives the command line (`lake env <repl>` in the project); `ReplProcess` runs it.
+Full: lean-interact (`LeanREPLConfig` + `LocalProject`) builds the REPL for the project's
+toolchain and gives the command line (`lake env <repl>` in the project). Demo: the same class
+talks to the REPL stand-in program (`repl_standin`). Both run through the launcher (sandbox).
 Header environments (`import Mathlib ...`) are elaborated once per process generation and
 reused with `env`; after any restart they are rebuilt, and proof states of the old process
 are reported as lost instead of being sent to a process that never saw them.
@@ -11,22 +12,21 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from burnqed_assets.lean.env import CheckResult, Message, ProofState, TacticResult
-from burnqed_assets.lean.repl_client import ReplError, ReplProcess
+from burnqed_assets.lean.factory import LeanSetupError  # noqa: F401 - re-exported
+from burnqed_assets.lean.launcher import LeanLauncher
+from burnqed_assets.lean.repl_client import ReplError, ReplProcess, ReplTimeoutError
 from burnqed_assets.lean.verify import parse_axioms, static_scan, theorem_names
 from burnqed_assets.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _IMPORT_BLOCK = re.compile(r"\A(?:\s*(?:import\s+[^\n]+|--[^\n]*)\n)*")
-
-
-class LeanSetupError(RuntimeError):
-    """The Lean toolchain / project / REPL could not be prepared."""
 
 
 class TheoremOpenError(RuntimeError):
@@ -75,6 +75,12 @@ def tactic_result_from_response(resp: dict[str, Any], generation: int = 0) -> Ta
     return TacticResult("open", state=ProofState((generation, resp.get("proofState")), goals), messages=texts)
 
 
+def launcher_from_settings(settings: Settings) -> LeanLauncher:
+    """The one launcher of every Lean process of this profile (sandbox + rlimits)."""
+    lean = settings.lean
+    return LeanLauncher(sandbox=lean.sandbox, memory_cap_mb=lean.memory_cap_mb)
+
+
 def split_imports(code: str) -> tuple[str, str]:
     """(import block, rest): imports are only legal at the start of a file."""
     m = _IMPORT_BLOCK.match(code)
@@ -82,81 +88,118 @@ def split_imports(code: str) -> tuple[str, str]:
     return head, code[len(head):]
 
 
+class TheoremTimeoutError(ReplTimeoutError):
+    """The theorem's own time budget ran out (its clock starts once its header env is ready)."""
+
+    kind = "theorem timeout"
+
+
 class ReplLeanEnv:
-    """Lean through a supervised REPL process. `name = "repl"`, `verified_by = "lean"`."""
+    """Lean through a supervised REPL process. `name = "repl"`; `verified_by` is "lean", or
+    "stand-in" when the process at the end of the pipe is the REPL stand-in."""
 
     name = "repl"
-    verified_by = "lean"
 
-    def __init__(self, process: ReplProcess, theorem_timeout_s: float | None = None):
+    def __init__(self, process: ReplProcess, theorem_timeout_s: float | None = None, verified_by: str = "lean"):
         self.process = process
         self.theorem_timeout_s = theorem_timeout_s
+        self.verified_by = verified_by
         self._header_env: dict[str, tuple[int, int]] = {}  # import block -> (generation, env id)
+        self._deadline: float | None = None
         self.counters: dict[str, int] = {"theorems_opened": 0, "open_failures": 0, "tactic_errors": 0,
-                                         "backend_failures": 0, "stale_states": 0, "files_checked": 0}
+                                         "backend_failures": 0, "stale_states": 0, "files_checked": 0,
+                                         "header_imports": 0, "header_reuses": 0, "theorem_timeouts": 0}
 
     @classmethod
-    def from_argv(cls, argv: Sequence[str], settings: Settings, cwd: str | Path | None = None) -> ReplLeanEnv:
+    def from_argv(cls, argv: Sequence[str], settings: Settings, cwd: str | Path | None = None,
+                  verified_by: str = "lean", launcher: LeanLauncher | None = None) -> ReplLeanEnv:
         lean = settings.lean
         proc = ReplProcess(argv, cwd=cwd, timeout_s=lean.command_timeout_s, memory_cap_mb=lean.memory_cap_mb,
-                           restart_every=lean.restart_every)
-        return cls(proc, theorem_timeout_s=lean.theorem_timeout_s)
+                           restart_every=lean.restart_every, launcher=launcher,
+                           recycle_rss_mb=lean.recycle_threshold_mb)
+        return cls(proc, theorem_timeout_s=lean.theorem_timeout_s, verified_by=verified_by)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReplLeanEnv:
-        """Prepare the REPL with lean-interact for `settings.lean.project_dir` and supervise it."""
-        project_dir = settings.lean.project_dir
-        if project_dir is None or not Path(project_dir).is_dir():
-            raise LeanSetupError(
-                f"Lean project directory {project_dir} not found: create the Lean {settings.lean.lean_version} + "
-                "Mathlib project first (docs/lean.md, 'Full-profile setup')")
-        try:
-            from lean_interact import LeanREPLConfig, LocalProject
-        except ImportError as exc:  # pragma: no cover - lean-interact is a core dependency
-            raise LeanSetupError("lean-interact is not installed (pip install lean-interact)") from exc
-        try:
-            config = LeanREPLConfig(project=LocalProject(directory=str(project_dir)),
-                                    memory_hard_limit_mb=settings.lean.memory_cap_mb, verbose=False)
-        except Exception as exc:
-            raise LeanSetupError(f"lean-interact could not prepare the REPL for {project_dir}: {exc} "
-                                 "(is `lake` on PATH? see docs/lean.md)") from exc
-        repl_bin = Path(config.cache_repl_dir) / ".lake" / "build" / "bin" / "repl"
-        argv = [str(config.lake_path), "env", str(repl_bin)]
-        return cls.from_argv(argv, settings, cwd=config.working_dir)
+        """The profile's REPL (Lean via lean-interact, or the stand-in) through the launcher."""
+        from burnqed_assets.lean.factory import repl_command
+
+        cmd = repl_command(settings)
+        return cls.from_argv(cmd.argv, settings, cwd=cmd.cwd, verified_by=cmd.verified_by,
+                             launcher=launcher_from_settings(settings))
+
+    # ---- theorem lifecycle ------------------------------------------------------------------
+    def between_theorems(self) -> bool:
+        """Recycle the REPL if its measured memory (or command count) says so. Never call it
+        inside a theorem: proof states die with the process."""
+        self._deadline = None
+        return self.process.recycle_if_due()
+
+    def prepare_header(self, header: str) -> int | None:
+        """Elaborate the header's imports (once per process generation) before a theorem's
+        clock starts; returns the REPL env id (None without imports)."""
+        imports, _ = split_imports(header)
+        return self._env_for(imports, count=True)
+
+    def start_clock(self, timeout_s: float | None = None) -> None:
+        """Start this theorem's time budget (call once its header env is ready)."""
+        budget = timeout_s if timeout_s is not None else self.theorem_timeout_s
+        self._deadline = time.monotonic() + budget if budget else None
+
+    def _send(self, request: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+        timeout = timeout_s if timeout_s is not None else self.process.timeout_s
+        if self._deadline is not None:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                self.counters["theorem_timeouts"] += 1
+                raise TheoremTimeoutError("the theorem's time budget is spent", request)
+            if remaining < timeout:
+                try:
+                    return self.process.send(request, timeout_s=remaining)
+                except ReplTimeoutError as exc:
+                    self.counters["theorem_timeouts"] += 1
+                    raise TheoremTimeoutError(f"the theorem's time budget ran out ({exc})", request) from exc
+        return self.process.send(request, timeout_s=timeout)
 
     # ---- helpers -----------------------------------------------------------------------------
-    def _env_for(self, imports: str) -> int | None:
-        """REPL env id holding `imports` in the current process generation (None: no imports)."""
+    def _env_for(self, imports: str, count: bool = False) -> int | None:
+        """REPL env id holding `imports` in the current process generation (None: no imports).
+        `count`: this is a theorem's start (imports vs reuses are counted per theorem)."""
         if not imports.strip():
             return None
         cached = self._header_env.get(imports)
         self.process.start()
         if cached is not None and cached[0] == self.process.generation and self.process.is_alive():
+            self.counters["header_reuses"] += int(count)
             return cached[1]
+        # The header is not on any theorem's clock: it gets the theorem timeout of its own.
         resp = self.process.send({"cmd": imports.strip()}, timeout_s=self.theorem_timeout_s)
+        self.counters["header_imports"] += 1
         result = check_result_from_response(resp)
         if not result.ok or "env" not in resp:
             raise TheoremOpenError("header failed to elaborate: " + "; ".join(m.text for m in result.messages[:3]))
         self._header_env[imports] = (self.process.generation, int(resp["env"]))
         return int(resp["env"])
 
-    def _command(self, code: str, timeout_s: float | None = None) -> dict[str, Any]:
+    def _command(self, code: str, timeout_s: float | None = None, **options: Any) -> dict[str, Any]:
         imports, rest = split_imports(code)
         env_id = self._env_for(imports)
-        request: dict[str, Any] = {"cmd": rest}
+        request: dict[str, Any] = {"cmd": rest, **options}
         if env_id is not None:
             request["env"] = env_id
-        return self.process.send(request, timeout_s=timeout_s)
+        return self._send(request, timeout_s=timeout_s)
 
     # ---- LeanEnv -----------------------------------------------------------------------------
     def open_theorem(self, statement: str, header: str = "", name: str | None = None) -> ProofState:
         """Elaborate `header + statement sorry`; the sorry's proof state is the root state."""
-        self.process.recycle_if_due()  # between theorems only
+        if self._deadline is None:
+            self.between_theorems()  # a new theorem (search calls only this): recycle here if due
         stmt = statement.rstrip()
         if not stmt.endswith("by"):
             raise TheoremOpenError(f"statement must end with `:= by`: {stmt[-60:]!r}")
         try:
-            resp = self._command(header + stmt + " sorry", timeout_s=self.theorem_timeout_s)
+            head = header if not header or header.endswith("\n") else header + "\n"  # "import Mathlib" + stmt
+            resp = self._command(head + stmt + " sorry", timeout_s=self.theorem_timeout_s)
         except ReplError:
             self.counters["open_failures"] += 1
             raise
@@ -181,7 +224,7 @@ class ReplLeanEnv:
             self.counters["stale_states"] += 1
             return TacticResult("error", error="proof state lost: the REPL was restarted after a failure")
         try:
-            resp = self.process.send({"tactic": tactic, "proofState": ps})
+            resp = self._send({"tactic": tactic, "proofState": ps})
         except ReplError as exc:
             self.counters["backend_failures"] += 1
             return TacticResult("error", error=str(exc))
@@ -191,8 +234,8 @@ class ReplLeanEnv:
         return result
 
     def check_file(self, code: str) -> CheckResult:
-        """Compile the whole file, then `#print axioms` of each of its theorems, in one command."""
-        self.process.recycle_if_due()
+        """Compile the whole file, then `#print axioms` of each of its theorems, in one command.
+        Never recycles the REPL: a search verifies mid-theorem and keeps its proof states."""
         self.counters["files_checked"] += 1
         names = theorem_names(code)
         probe = "".join(f"\n\n#print axioms {n}" for n in names)
@@ -202,6 +245,14 @@ class ReplLeanEnv:
             self.counters["backend_failures"] += 1
             return CheckResult(ok=False, error=str(exc))
         return check_result_from_response(resp)
+
+    def all_tactics(self, code: str) -> dict[str, Any]:
+        """The REPL's tactic-level trace of a file (`allTactics`): the raw response."""
+        return self._command(code, timeout_s=self.theorem_timeout_s, allTactics=True)
+
+    def tactic_on(self, proof_state: int, tactic: str) -> dict[str, Any]:
+        """Run a tactic on a proof state id of the current process (raw response)."""
+        return self._send({"tactic": tactic, "proofState": proof_state})
 
     def stats(self) -> dict[str, int | float]:
         out: dict[str, int | float] = {f"repl_{k}": v for k, v in self.process.stats().items()}

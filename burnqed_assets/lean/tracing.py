@@ -11,9 +11,10 @@
 - A theorem whose proof or any traced tactic/state holds a banned construct (verifier's static
   scan, plan M.6 words) is rejected whole (Gotcha 12).
 
-Tracers: `RecordedTracer` (demo: reads recorded traces, never runs Lean), `LeanDojoTracer`
-(full: lean-dojo, imported lazily, the `full` extra) and `ReplTracer` (full fallback: replays
-the proof's top-level tactics through the supervised REPL).
+Tracers: `ReplTraceJob` (the default, both profiles: the REPL's `allTactics` output through
+the warm worker pool; in the demo the REPL is the stand-in), `LeanDojoTracer` (the
+alternative: lean-dojo, the `full` extra, traces the migrated Lake project once) and
+`RecordedTracer` (a test helper: recorded rows, no REPL).
 """
 
 from __future__ import annotations
@@ -179,10 +180,14 @@ def _chunk_id(names: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest()[:16]
 
 
-def trace_corpus(theorems: Sequence[dict[str, Any]], tracer: Tracer, output: Path, checkpoint_dir: Path,
+def trace_corpus(theorems: Sequence[dict[str, Any]], tracer: Any, output: Path, checkpoint_dir: Path,
                  chunk_size: int = 500, workers: int = 1, timeout_s: float = 120.0,
-                 progress: Callable[[str], None] | None = None) -> TraceRun:
-    """Trace every theorem in resumable chunks; write all pairs to `output` (atomic)."""
+                 progress: Callable[[str], None] | None = None, pool: Any = None) -> TraceRun:
+    """Trace every theorem in resumable chunks; write all pairs to `output` (atomic).
+
+    With `pool` (a `LeanPool`), `tracer` is a pool job (`ReplTraceJob`): the chunk's theorems
+    run on the pool's warm workers and come back in input order; per-theorem timeouts are the
+    workers' (no signals). Without it, `tracer(theorem)` runs under `trace_one`'s alarm."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     run = TraceRun(output=output)
     chunk_files: list[Path] = []
@@ -201,7 +206,10 @@ def trace_corpus(theorems: Sequence[dict[str, Any]], tracer: Tracer, output: Pat
             if progress:
                 progress(f"chunk {index}: already done, skipped")
             continue
-        outcomes = _trace_chunk(chunk, tracer, workers, timeout_s)
+        if pool is not None:
+            outcomes = _trace_chunk_pool(chunk, tracer, pool)
+        else:
+            outcomes = _trace_chunk(chunk, tracer, workers, timeout_s)
         counts = {"ok": 0, "failed": 0, "timeout": 0, "rejected": 0, "rows": 0}
         failures = []
         with atomic_open(rows_path) as fh:
@@ -213,7 +221,9 @@ def trace_corpus(theorems: Sequence[dict[str, Any]], tracer: Tracer, output: Pat
                     counts["rows"] += len(o.rows)
                 else:
                     failures.append({"theorem": o.theorem, "status": o.status, "reason": o.reason})
-        killed = cleanup_lean_processes()  # chunk boundary: no zombie survives into the next chunk
+        # Chunk boundary: no zombie survives into the next chunk. A pool supervises (and keeps
+        # warm) its own REPLs, so there is nothing of ours to sweep then.
+        killed = cleanup_lean_processes() if pool is None else 0
         marker = {"chunk_id": _chunk_id(names), "theorems": len(chunk), **counts, "failures": failures,
                   "zombies_killed": killed}
         write_json(done_path, marker)  # written last: its presence means the rows file is complete
@@ -264,6 +274,33 @@ def _trace_chunk(chunk: Sequence[dict[str, Any]], tracer: Tracer, workers: int,
         return list(pool.map(_worker, [(tracer, t, timeout_s) for t in chunk]))
 
 
+def outcome_from_rows(theorem: dict[str, Any], rows: list[dict[str, Any]], seconds: float) -> TheoremOutcome:
+    """A traced theorem's rows → ok, or rejected whole (banned construct), or failed (no rows)."""
+    name = theorem["name"]
+    reason = banned_reason(theorem, rows)
+    if reason:
+        return TheoremOutcome(name, "rejected", reason=reason, seconds=seconds)
+    if not rows:
+        return TheoremOutcome(name, "failed", reason="tracer returned no pairs", seconds=seconds)
+    return TheoremOutcome(name, "ok", rows=rows, seconds=seconds)
+
+
+def _trace_chunk_pool(chunk: Sequence[dict[str, Any]], job: Any, pool: Any) -> list[TheoremOutcome]:
+    outcomes: list[TheoremOutcome | None] = [None] * len(chunk)
+    for res in pool.map_unordered(job, chunk):
+        theorem = chunk[res.index]
+        if res.ok:
+            outcomes[res.index] = outcome_from_rows(theorem, res.value, res.seconds)
+        else:
+            status = "timeout" if res.status == "timeout" else "failed"
+            outcomes[res.index] = TheoremOutcome(theorem["name"], status, reason=f"{res.status}: {res.error}"[:500],
+                                                 seconds=res.seconds)
+    missing = [chunk[i]["name"] for i, o in enumerate(outcomes) if o is None]
+    if missing:  # a pool that loses an item must not let the chunk be marked done
+        raise RuntimeError(f"the Lean pool returned no result for {len(missing)} theorem(s), e.g. {missing[:3]}")
+    return [o for o in outcomes if o is not None]
+
+
 # ---------------------------------------------------------------------------- tracers
 class RecordedTracer:
     """Demo tracer: the recorded pairs of each theorem (no Lean run; rows keep their provenance)."""
@@ -296,37 +333,108 @@ def _validate_recorded(rec: dict[str, Any]) -> str | None:
     return None
 
 
-class ReplTracer:
-    """Full-profile fallback: run the proof's top-level tactics through the supervised REPL and
-    record (state, tactic, state_after) at each step. Built lazily in each worker."""
+class ReplTraceJob:
+    """The default tracer (plan M.5): the REPL's tactic-level output through the warm pool.
 
-    def __init__(self, env_factory: Callable[[], Any], source: str = GOEDEL_SOURCE):
-        self.env_factory = env_factory
+    One `allTactics` command per theorem gives every tactic of the proof (nested ones too) with
+    its goals before and a `proofState`; running the tactic on that proof state gives the goals
+    after (`null` when that re-run fails: the pair is kept, the next state is unknown, and the
+    count is in `state_after_unknown`). Depth is the depth in the proof tree: the number of
+    tactic steps from the root goal, following the state each tactic was applied to (the most
+    recent tactic that produced it: a state reached again on another branch is another node; a goal
+    that no earlier tactic produced, e.g. inside `have ... := by`, hangs below the innermost
+    tactic whose source range contains it). Picklable: a Ray actor runs it the same way.
+    Underscore-prefixed keys of a tactic entry (provenance that only the REPL stand-in sends,
+    e.g. `_derived`) are kept on the row, so recorded rows stay labelled as such.
+    """
+
+    may_hang = True
+
+    def __init__(self, source: str = GOEDEL_SOURCE):
         self.source = source
-        self._env: Any = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"env_factory": self.env_factory, "source": self.source, "_env": None}
+    def __call__(self, worker: Any, theorem: dict[str, Any]) -> list[dict[str, Any]]:
+        code = theorem.get("full_proof") or ""
+        parsed = parse_proof_file(code)
+        if parsed is None:
+            raise TraceFailure("no theorem declaration in the proof file")
+        from burnqed_assets.lean.repl_env import split_imports
 
-    def __call__(self, theorem: dict[str, Any]) -> list[dict[str, Any]]:
-        if self._env is None:
-            self._env = self.env_factory()
-        parsed = parse_proof_file(theorem["full_proof"])
-        if parsed is None or not parsed.tactics:
-            raise TraceFailure("could not split the proof into top-level tactics")
-        state = self._env.open_theorem(parsed.statement, parsed.header, name=parsed.name)
+        header, _ = split_imports(code)
+        with worker.theorem(header) as env:
+            resp = env.all_tactics(code)
+            errors = [m for m in resp.get("messages", []) or [] if m.get("severity") == "error"]
+            if "message" in resp and "env" not in resp:
+                raise TraceFailure(f"REPL: {resp['message']}")
+            if errors:
+                raise TraceFailure("Lean error: " + "; ".join(str(m.get("data", ""))[:200] for m in errors[:3]))
+            tactics = [t for t in resp.get("tactics", []) or [] if isinstance(t, dict) and t.get("tactic")]
+            if not tactics:
+                raise TraceFailure("the REPL reported no tactics for this proof")
+            afters = [self._after(env, t) for t in tactics]
+        depths = proof_tree_depths(tactics, afters)
+        name = prefixed(self.source, theorem["name"].split("::", 1)[-1])
         rows = []
-        for depth, tactic in enumerate(parsed.tactics):
-            res = self._env.run_tactic(state, tactic)
-            if res.status == "error":
-                raise TraceFailure(f"tactic {depth} failed: {res.error}")
-            after = NO_GOALS if res.status == "proved" else res.state.pp
-            rows.append({"theorem": prefixed(self.source, theorem["name"]), "state": state.pp, "tactic": tactic,
-                         "state_after": after, "depth": depth, "source": self.source})
-            if res.status == "proved":
-                return rows
-            state = res.state
-        raise TraceFailure("goals remain after the last tactic")
+        for t, after, depth in zip(tactics, afters, depths):
+            row = {"theorem": name, "state": str(t.get("goals", "")), "tactic": str(t["tactic"]),
+                   "state_after": after, "depth": depth, "source": self.source}
+            row.update({k: v for k, v in t.items() if k.startswith("_")})
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def _after(env: Any, tactic: dict[str, Any]) -> str | None:
+        ps = tactic.get("proofState")
+        if not isinstance(ps, int):
+            return None
+        resp = env.tactic_on(ps, str(tactic["tactic"]))
+        if "message" in resp and "goals" not in resp:
+            return None
+        if any(m.get("severity") == "error" for m in resp.get("messages", []) or []) or resp.get("sorries"):
+            return None
+        goals = resp.get("goals")
+        if goals is None:
+            return None
+        if not goals:
+            return NO_GOALS if str(resp.get("proofStatus", "Completed")) == "Completed" else None
+        return "\n\n".join(str(g) for g in goals)
+
+
+def _range(t: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    pos, end = t.get("pos"), t.get("endPos")
+    if not isinstance(pos, dict) or not isinstance(end, dict):
+        return None
+    return (int(pos.get("line", 0)), int(pos.get("column", 0))), (int(end.get("line", 0)), int(end.get("column", 0)))
+
+
+def proof_tree_depths(tactics: Sequence[dict[str, Any]], afters: Sequence[str | None]) -> list[int]:
+    """Depth of each tactic's state in the proof tree (see `ReplTraceJob`)."""
+    depth_of_state: dict[str, int] = {}
+    depths: list[int] = []
+    ranges = [_range(t) for t in tactics]
+    for i, t in enumerate(tactics):
+        key = " ".join(str(t.get("goals", "")).split())
+        if i == 0:
+            depth = 0
+        elif key in depth_of_state:
+            depth = depth_of_state[key]
+        else:
+            parent = None
+            r = ranges[i]
+            if r is not None:
+                for j in range(i - 1, -1, -1):  # innermost earlier tactic whose range contains this one
+                    rj = ranges[j]
+                    if rj is not None and rj[0] <= r[0] and r[1] <= rj[1] and rj != r:
+                        parent = j
+                        break
+            depth = depths[parent] + 1 if parent is not None else depths[-1] + 1
+        depth_of_state.setdefault(key, depth)
+        depths.append(depth)
+        after = afters[i]
+        if after is not None and after != NO_GOALS:
+            # Latest producer wins: a state reached again along another branch is a new tree node.
+            depth_of_state[" ".join(after.split())] = depth + 1
+    return depths
 
 
 class LeanDojoTracer:

@@ -102,10 +102,7 @@ def _make_env(settings: Settings) -> Any:
 
 
 def _env_source(settings: Settings) -> Any:
-    """Replay: one env shared by the workers (calls are cheap and serialised). REPL: one
-    supervised Lean process per worker."""
-    if settings.lean.backend == "replay":
-        return _make_env(settings)
+    """One supervised REPL process (Lean, or the REPL stand-in in demo) per search worker."""
     return lambda: _make_env(settings)
 
 
@@ -208,10 +205,12 @@ def evaluate_minif2f(settings: Settings, benchmark: str, policy: Policy | None =
     all_problems = load_benchmark(src)
     own_env = env is None
     env = env if env is not None else _env_source(settings)
-    # A replay backend only knows recorded theorems: evaluate those it can answer, and say so.
-    can_answer = getattr(env, "can_answer", None)
+    # The REPL stand-in only knows recorded theorems: evaluate those it can answer, and say so.
+    from burnqed_assets.lean.factory import answerable_filter
+
+    can_answer = getattr(env, "can_answer", None) or answerable_filter(settings)
     candidates = [p for p in all_problems if can_answer(p["name"])] if callable(can_answer) else all_problems
-    selection = ("replay-answerable problems (recorded root state with recorded tactics), file order"
+    selection = ("stand-in-answerable problems (recorded root state with recorded tactics), file order"
                  if callable(can_answer) else "file order")
     limit = settings.search.max_eval_theorems
     problems = candidates[:limit] if limit is not None else candidates

@@ -7,15 +7,15 @@ import json
 import pytest
 from lean_fakes import TRANSCRIPTS
 
-from burnqed_assets.lean import ReplayLeanEnv, UnknownTheoremError, make_lean_env, verify_proof
-from burnqed_assets.lean.factory import MINIF2F_SEARCH_TRACES
+from burnqed_assets.lean import ReplayLeanEnv, UnknownTheoremError, verify_proof
+from burnqed_assets.lean.factory import MINIF2F_SEARCH_TRACES, make_replay_env
 from burnqed_assets.lean.replay import NOT_IN_TABLE, Outcome
 from burnqed_assets.settings import get_settings
 
 
 @pytest.fixture(scope="module")
 def demo_env() -> ReplayLeanEnv:
-    env = make_lean_env(get_settings("demo"))
+    env = make_replay_env(get_settings("demo"))  # the stand-in's table, in process
     assert isinstance(env, ReplayLeanEnv) and env.name == "replay" and env.verified_by == "replay"
     return env
 

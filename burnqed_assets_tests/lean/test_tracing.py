@@ -11,15 +11,15 @@ import time
 
 import psutil
 import pytest
-from lean_fakes import fake_argv
 
-from burnqed_assets.lean.repl_env import ReplLeanEnv
+from burnqed_assets.lean.pool import make_pool
 from burnqed_assets.lean.tracing import (
     LeanDojoTracer,
-    ReplTracer,
+    ReplTraceJob,
     TraceFailure,
     cleanup_lean_processes,
     default_workers,
+    proof_tree_depths,
     trace_corpus,
 )
 from burnqed_assets.settings import get_settings
@@ -122,19 +122,34 @@ def test_cleanup_kills_our_lean_zombies(tmp_path):
             proc.wait()
 
 
-def test_repl_tracer_on_fake_repl(tmp_path):
-    settings = get_settings("demo")
-    tracer = ReplTracer(lambda: ReplLeanEnv.from_argv(fake_argv("--rules"), settings))
-    proof = "import Mathlib\n\ntheorem t (x : Nat) : x = x := by\n  open_goal\n  rfl\n"
-    try:
-        rows = tracer({"name": "t", "full_proof": proof})
-        assert [r["tactic"] for r in rows] == ["open_goal", "rfl"]
-        assert rows[0]["theorem"] == "goedel::t" and rows[-1]["state_after"] == "no goals"
-        assert [r["depth"] for r in rows] == [0, 1]
-        with pytest.raises(TraceFailure, match="failed"):
-            tracer({"name": "u", "full_proof": "import Mathlib\n\ntheorem u : True := by\n  fail_now\n"})
-    finally:
-        tracer._env.close()
+def test_proof_tree_depths_follow_states_not_list_positions():
+    # A real allTactics shape: `have h : P := by simp` holds a nested tactic; two branches.
+    t = [
+        {"tactic": "intro x", "goals": "⊢ A", "pos": {"line": 2, "column": 2}, "endPos": {"line": 2, "column": 9}},
+        {"tactic": "have h : P := by simp", "goals": "x\n⊢ B", "pos": {"line": 3, "column": 2},
+         "endPos": {"line": 3, "column": 23}},
+        {"tactic": "simp", "goals": "x\n⊢ P", "pos": {"line": 3, "column": 19}, "endPos": {"line": 3, "column": 23}},
+        {"tactic": "exact h", "goals": "x\nh\n⊢ B", "pos": {"line": 4, "column": 2}, "endPos": {"line": 4, "column": 9}},
+        {"tactic": "omega", "goals": "x\n⊢ B", "pos": {"line": 6, "column": 2}, "endPos": {"line": 6, "column": 7}},
+    ]
+    afters = ["x\n⊢ B", "x\nh\n⊢ B", "no goals", "no goals", "no goals"]
+    # list positions would say 0,1,2,3,4; the tree: root 0, after intro 1, nested simp below
+    # `have` 2, after have 2, and `omega` is a second branch from the depth-1 state.
+    assert proof_tree_depths(t, afters) == [0, 1, 2, 2, 1]
+
+
+def test_repl_trace_job_through_the_pool_on_the_standin(tmp_path):
+    settings = get_settings("demo", tmp_path)
+    proof = ("import Mathlib\nimport Aesop\n\ntheorem demo_handwritten_1 : ∀ x : ℝ, 3 * x + 2 = 11 → x = 3 := by\n"
+             "  intro x h₀\n")
+    with make_pool(settings, size=1) as pool:
+        (res,) = list(pool.map_unordered(ReplTraceJob(), [{"name": "goedel::demo_handwritten_1", "full_proof": proof}]))
+        assert res.ok, res.error
+        rows = res.value
+        assert rows[0]["theorem"] == "goedel::demo_handwritten_1" and rows[0]["depth"] == 0
+        assert rows[0]["state_after"] == rows[1]["state"] and rows[-1]["state_after"] == "no goals"
+        (bad,) = list(pool.map_unordered(ReplTraceJob(), [{"name": "nope", "full_proof": "theorem nope : True := by\n  trivial\n"}]))
+        assert bad.status == "error" and "no recorded trace" in bad.error
 
 
 def test_leandojo_missing_is_a_clear_error(tmp_path):

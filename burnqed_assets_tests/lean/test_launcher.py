@@ -1,0 +1,108 @@
+"""The one launcher of every Lean process: bubblewrap (no network, read-only file system, a
+private writable temp dir, unprivileged uid) plus rlimits; the stand-in runs through it too."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from burnqed_assets.lean.factory import make_lean_env
+from burnqed_assets.lean.launcher import LeanLauncher, SandboxUnavailableError, bwrap_status
+from burnqed_assets.lean.repl_client import spawn_supervised
+from burnqed_assets.settings import get_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+# What an `#eval` with IO in an untrusted Lean file would try: write outside its temp dir, open a
+# socket, and write where it may.
+PROBE = textwrap.dedent("""
+    import json, os, socket, sys
+    out = {"uid": os.getuid()}
+    for name, path in (("repo", sys.argv[1]), ("home", os.path.expanduser("~/lean_escape_probe")),
+                       ("tmp", os.path.join(os.environ["TMPDIR"], "ok.txt"))):
+        try:
+            with open(path, "w") as fh:
+                fh.write("x")
+            out[name] = "written"
+            os.unlink(path)
+        except OSError as exc:
+            out[name] = type(exc).__name__
+    try:
+        socket.create_connection(("1.1.1.1", 53), timeout=3)
+        out["net"] = "connected"
+    except OSError as exc:
+        out["net"] = type(exc).__name__
+    print(json.dumps(out))
+""")
+
+
+def _need_bwrap() -> None:
+    works, reason = bwrap_status()
+    if not works:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI installs bubblewrap (.ci/run), but: {reason}")
+        pytest.skip(reason)
+
+
+def _run(launcher: LeanLauncher, argv: list[str]) -> tuple[int, str, str]:
+    launch = launcher.prepare(argv, cwd=REPO)
+    try:
+        proc = spawn_supervised(launch.argv, then=launch.apply_rlimits, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(launch.tmpdir)},
+                                start_new_session=True)
+        out, err = proc.communicate(timeout=60)
+        return proc.returncode, out.decode(), err.decode()
+    finally:
+        launch.cleanup()
+
+
+def test_sandboxed_process_cannot_write_outside_its_temp_dir_or_reach_the_network():
+    _need_bwrap()
+    target = REPO / "lean_escape_probe.txt"
+    rc, out, err = _run(LeanLauncher(sandbox="bwrap"), [sys.executable, "-c", PROBE, str(target)])
+    assert rc == 0, err
+    import json
+
+    seen = json.loads(out)
+    assert seen["repo"] == "OSError" or seen["repo"].endswith("Error"), seen
+    assert seen["repo"] != "written" and seen["home"] != "written" and not target.exists()
+    assert seen["net"] != "connected"
+    assert seen["tmp"] == "written"  # its private temp dir is writable
+    assert seen["uid"] == 65534  # unprivileged inside
+
+
+def test_without_the_sandbox_the_same_probe_escapes(tmp_path):
+    """The control: the probe itself works, so the sandbox is what stops it."""
+    target = tmp_path / "escape.txt"
+    rc, out, _ = _run(LeanLauncher(sandbox="rlimits"), [sys.executable, "-c", PROBE, str(target)])
+    assert rc == 0 and '"repo": "written"' in out
+
+
+def test_rlimits_apply_in_the_launched_process():
+    code = "import resource; print(resource.getrlimit(resource.RLIMIT_AS)[0], resource.getrlimit(resource.RLIMIT_CORE)[0])"
+    rc, out, _ = _run(LeanLauncher(sandbox="rlimits", memory_cap_mb=1536), [sys.executable, "-c", code])
+    assert rc == 0 and out.split() == [str(1536 * 1024 * 1024), "0"]
+
+
+def test_required_bwrap_missing_is_a_clear_error():
+    with pytest.raises(SandboxUnavailableError, match="bubblewrap"):
+        LeanLauncher(sandbox="bwrap", bwrap="bwrap-not-installed-here").prepare(["true"])
+    assert "rlimits only" in LeanLauncher(sandbox="auto", bwrap="bwrap-not-installed-here").reason
+
+
+def test_the_standin_repl_runs_inside_the_sandbox(tmp_path):
+    _need_bwrap()
+    env = make_lean_env(get_settings("demo", tmp_path))
+    try:
+        state = env.open_theorem("theorem demo_handwritten_1 : ∀ x : ℝ, 3 * x + 2 = 11 → x = 3 := by", "import Mathlib\n")
+        assert state.goals and env.verified_by == "stand-in"
+        cmd = psutil.Process(env.process.pid).cmdline()
+        assert Path(cmd[0]).name == "bwrap" and "--unshare-all" in cmd and "burnqed_assets.lean.repl_standin" in cmd
+    finally:
+        env.close()

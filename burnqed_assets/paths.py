@@ -38,6 +38,8 @@ DEMO_MINIF2F_V2S = DEMO_INPUTS / "benchmarks" / "miniF2F_v2s.jsonl"
 DEMO_MINIF2F_V2C = DEMO_INPUTS / "benchmarks" / "miniF2F_v2c.jsonl"
 DEMO_MINIF2F_V1 = DEMO_INPUTS / "benchmarks" / "minif2f_v1.jsonl"
 DEMO_LEAN_REPL_TRANSCRIPTS = DEMO_INPUTS / "lean_repl"
+# The REPL binary inside lean-interact's REPL cache directory (built by `lake build`).
+LEAN_REPL_BIN_IN_CACHE = Path(".lake", "build", "bin", "repl")
 DEMO_RENAME_TABLE = DEMO_INPUTS / "migration" / "rename_table.json"
 DEMO_MINIF2F_SEARCH_TRACES = DEMO_INPUTS / "raw_samples" / "real_internlm_minif2f_sstrace_pairs.jsonl"
 # Folders of the demo inputs the demo tokenizer learns from (no benchmarks: those are eval data).

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from burnqed_assets.lean.replay import ReplayLeanEnv, build_replay_env
-from burnqed_assets.paths import DEMO_MINIF2F_SEARCH_TRACES
+from burnqed_assets.paths import DEMO_MINIF2F_SEARCH_TRACES, LEAN_REPL_BIN_IN_CACHE
 from burnqed_assets.settings import Settings
 
 # Real InternLM miniF2F-test search traces: evaluation material, used ONLY as recorded answers
@@ -95,7 +95,7 @@ def lean_repl_command(settings: Settings) -> ReplCommand:
     except Exception as exc:
         raise LeanSetupError(f"lean-interact could not prepare the REPL for {project_dir}: {exc} "
                              "(is `lake` on PATH? see docs/lean.md)") from exc
-    repl_bin = Path(config.cache_repl_dir) / ".lake" / "build" / "bin" / "repl"
+    repl_bin = Path(config.cache_repl_dir) / LEAN_REPL_BIN_IN_CACHE
     return ReplCommand((str(config.lake_path), "env", str(repl_bin)), str(config.working_dir), "lean",
                        f"Lean REPL ({settings.lean.lean_version}, {project_dir})")
 

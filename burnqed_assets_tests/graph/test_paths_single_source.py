@@ -25,7 +25,6 @@ ARTEFACT_INTERNAL = {
     "models/demo_model.py": "inside a Hugging Face model directory (build provenance)",
     "models/sft.py": "inside a Hugging Face model directory (config.json fingerprint)",
     "lean/tracing.py": "chunk files inside the tracer's own checkpoint folder",
-    "lean/repl_env.py": "the Lean REPL's lake build folder (outside the data root)",
     "data/exploration.py": "plot files inside the plots folder the caller passes",
     "reports/embedding_plots.py": "plot files inside the plots folder the caller passes",
 }

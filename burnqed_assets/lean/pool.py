@@ -107,8 +107,8 @@ class LeanWorker:
     @contextlib.contextmanager
     def theorem(self, header: str = "") -> Iterator[ReplLeanEnv]:
         """Between-theorem recycle, header env ready, then the theorem's clock starts."""
-        self.env.between_theorems()
-        self.env.prepare_header(header)
+        self.env.new_theorem()
+        self.env.prepare_header(header)  # recycles first if due, then the (warm) header env
         self.env.start_clock(self.config.theorem_timeout_s)
         self._clock_started = time.monotonic()
         try:

@@ -106,6 +106,7 @@ class ReplLeanEnv:
         self.verified_by = verified_by
         self._header_env: dict[str, tuple[int, int]] = {}  # import block -> (generation, env id)
         self._deadline: float | None = None
+        self._prepared = False  # between_theorems + prepare_header ran for the next theorem
         self.counters: dict[str, int] = {"theorems_opened": 0, "open_failures": 0, "tactic_errors": 0,
                                          "backend_failures": 0, "stale_states": 0, "files_checked": 0,
                                          "header_imports": 0, "header_reuses": 0, "theorem_timeouts": 0}
@@ -135,11 +136,20 @@ class ReplLeanEnv:
         self._deadline = None
         return self.process.recycle_if_due()
 
+    def new_theorem(self) -> None:
+        """Mark a theorem boundary: the next `prepare_header`/`open_theorem` may recycle."""
+        self._prepared = False
+        self._deadline = None
+
     def prepare_header(self, header: str) -> int | None:
-        """Elaborate the header's imports (once per process generation) before a theorem's
-        clock starts; returns the REPL env id (None without imports)."""
+        """Before a theorem's clock starts: recycle if due (between theorems), then elaborate
+        the header's imports (once per process generation); returns the REPL env id."""
+        if not self._prepared:
+            self.between_theorems()
         imports, _ = split_imports(header)
-        return self._env_for(imports, count=True)
+        env_id = self._env_for(imports, count=True)
+        self._prepared = True
+        return env_id
 
     def start_clock(self, timeout_s: float | None = None) -> None:
         """Start this theorem's time budget (call once its header env is ready)."""
@@ -192,8 +202,9 @@ class ReplLeanEnv:
     # ---- LeanEnv -----------------------------------------------------------------------------
     def open_theorem(self, statement: str, header: str = "", name: str | None = None) -> ProofState:
         """Elaborate `header + statement sorry`; the sorry's proof state is the root state."""
-        if self._deadline is None:
-            self.between_theorems()  # a new theorem (search calls only this): recycle here if due
+        if not self._prepared and self._deadline is None:
+            self.between_theorems()  # a new theorem nobody prepared: recycle here if due
+        self._prepared = False
         stmt = statement.rstrip()
         if not stmt.endswith("by"):
             raise TheoremOpenError(f"statement must end with `:= by`: {stmt[-60:]!r}")

@@ -181,6 +181,13 @@ def search_theorem(theorem: Theorem, env: LeanEnv, policy: Policy, cfg: SearchCo
     """Best-first search of one theorem. Never raises for a Lean failure: the result carries
     `stop_reason="error"` and the message, with the tree built so far. A
     `SearchInfrastructureError` (policy or encode server down) propagates."""
+    prepare = getattr(env, "prepare_header", None)
+    if callable(prepare):
+        # A REPL env elaborates the header (`import Mathlib`) before the theorem's clock starts.
+        try:
+            prepare(theorem.header)
+        except Exception as exc:  # noqa: BLE001 - open_theorem reports it on the clock below
+            log.warning("%s: header preparation failed: %s", theorem.name, exc)
     t0 = clock()
     result = SearchResult(theorem=theorem.name, proved=False, source=theorem.source)
     verifier = verifier or env_check_file_verifier(env)

@@ -221,3 +221,24 @@ def test_repl_dies_with_its_supervisor():
         assert _wait_gone(repl_pid), "the REPL outlived its SIGKILLed supervisor"
     finally:
         sup.kill()
+
+
+@pytest.mark.parametrize("fault,error,counter", [
+    ("--hang-on", ReplTimeoutError, "timeouts"),
+    ("--crash-on", ReplCrashError, "crashes"),
+    ("--garbage-on", ReplProtocolError, "protocol_errors"),
+])
+def test_standin_faults_through_the_launcher(tmp_path, fault, error, counter):
+    """The REPL stand-in's own fault flags, through the same client and launcher as Lean."""
+    from burnqed_assets.lean.factory import repl_command
+    from burnqed_assets.lean.repl_env import launcher_from_settings
+
+    settings = get_settings("demo", tmp_path)
+    cmd = repl_command(settings, (fault, "2"))
+    with ReplProcess(list(cmd.argv), cwd=cmd.cwd, timeout_s=3.0, launcher=launcher_from_settings(settings)) as proc:
+        assert proc.send({"cmd": "import Mathlib"})["env"] == 0
+        first = proc.pid
+        with pytest.raises(error):
+            proc.send({"cmd": "theorem demo_handwritten_1 : ∀ x : ℝ, 3 * x + 2 = 11 → x = 3 := by sorry", "env": 0})
+        assert proc.counters[counter] == 1 and _wait_gone(first)
+        assert proc.send({"cmd": "import Mathlib"})["env"] == 0 and proc.pid != first

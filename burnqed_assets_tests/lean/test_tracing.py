@@ -160,3 +160,61 @@ def test_leandojo_missing_is_a_clear_error(tmp_path):
         pass
     with pytest.raises(TraceFailure, match=r"pip install -e \.\[full\]"):
         LeanDojoTracer(tmp_path)({"name": "t", "full_proof": ""})
+
+
+def _demo_migrated(root):
+    from burnqed_assets.lean import phase_m
+
+    settings = get_settings("demo", root)
+    phase_m.goedel_source(settings)
+    phase_m.goedel_migration(settings)
+    return settings
+
+
+def test_pool_tracing_survives_a_killed_worker_and_a_killed_run(tmp_path):
+    """The demo corpus through a 2-worker pool: a worker's REPL is SIGKILLed mid-chunk, and
+    later the whole run dies mid-way; the re-run gives exactly the rows of an undisturbed run."""
+    import signal
+    import threading
+
+    from burnqed_assets.lean import phase_m
+
+    clean = _demo_migrated(tmp_path / "clean")
+    with make_pool(clean, size=2) as pool:
+        phase_m.goedel_tracing(clean, pool=pool)
+    want = (clean.paths.tracing.pairs).read_bytes()
+    assert len(want.splitlines()) > 100
+
+    settings = _demo_migrated(tmp_path / "faulty")
+    with make_pool(settings, size=2, extra_standin_args=("--tactic-latency", "0.01")) as pool:
+        killed: list[int] = []
+
+        def kill_mid_chunk() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and pool.stats()["theorems"] < 10:  # inside chunk 0 (25 theorems)
+                time.sleep(0.01)
+            pid = pool.workers[0].env.process.pid
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        killer = threading.Thread(target=kill_mid_chunk)
+        killer.start()
+        chunks_seen: list[str] = []
+
+        def die_after_two_chunks(msg: str) -> None:
+            chunks_seen.append(msg)
+            if len(chunks_seen) == 2:
+                raise KeyboardInterrupt("simulated kill of the whole run")
+
+        with pytest.raises(KeyboardInterrupt):
+            phase_m.goedel_tracing(settings, pool=pool, progress=die_after_two_chunks)
+        killer.join()
+        assert killed, "the worker was not killed"
+        stats = pool.stats()
+        assert stats["crashes"] + stats["repl_crashes"] >= 1 and stats["repl_starts"] >= 3  # 2 + the restart
+    with make_pool(settings, size=2) as pool:
+        report = phase_m.goedel_tracing(settings, pool=pool)
+        assert pool.stats()["theorems"] < report["theorems"]  # finished chunks were not traced again
+    assert report["chunks_skipped_resumed"] == 2
+    assert settings.paths.tracing.pairs.read_bytes() == want  # none lost, none duplicated, same order

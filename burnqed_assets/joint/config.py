@@ -43,6 +43,8 @@ class JointConfig:
     dtype: str = "float32"
     cpu_threads: int = 0  # torch intra-op threads while training on CPU (0 = leave torch's default)
     gradient_checkpointing: bool = True  # full: 7B activations at 2048 tokens (plan: < 36 GB)
+    # "auto": FlashAttention 2 when flash_attn is installed and the run is CUDA bf16/fp16, else SDPA
+    attn_implementation: str = "auto"
     # monitoring (plan Task 4.1): abort lines are checked after this step; a temperature at a
     # clamp bound for this many steps is "stuck"
     abort_after_step: int = 2000

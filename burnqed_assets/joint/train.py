@@ -77,6 +77,14 @@ class JointRunResult:
     probe_is_heldout: bool = False
     lora_targets: list[str] = field(default_factory=list)
     head_hidden_dims: list[int] = field(default_factory=list)
+    # throughput of the training loop (probes and checkpoints excluded): tokens forwarded through
+    # the backbone (SFT records + every state and goal the EBM stream embeds, padding excluded)
+    attn_implementation: str | None = None
+    train_tokens: int | None = None
+    train_step_seconds: float | None = None
+    tokens_per_s: float | None = None
+    peak_memory_gb: float | None = None
+    peak_memory_kind: str | None = None
 
     @property
     def aborted(self) -> bool:
@@ -271,12 +279,34 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     model.config.use_cache = False
 
 
+class TokenCounter:
+    """Counts the real (attended) tokens of every forward through a module: a forward pre-hook,
+    so SFT batches and the EBM stream's embeddings are counted the same way."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.tokens = 0
+        self._handle = module.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        mask = kwargs.get("attention_mask")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if mask is not None:
+            self.tokens += int(mask.sum())
+        elif ids is not None:
+            self.tokens += int(ids.numel())
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
 def build_prover(base_model_path: Path, config: JointTrainConfig, head_hidden_dims: tuple[int, ...] | None,
                  how_to_obtain: str = "") -> JointProver:
-    from burnqed_assets.models.loading import load_causal_lm, load_tokenizer
+    from burnqed_assets.models.loading import attention_implementation, load_causal_lm, load_tokenizer, pick_device
 
     tokenizer = load_tokenizer(base_model_path, how_to_obtain)
-    model = load_causal_lm(base_model_path, device=config.device, dtype=config.dtype, how_to_obtain=how_to_obtain)
+    attn = attention_implementation(pick_device(config.device), config.dtype, config.attn_implementation)
+    model = load_causal_lm(base_model_path, device=config.device, dtype=config.dtype, how_to_obtain=how_to_obtain,
+                           attn_implementation=attn)
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if head_hidden_dims is None:  # the decoupled heads' rule (d/2, d/4, d/8), so A, B and C share a shape
@@ -374,13 +404,20 @@ def _train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path
             probe = separation_probe(prover, probe_groups)
             abort = monitor.observe_probe(0, probe["centroid_l2"], probe["rank1"])
 
+    from burnqed_assets.models.loading import PeakMemory
+
     prover.train()
     step = start_step
     steps_run = 0
     loop_t0 = time.monotonic()
+    memory = PeakMemory(prover.device)
+    memory.start()
+    counter = TokenCounter(prover.backbone)
+    step_seconds, step_tokens = 0.0, 0
     while abort is None and step < config.total_steps:
         step += 1
         batch = dataset.batch(step - 1)
+        t_step, tokens_before = time.perf_counter(), counter.tokens
         losses = prover.joint_loss(batch.sft, batch.groups, config.lambda_ebm)
         losses.total.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
@@ -394,6 +431,10 @@ def _train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if prover.device.type == "cuda":
+            torch.cuda.synchronize(prover.device)  # the step's kernels, not just their launch
+        step_seconds += time.perf_counter() - t_step
+        step_tokens += counter.tokens - tokens_before
         steps_run += 1
         if step % config.log_every == 0:
             row = monitor.train_log[-1]
@@ -412,6 +453,7 @@ def _train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path
         if stop_after_step is not None and step >= stop_after_step:
             raise TrainingInterrupted(f"stopped after step {step} (stop_after_step={stop_after_step})")
     loop_s = time.monotonic() - loop_t0
+    counter.close()
 
     result = JointRunResult(
         status="aborted" if abort else "completed", steps_done=start_step + steps_run,
@@ -419,7 +461,11 @@ def _train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path
         train_log=monitor.train_log, probe_log=monitor.probe_log, smoke=smoke, data=data,
         seconds=0.0, seconds_per_step=(loop_s / steps_run) if steps_run else None,
         checkpoint_dir=str(checkpoint_dir), probe_is_heldout=heldout, lora_targets=prover.lora_targets,
-        head_hidden_dims=list(prover.ebm_head.hidden_dims))
+        head_hidden_dims=list(prover.ebm_head.hidden_dims),
+        attn_implementation=getattr(getattr(prover.backbone, "config", None), "_attn_implementation", None),
+        train_tokens=step_tokens, train_step_seconds=round(step_seconds, 3),
+        tokens_per_s=round(step_tokens / step_seconds, 1) if step_seconds else None,
+        peak_memory_gb=round(memory.peak_gb(), 3), peak_memory_kind=memory.kind)
     if abort is not None:
         log(str(abort))
     else:

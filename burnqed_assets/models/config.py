@@ -32,3 +32,10 @@ class SftConfig:
     save_total_limit: int = 2
     target_modules: str | tuple[str, ...] = "all-linear"
     cpu_threads: int = 0  # torch threads when training on CPU (0 = torch default); see loading.cpu_threads
+    # Validation loss (at start, every eval_steps, at the end) on a fixed subset of this many
+    # validation examples, drawn once with `seed` (None = the whole validation set): the plan's
+    # 5% of 300K pairs is ~15K examples, too many to evaluate every 500 steps.
+    eval_subset_size: int | None = 2000
+    # "auto": FlashAttention 2 when flash_attn is installed and training runs on CUDA in bf16/fp16,
+    # PyTorch SDPA otherwise; or name a transformers attn_implementation.
+    attn_implementation: str = "auto"

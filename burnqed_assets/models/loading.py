@@ -94,12 +94,36 @@ def load_causal_lm(path: str | Path, device: str = "auto", dtype: str = "float32
     return model.to(pick_device(device))
 
 
-def attention_implementation(device: torch.device | str) -> str:
-    """FlashAttention 2 when the `flash_attn` package is installed and the model runs on CUDA;
-    PyTorch SDPA otherwise (transformers' default kernel, also fine on CPU)."""
+def attention_implementation(device: torch.device | str, dtype: str = "bfloat16", requested: str = "auto") -> str:
+    """The attention kernel for training: `requested` unless "auto". Auto: FlashAttention 2 when the
+    `flash_attn` package is installed, the model runs on CUDA and in bf16/fp16 (FA2 has no fp32
+    kernel); PyTorch SDPA otherwise (also on CPU). Both handle padding-free batches (the packed
+    sequences are separated through position_ids)."""
     import importlib.util
 
+    if requested != "auto":
+        return requested
     on_cuda = torch.device(device).type == "cuda"
-    if on_cuda and importlib.util.find_spec("flash_attn") is not None:
+    if on_cuda and dtype in ("bfloat16", "float16") and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA max allocated on a GPU, else the process's peak RSS (which on
+    CPU also counts whatever the process held before the block; the kind says which)."""
+
+    def __init__(self, device: torch.device | str):
+        self.device = torch.device(device)
+        self.kind = "cuda_max_allocated" if self.device.type == "cuda" else "process_peak_rss"
+
+    def start(self) -> None:
+        if self.kind == "cuda_max_allocated":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_gb(self) -> float:
+        if self.kind == "cuda_max_allocated":
+            return torch.cuda.max_memory_allocated(self.device) / 1e9
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: KiB

@@ -29,6 +29,8 @@ import torch
 from burnqed_assets.data.io import LineReport, file_sha256, iter_jsonl, read_json, write_json
 from burnqed_assets.models.demo_model import replace_dir
 from burnqed_assets.models.loading import (
+    PeakMemory,
+    attention_implementation,
     cpu_threads,
     load_causal_lm,
     load_tokenizer,
@@ -74,6 +76,15 @@ class SftResult:
     loss_curve: str | None = None
     stopped_early: str | None = None
     reused: bool = False  # the same run had already finished: nothing was trained again
+    # throughput: tokens through the optimizer steps / time in them (evaluation excluded)
+    attn_implementation: str | None = None
+    eval_examples: int | None = None  # the fixed validation subset every val loss is measured on
+    eval_subset_seed: int | None = None
+    train_tokens: int | None = None
+    train_step_seconds: float | None = None
+    tokens_per_s: float | None = None
+    peak_memory_gb: float | None = None
+    peak_memory_kind: str | None = None
 
     def metadata(self) -> dict[str, Any]:
         d = asdict(self)
@@ -105,6 +116,17 @@ def load_sft_records(path: str | Path, report: LineReport) -> list[dict[str, Any
 def example_length(tokenizer, prompt: str, completion: str) -> int:
     """Tokens the trainer will see: prompt + completion + EOS (as TRL tokenizes them)."""
     return len(tokenizer(prompt + completion)["input_ids"]) + 1
+
+
+def eval_subset(rows: list[dict[str, Any]], size: int | None, seed: int) -> list[dict[str, Any]]:
+    """A fixed validation subset: `size` rows drawn once with `seed`, in file order (all when
+    `size` is None or not smaller than the set). Same data and seed, same subset."""
+    import random
+
+    if size is None or size >= len(rows):
+        return list(rows)
+    keep = sorted(random.Random(seed).sample(range(len(rows)), size))
+    return [rows[i] for i in keep]
 
 
 def split_by_length(tokenizer, rows: list[dict[str, Any]], max_length: int) -> tuple[list[dict], list[dict]]:
@@ -175,6 +197,35 @@ def prepare_output_dir(output_dir: Path, fingerprint: str) -> Path | None:
 
 
 # ------------------------------------------------------------------ training
+
+def _throughput_callback(device: torch.device):
+    from transformers import TrainerCallback
+
+    class ThroughputCallback(TrainerCallback):
+        """Tokens and wall time of the optimizer steps only (evaluation and saving excluded), and peak memory."""
+
+        def __init__(self) -> None:
+            self.memory = PeakMemory(device)
+            self.tokens_at_start = 0
+            self.step_seconds = 0.0
+            self.tokens = 0
+            self._t0: float | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.memory.start()
+            self.tokens_at_start = int(state.num_input_tokens_seen or 0)
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self._t0 is not None:
+                self.step_seconds += time.perf_counter() - self._t0
+                self._t0 = None
+            self.tokens = int(state.num_input_tokens_seen or 0) - self.tokens_at_start
+
+    return ThroughputCallback()
+
 
 def _progress_callback(total_steps_hint: int):
     from transformers import TrainerCallback
@@ -257,6 +308,7 @@ def build_trainer(model, tokenizer, train_rows: list[dict], val_rows: list[dict]
         fp16=False,
         use_cpu=not on_cuda,
         gradient_checkpointing=on_cuda,  # trade compute for memory only where memory is scarce
+        include_num_input_tokens_seen="all",  # padding-free: every input token is a real one
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -328,23 +380,28 @@ def _train_lora(base_model_dir: str | Path, train_path: str | Path, val_path: st
     if resume_from:
         log.info("resuming SFT from %s", resume_from)
 
-    model = load_causal_lm(base_model_dir, device="cpu", dtype=config.dtype)
+    device = pick_device(config.device)
+    attn = attention_implementation(device, config.dtype, config.attn_implementation)
+    model = load_causal_lm(base_model_dir, device="cpu", dtype=config.dtype, attn_implementation=attn)
+    val_eval = eval_subset(val_rows, config.eval_subset_size, config.seed)
     progress = _progress_callback(config.max_steps)
-    trainer = build_trainer(model, tokenizer, train_rows, val_rows, output_dir, config,
-                            callbacks=[progress, *(extra_callbacks or [])])
+    throughput = _throughput_callback(device)
+    trainer = build_trainer(model, tokenizer, train_rows, val_eval, output_dir, config,
+                            callbacks=[progress, throughput, *(extra_callbacks or [])])
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
-    log.info("SFT: %d train / %d val examples, max_length %d, %d trainable of %d params, device %s",
-             len(train_rows), len(val_rows), config.max_length, trainable, total, trainer.args.device)
+    log.info("SFT: %d train / %d val examples (val loss on a fixed subset of %d), max_length %d, "
+             "%d trainable of %d params, device %s, attention %s", len(train_rows), len(val_rows), len(val_eval),
+             config.max_length, trainable, total, trainer.args.device, attn)
 
     initial_val = None
-    if val_rows and resume_from is None:
+    if val_eval and resume_from is None:
         initial_val = float(trainer.evaluate()["eval_loss"])
         log.info("SFT initial val loss %.4f", initial_val)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
 
     final_val = None
-    if val_rows and not progress.non_finite:
+    if val_eval and not progress.non_finite:
         final_val = float(trainer.evaluate()["eval_loss"])
     history = _history(trainer.state.log_history)
     if initial_val is None:  # resumed: the pre-training eval of the first attempt is in the history
@@ -376,10 +433,15 @@ def _train_lora(base_model_dir: str | Path, train_path: str | Path, val_path: st
         seconds=round(time.perf_counter() - start, 1), trainable_parameters=trainable, total_parameters=total,
         history=history, loss_curve=str(curve) if curve else None,
         stopped_early="non-finite loss" if progress.non_finite else None,
+        attn_implementation=attn, eval_examples=len(val_eval), eval_subset_seed=config.seed,
+        train_tokens=throughput.tokens, train_step_seconds=round(throughput.step_seconds, 3),
+        tokens_per_s=round(throughput.tokens / throughput.step_seconds, 1) if throughput.step_seconds else None,
+        peak_memory_gb=round(throughput.memory.peak_gb(), 3), peak_memory_kind=throughput.memory.kind,
     )
     if not non_finite:
         write_json(output_dir / RESULT_FILE, asdict(result))
         write_json(output_dir / FINGERPRINT_FILE, {"fingerprint": fingerprint, "completed": True})
-    log.info("SFT done: step %d, val loss %s -> %s, %.1fs", result.global_step, initial_val, final_val,
-             result.seconds)
+    log.info("SFT done: step %d, val loss %s -> %s, %.1fs, %s tokens/s, peak memory %.2f GB (%s)",
+             result.global_step, initial_val, final_val, result.seconds, result.tokens_per_s,
+             result.peak_memory_gb, result.peak_memory_kind)
     return result

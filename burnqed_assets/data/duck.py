@@ -28,27 +28,38 @@ _JSON_TYPES = {
 MAX_LINE_BYTES = 64 * 1024 * 1024  # LEAN-GitHub states can be long; DuckDB's default is 2 MB
 
 
+_DATABASE: tuple[int, duckdb.DuckDBPyConnection] | None = None  # (pid, the process's in-memory database)
+
+
 def connect(threads: int | None = None, memory_limit: str | None = None,
             input_bytes: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection; spills to a temp dir rather than growing without bound.
+    """A connection to this process's in-memory DuckDB database; spills rather than growing without bound.
 
+    Starting a DuckDB database costs ~0.1 s (more than a small step's queries), so a process
+    opens one and every step takes a cursor on it. Steps keep their tables TEMP: they are
+    private to the cursor and freed when it is closed or collected, so nothing leaks between
+    steps and two cursors never see each other's tables.
     `input_bytes` (the size of the files a step reads) picks the thread count when `threads`
     is not given: one thread per 64 MiB, up to the CPU count (at most 8). Every thread keeps its
     own read and sort buffers, so a small input on many threads costs memory and gains nothing.
     The allocator hands freed memory back to the OS after each query (DuckDB's default keeps
     up to 128 MiB cached), which keeps a step's peak RSS near its data.
     """
+    global _DATABASE
+    if _DATABASE is None or _DATABASE[0] != os.getpid():  # a forked child needs its own (threads are not forked)
+        db = duckdb.connect(":memory:")
+        db.execute("SET preserve_insertion_order = true")
+        db.execute("SET enable_progress_bar = false")
+        db.execute("SET allocator_flush_threshold = '16MiB'")
+        db.execute("SET allocator_bulk_deallocation_flush_threshold = '16MiB'")
+        _DATABASE = (os.getpid(), db)
     cpus = max(1, min(8, os.cpu_count() or 1))
     if threads is None:
         threads = cpus if input_bytes is None else max(1, min(cpus, -(-int(input_bytes) // (64 << 20))))
-    con = duckdb.connect(":memory:")
+    con = _DATABASE[1].cursor()
     con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute("SET preserve_insertion_order = true")
-    con.execute("SET enable_progress_bar = false")
-    con.execute("SET allocator_flush_threshold = '16MiB'")
-    con.execute("SET allocator_bulk_deallocation_flush_threshold = '16MiB'")
     return con
 
 
@@ -112,7 +123,7 @@ def _load_jsonl_fast(con, path: Path, table: str, columns: Mapping[str, str], re
             FROM read_json({src}, format='newline_delimited', columns={spec},
                            maximum_object_size={MAX_LINE_BYTES})"""
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS {_transformed(select, transform)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_transformed(select, transform)}")
     except duckdb.Error:
         return None
     missing = " OR ".join(f"{c} IS NULL" for c in required) or "false"
@@ -168,7 +179,7 @@ def _load_jsonl_checked(con, path: Path, table: str, columns: Mapping[str, str],
     select = f"""SELECT {src} AS _file, _line, {fields}
         FROM (SELECT _line, json_transform(line, {_sql_str(struct)}) AS _s FROM _checked WHERE reason IS NULL)
         ORDER BY _line"""
-    con.execute(f"CREATE OR REPLACE TABLE {table} AS {_transformed(select, transform)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_transformed(select, transform)}")
     con.execute("DROP TABLE _raw; DROP TABLE _checked")
     return int(scalar(con, f"SELECT count(*) FROM {table}"))
 
@@ -221,7 +232,7 @@ def load_pairs(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], tab
             select = f"""SELECT {_sql_str(str(path))} AS _file, _line,
                     {', '.join(f'CAST({c} AS {t}) AS {c}' for c, t in columns.items())}
                 FROM read_parquet({_sql_str(str(side))})"""
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS {_transformed(select, transform)}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_transformed(select, transform)}")
             missing = " OR ".join(f"{c} IS NULL" for c in required) or "false"
             n, bad = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {missing}) FROM {table}").fetchall()[0]
             if not bad:

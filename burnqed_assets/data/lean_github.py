@@ -54,7 +54,7 @@ def _load(con, src: Path, report: LineReport) -> int:
             raise FileNotFoundError(f"no *.parquet files under {src}")
         file_list = "[" + ", ".join(duck.sql_str(str(f)) for f in files) + "]"
         con.execute(
-            f"""CREATE OR REPLACE TABLE rows AS
+            f"""CREATE OR REPLACE TEMP TABLE rows AS
             SELECT filename AS _file, file_row_number + 1 AS _line, full_name, state_before, tactic,
                    state_after, file_path
             FROM read_parquet({file_list}, filename=true, file_row_number=true, union_by_name=true)"""

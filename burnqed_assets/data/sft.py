@@ -78,7 +78,7 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
     n_github = duck.load_pairs(con, github_pairs, "github_in", PAIR_COLUMNS, PAIR_REQUIRED, transform=flags) \
         if Path(github_pairs).exists() else 0
     if not n_github:
-        con.execute("CREATE OR REPLACE TABLE github_in AS SELECT * FROM goedel_in LIMIT 0")
+        con.execute("CREATE OR REPLACE TEMP TABLE github_in AS SELECT * FROM goedel_in LIMIT 0")
     # merge order: every Goedel pair, then every GitHub pair, each in file order
     con.execute(f"""CREATE OR REPLACE TEMP VIEW merged AS
         SELECT *, _line AS _ord FROM goedel_in UNION ALL SELECT *, {_GITHUB_ORD} + _line AS _ord FROM github_in""")

@@ -96,7 +96,7 @@ def measure(pairs_path: str | os.PathLike[str], tokenizer: Any, batch_size: int 
     if n == max_line:  # gap-free line numbers (sidecar, fast path) are already positions: no copy
         con.execute("CREATE OR REPLACE TEMP VIEW pairs AS SELECT state, tactic, _line - 1 AS pos FROM pairs_in")
     else:
-        con.execute("CREATE OR REPLACE TABLE pairs AS SELECT state, tactic, row_number() OVER (ORDER BY _line) - 1 AS pos "
+        con.execute("CREATE OR REPLACE TEMP TABLE pairs AS SELECT state, tactic, row_number() OVER (ORDER BY _line) - 1 AS pos "
                     "FROM pairs_in; DROP TABLE pairs_in")
     specials = int(_lengths(tokenizer, [""])[0])
     # an evenly spaced sample of pair positions (all pairs when there are few) checks every shortcut

@@ -85,8 +85,9 @@ class CleanPoolResult:
         }
 
 
-def _any_contains(column: str, words: tuple[str, ...]) -> str:
-    return "(" + " OR ".join(f"contains({column}, {duck.sql_str(w)})" for w in words) + ")"
+def _blank(column: str) -> str:
+    """`trim(column) = ''` (DuckDB's trim strips spaces) without copying every string to trim it."""
+    return f"({column} = '' OR (starts_with({column}, ' ') AND trim({column}) = ''))"
 
 
 def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLike[str],
@@ -101,11 +102,13 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
     con = con or duck.connect(input_bytes=duck.file_bytes(traced_path))
     traced_path = Path(traced_path)
     report = LineReport()
-    contaminated = f"{_any_contains('tactic', BANNED_TACTIC_WORDS)} OR {_any_contains('state', BANNED_STATE_WORDS)}"
-    malformed = f"""CASE WHEN trim(state) = '' THEN 'empty_state'
-               WHEN starts_with(ltrim(state), 'no goals') THEN 'no_goals_state'
+    contaminated = f"{duck.any_contains('tactic', BANNED_TACTIC_WORDS)} OR {duck.any_contains('state', BANNED_STATE_WORDS)}"
+    # = starts_with(ltrim(state), 'no goals'); ltrim only runs on the rare state that starts with a space
+    no_goals = "(starts_with(state, 'no goals') OR (starts_with(state, ' ') AND starts_with(ltrim(state), 'no goals')))"
+    malformed = f"""CASE WHEN {_blank('state')} THEN 'empty_state'
+               WHEN {no_goals} THEN 'no_goals_state'
                WHEN NOT contains(state, {duck.sql_str(TURNSTILE)}) THEN 'no_turnstile'
-               WHEN trim(tactic) = '' THEN 'empty_tactic'
+               WHEN {_blank('tactic')} THEN 'empty_tactic'
                ELSE NULL END"""
     duck.load_jsonl(
         con, traced_path, "traced", TRACED_COLUMNS, TRACED_REQUIRED, report,

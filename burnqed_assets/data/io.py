@@ -85,9 +85,10 @@ def atomic_open(dest: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
 
 
 def write_json(dest: str | os.PathLike[str], obj: Any) -> Path:
+    # one dumps + one write: json.dump writes every token separately (~5x slower on large reports)
+    text = json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False, default=_json_default)
     with atomic_open(dest) as fh:
-        json.dump(obj, fh, indent=2, ensure_ascii=False, sort_keys=False, default=_json_default)
-        fh.write("\n")
+        fh.write(text + "\n")
     return Path(dest)
 
 

@@ -70,8 +70,7 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
     """
     con = con or duck.connect(input_bytes=duck.file_bytes(duck.sidecar_path(clean_pairs), duck.sidecar_path(github_pairs)))
     out_dir = Path(out_dir)
-    banned = " OR ".join([f"contains(tactic, {duck.sql_str(w)})" for w in BANNED_TACTIC_WORDS]
-                         + [f"contains(state, {duck.sql_str(w)})" for w in BANNED_STATE_WORDS])
+    banned = f"{duck.any_contains('tactic', BANNED_TACTIC_WORDS)} OR {duck.any_contains('state', BANNED_STATE_WORDS)}"
     flags = f"""SELECT *, {banned} AS banned, hash(theorem, state, tactic) AS _h, true AS keep, false AS is_val
         FROM (SELECT * REPLACE ({_prefix_sql()} AS theorem) FROM {{rows}})"""
     n_goedel = duck.load_pairs(con, clean_pairs, "goedel_in", PAIR_COLUMNS, PAIR_REQUIRED, transform=flags)

@@ -126,3 +126,17 @@ def test_load_statements_from_goedel_proofs_and_handwritten_file():
     assert g["formal_statement"].endswith(":= by") and g["header"].startswith("import Mathlib")
     assert "/-" not in g["header"]
     assert st["demo_handwritten_1"]["formal_statement"].startswith("theorem demo_handwritten_1")
+
+
+def test_contrastive_pool_file_has_the_bytes_of_write_json(tmp_path):
+    """The pool is written with orjson for speed; it must stay byte-identical to io.write_json."""
+    from burnqed_assets.data.io import write_json
+
+    rows = [_pair("goedel::t\"q\\", "h : a\tb\x01\x7f ⊢ \u2028 😀\n⊢ p", "tac", d, "goedel_workbook") for d in range(4)]
+    _write(tmp_path / "clean.jsonl", rows)
+    build_contrastive_pool(tmp_path / "clean.jsonl", tmp_path / "pool.json", min_theorems=1,
+                           statements={"t\"q\\": {"formal_statement": "theorem t : p := by", "header": ""}})
+    pool = json.loads((tmp_path / "pool.json").read_text(encoding="utf-8"))
+    assert pool[0]["root_state"] == rows[0]["state"] and pool[0]["num_pairs"] == 4
+    write_json(tmp_path / "ref.json", pool)
+    assert (tmp_path / "pool.json").read_bytes() == (tmp_path / "ref.json").read_bytes()

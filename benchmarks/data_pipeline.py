@@ -33,6 +33,8 @@ Measured numbers and the load they ran under: docs/operations.md, "Data-path ben
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
 import json
 import os
 import random
@@ -401,7 +403,13 @@ def bench_size(n: int, base: Path, with_tokens: bool, m7_plain_limit: int) -> bo
     w = base / f"n{n}"
     w.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    traced, github, rates = generate(w, n)
+    stamp = w / "generated.json"  # a kept --workdir reuses data generated with the same size and code
+    key = {"n": n, "generator": hashlib.sha256(inspect.getsource(generate).encode()).hexdigest()}
+    if stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
+        traced, github, rates = w / "traced.jsonl", w / "github.jsonl", json.loads(stamp.read_text())["rates"]
+    else:
+        traced, github, rates = generate(w, n)
+        stamp.write_text(json.dumps({"key": key, "rates": rates}))
     mb = traced.stat().st_size / 2**20
     print(f"\n=== {n:,} traced pairs ({rates['theorems']:,} theorems, {mb:.0f} MB) + {n // 2:,} LEAN-GitHub rows "
           f"({github.stat().st_size / 2**20:.0f} MB); generated in {time.perf_counter() - t:.0f}s", flush=True)

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 import dagster as dg
 
 from burnqed_assets.defs import (
+    code_versions,
     ebm,
     embeddings,
     exploration,
+    inputs,
     joint,
     migration,
     operations,
@@ -21,7 +23,7 @@ from burnqed_assets.defs import (
 from burnqed_assets.resources import default_resources
 from burnqed_assets.settings import GPU_TAG_KEY, Settings, get_settings
 
-PHASE_MODULES = (migration, exploration, sft_data, sft, search, embeddings, ebm, joint, reports, operations)
+PHASE_MODULES = (inputs, migration, exploration, sft_data, sft, search, embeddings, ebm, joint, reports, operations)
 
 
 def executor_for(settings: Settings, gpu_steps: Sequence[str] = ()) -> dg.ExecutorDefinition:
@@ -45,8 +47,9 @@ def executor_for(settings: Settings, gpu_steps: Sequence[str] = ()) -> dg.Execut
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or get_settings()
-    # Automation conditions, sensors and schedules are derived from the merged asset graph.
-    assets = operations.with_automation(dg.Definitions.merge(*(m.defs for m in PHASE_MODULES)))
+    # Code versions, automation conditions, sensors and schedules are derived from the merged graph.
+    merged = dg.Definitions.merge(*(m.defs for m in PHASE_MODULES))
+    assets = operations.with_automation(code_versions.with_code_versions(merged))
     base = dg.Definitions(
         resources=default_resources(),
         executor=executor_for(settings, operations.gpu_step_keys(assets)),

@@ -31,6 +31,7 @@ import dagster as dg
 from burnqed_assets.data.io import atomic_open, read_json, write_json
 from burnqed_assets.defs.checks import metric_check, red_line_severity
 from burnqed_assets.defs.embeddings import TRAJECTORIES_ITERATION, metric_metadata
+from burnqed_assets.defs.inputs import LEAN_ENV_INPUTS, raw_inputs
 from burnqed_assets.resources import BurnqedConfig, SGLangServerResource
 from burnqed_assets.settings import GPU_TAG, Settings
 
@@ -165,7 +166,8 @@ def build_ebm_search_asset(name: str, *, config: str, model_asset: str, ebm_asse
     free port) for the duration of the asset. Outputs: paths.search_eval(benchmark, iteration, tag)
     (summary JSON evals/iter_N/<benchmark>_<tag>.json, results, trajectories)."""
 
-    @dg.asset(name=name, group_name=group_name, deps=[model_asset, ebm_asset, benchmark_asset], op_tags=GPU_TAG,
+    @dg.asset(name=name, group_name=group_name,
+              deps=[model_asset, ebm_asset, benchmark_asset, *raw_inputs(*LEAN_ENV_INPUTS)], op_tags=GPU_TAG,
               description=f"{benchmark} with LLM + GoalConditioned EBM (plan Task 2.6): priority = cumulative "
                           "log-prob − λ·energy, energies from the encode server (127.0.0.1, started and stopped "
                           "inside this asset).")

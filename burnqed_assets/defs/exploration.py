@@ -8,6 +8,7 @@ from burnqed_assets.data.integrity import build_clean_pool
 from burnqed_assets.data.io import read_json, write_json
 from burnqed_assets.data.token_geometry import geometry, measure, plot_lengths
 from burnqed_assets.defs.checks import gate, target
+from burnqed_assets.defs.inputs import raw_inputs
 from burnqed_assets.reports.plots import png_markdown
 from burnqed_assets.resources import BurnqedConfig
 
@@ -130,7 +131,7 @@ def token_geometry_within_budget(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
                   recommended_encode_max_length=geo["recommended_encode_max_length"])
 
 
-@dg.asset(group_name=GROUP, deps=["clean_pool"],
+@dg.asset(group_name=GROUP, deps=["clean_pool", *raw_inputs("goedel_proofs")],
           description="Task M.8: proof lengths, depth buckets, contrastive-eligible count, top-30 tactics, "
           "top5/top10 share, import surface; histograms under data/traced/exploration_plots.")
 def exploration_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:

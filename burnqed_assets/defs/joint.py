@@ -15,6 +15,7 @@ import dagster as dg
 
 from burnqed_assets.data.io import read_json
 from burnqed_assets.defs.checks import not_run, target
+from burnqed_assets.defs.inputs import LEAN_ENV_INPUTS, raw_inputs
 from burnqed_assets.defs.ebm import (
     build_ebm_metric_checks,
     build_ebm_metrics_asset,
@@ -163,7 +164,8 @@ minif2f_v2s_config_c = build_ebm_search_asset(
     tag="config_c", group_name=GROUP_COMPARE)
 
 
-@dg.asset(group_name=GROUP_COMPARE, deps=["joint_iter1", "minif2f_v2s_427"], op_tags=GPU_TAG,
+@dg.asset(group_name=GROUP_COMPARE, deps=["joint_iter1", "minif2f_v2s_427", *raw_inputs(*LEAN_ENV_INPUTS)],
+          op_tags=GPU_TAG,
           description="miniF2F-v2s LLM-only with the iter_1 merged model (plan Success Metrics: iter_1 LLM-only "
                       "target; the decision's iter_1 ≈ iter_0 reading). Same search code and budget as "
                       "minif2f_v2s_iter0 → data/evals/iter_1/minif2f_v2s_llm.json.")

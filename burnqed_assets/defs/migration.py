@@ -11,6 +11,7 @@ import dagster as dg
 
 from burnqed_assets.data.io import read_json
 from burnqed_assets.defs.checks import gate, not_run, target
+from burnqed_assets.defs.inputs import LEAN_ENV_INPUTS, raw_inputs
 from burnqed_assets.lean import phase_m
 from burnqed_assets.resources import BurnqedConfig
 
@@ -22,7 +23,7 @@ def _table(rows: dict, header: tuple = ("category", "count")) -> dg.MetadataValu
     return dg.MetadataValue.md("\n".join(lines))
 
 
-@dg.asset(group_name=GROUP, description="Task M.1 input: the Goedel Lean-workbook proofs (problem_id, full_proof), "
+@dg.asset(group_name=GROUP, deps=raw_inputs("goedel_proofs"), description="Task M.1 input: the Goedel Lean-workbook proofs (problem_id, full_proof), "
           "read from the profile's input and normalised to data/lean/workbook/goedel_proofs_source/proofs.jsonl.")
 def goedel_source_proofs(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
     info = phase_m.goedel_source(burnqed.settings())
@@ -33,7 +34,7 @@ def goedel_source_proofs(context: dg.AssetExecutionContext, burnqed: BurnqedConf
         "bad_line_examples": info["bad_line_examples"]})
 
 
-@dg.asset(group_name=GROUP, deps=["goedel_source_proofs"],
+@dg.asset(group_name=GROUP, deps=["goedel_source_proofs", *raw_inputs("rename_table", *LEAN_ENV_INPUTS)],
           description="Tasks M.1–M.3: compile each Goedel proof on Lean 4.27, auto-fix with the rename table "
           "(data/demo/migration/rename_table.json), re-compile, triage the rest; writes one .lean per survivor, "
           "migrated_proofs.jsonl, changelog.json, dropped.jsonl, migration_summary.json. Demo: compile verdicts "
@@ -76,7 +77,11 @@ def migration_survival_target(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
 
 
 def _benchmark_asset(key: str, description: str) -> dg.AssetsDefinition:
-    @dg.asset(name=key, group_name=GROUP, description=description)
+    input_name = phase_m.BENCHMARKS[key][0]
+    # v2s/v2c take their split labels from v1; every port applies the rename table
+    reads = dict.fromkeys([input_name, "minif2f_v1", "rename_table", *LEAN_ENV_INPUTS])
+
+    @dg.asset(name=key, group_name=GROUP, deps=raw_inputs(*reads), description=description)
     def _asset(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
         info = phase_m.port_benchmark(burnqed.settings(), key)
         comp = info["compile"]
@@ -124,7 +129,7 @@ BENCHMARK_ASSETS = [minif2f_v2s_427, minif2f_v2c_427, minif2f_v1]
 BENCHMARK_CHECKS = [_compile_check(a, a.key.to_user_string()) for a in BENCHMARK_ASSETS]
 
 
-@dg.asset(group_name=GROUP, deps=["goedel_427_proofs"],
+@dg.asset(group_name=GROUP, deps=["goedel_427_proofs", *raw_inputs(*LEAN_ENV_INPUTS)],
           description="Task M.5: traced (state, tactic) pairs of the migrated Goedel proofs → "
           "data/traced/goedel_427_pairs.jsonl; resumable chunks (checkpoints under data/traced/checkpoints), "
           "per-theorem timeout, whole-theorem rejection on banned constructs. Tracer: the REPL's allTactics "

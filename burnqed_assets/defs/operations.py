@@ -8,7 +8,8 @@ while other phases are written):
   `eager() & all_deps_blocking_checks_passed()` (unless its owner set a condition), so a
   downstream asset follows an upstream update only once the upstream blocking gates passed.
 - `build_operations(defs, settings)`: the raw-input sensor (content fingerprints of
-  `settings.inputs` → the assets that read the changed input and everything downstream),
+  `settings.inputs`, recorded as observations of the `raw_<name>` external assets → the
+  assets that depend on the changed input, found in the graph, and everything downstream),
   the data-refresh job + schedule (Phase M / 0 groups) and the automation-condition sensor.
 - `executor_kind` / `k8s_executor_config`: the executor override (`BURNQED_EXECUTOR`) and
   the Kubernetes scale-out config with one `nvidia.com/gpu` per GPU-tagged step.
@@ -17,11 +18,8 @@ No `from __future__ import annotations` in defs modules (Dagster inspects annota
 """
 
 import hashlib
-import inspect
 import json
 import os
-import re
-import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -29,7 +27,14 @@ from typing import Any, Optional
 
 import dagster as dg
 
-from burnqed_assets.data.io import file_sha256
+from burnqed_assets.data.inputs import HASH_LIMIT_BYTES, fingerprint_path, observe_input  # noqa: F401
+from burnqed_assets.defs.inputs import (
+    INPUT_NAMES,
+    RAW_INPUT_KEYS,
+    RAW_INPUTS_SELECTION,
+    observation_event,
+    raw_input,
+)
 from burnqed_assets.paths import K8S_EXECUTOR_CONFIG
 from burnqed_assets.settings import GPU_TAG, GPU_TAG_KEY, Settings, get_settings
 
@@ -42,34 +47,16 @@ DATA_GROUP_PREFIXES = ("phase_m", "phase_0")
 DATA_REFRESH_CRON = "0 3 * * 1"  # Mondays 03:00 UTC: after upstream dataset drops, before the week's runs
 INPUT_SENSOR_NAME = "raw_input_change_sensor"
 INPUT_SENSOR_INTERVAL_S = 60
-# Files up to this size are hashed; larger ones are fingerprinted by (size, mtime) so a
-# tick over a multi-GB dataset stays cheap.
-HASH_LIMIT_BYTES = 16 * 1024 * 1024
-
-# Assets known to read a raw input. Discovery (`input_consumers`) also scans each asset's
-# compute function for `inputs.<name>` / `require_inputs("<name>")`, so new assets are
-# found without editing this table; keys absent from the graph are ignored.
-KNOWN_INPUT_READERS: dict[str, tuple[str, ...]] = {
-    "goedel_proofs": ("goedel_source_proofs",),
-    "goedel_recorded_traces": ("goedel_traced_pairs",),
-    "lean_github": ("lean_github_pairs",),
-    "minif2f_v2s": ("minif2f_v2s_427",),
-    "minif2f_v2c": ("minif2f_v2c_427",),
-    "minif2f_v1": ("minif2f_v1",),
-    "rename_table": ("goedel_427_proofs",),
-    # The demo's REPL stand-in answers from these: every asset that opens a Lean env (compile, trace, search).
-    "lean_repl_transcripts": ("goedel_427_proofs", "goedel_traced_pairs", "minif2f_v2s_427", "minif2f_v2c_427",
-                              "minif2f_v1", "trajectories", "minif2f_v2s_iter0", "minif2f_v1_iter0"),
-}
 
 AUTOMATION_LABEL = "eager_after_blocking_checks"
 
 
 def follow_upstream_condition() -> dg.AutomationCondition:
-    """Eager, but only once every upstream blocking check has passed."""
-    return (dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(
-        AUTOMATION_LABEL
-    )
+    """Eager, but only once every upstream blocking check has passed. The raw inputs are left out:
+    an input that was never observed is not "missing", and input changes are the raw-input
+    sensor's job (it knows the fingerprints)."""
+    condition = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    return condition.ignore(RAW_INPUTS_SELECTION).with_label(AUTOMATION_LABEL)
 
 
 # ---------------------------------------------------------------------------- graph helpers
@@ -85,7 +72,7 @@ def iter_specs(defs: dg.Definitions) -> Iterable[dg.AssetSpec]:
 
 
 def _materializable(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
-    return [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and a.is_executable]
+    return [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and a.is_materializable]
 
 
 def downstream_closure(defs: dg.Definitions, roots: Iterable[dg.AssetKey]) -> list[dg.AssetKey]:
@@ -106,52 +93,15 @@ def downstream_closure(defs: dg.Definitions, roots: Iterable[dg.AssetKey]) -> li
     return sorted(seen, key=lambda k: k.to_user_string())
 
 
-_INPUT_ATTR = re.compile(r"inputs\.(\w+)")
-_SPEC_PATH = re.compile(r"\.(\w+)\.path\b")  # `i.minif2f_v1.path` with `i = settings.inputs`
-_REQUIRE_CALL = re.compile(r"require_inputs\(([^)]*)\)")
-_QUOTED = re.compile(r"[\"'](\w+)[\"']")
-_CALL = re.compile(r"\b([A-Za-z_]\w*)\(")
-
-
-def _source_with_local_helpers(fn: Callable[..., Any], depth: int = 2) -> str:
-    """`fn`'s source plus that of the same-module functions it calls (helpers that read inputs)."""
-    try:
-        src = inspect.getsource(fn)
-    except (OSError, TypeError):
-        return ""
-    module = inspect.getmodule(fn)
-    if depth <= 0 or module is None:
-        return src
-    parts = [src]
-    for name in sorted(set(_CALL.findall(src))):
-        helper = getattr(module, name, None)
-        if inspect.isfunction(helper) and helper is not fn and helper.__module__ == module.__name__:
-            parts.append(_source_with_local_helpers(helper, depth - 1))
-    return "\n".join(parts)
-
-
-def _inputs_named_in_source(fn: Callable[..., Any], input_names: set[str]) -> set[str]:
-    src = _source_with_local_helpers(fn)
-    found = set(_INPUT_ATTR.findall(src)) | set(_SPEC_PATH.findall(src))
-    for args in _REQUIRE_CALL.findall(src):
-        found.update(_QUOTED.findall(args))
-    return found & input_names
-
-
 def input_consumers(defs: dg.Definitions, input_names: Iterable[str]) -> dict[str, list[dg.AssetKey]]:
-    """For each raw input, the assets that read it directly (known table + source scan)."""
-    names = set(input_names)
+    """For each raw input, the assets that read it: the children of its external asset."""
+    names = list(input_names)
     found: dict[str, set[dg.AssetKey]] = {n: set() for n in names}
-    present = {s.key for s in iter_specs(defs)}
-    for name, keys in KNOWN_INPUT_READERS.items():
-        if name in found:
-            found[name].update(k for k in (dg.AssetKey(x) for x in keys) if k in present)
-    for assets_def in _materializable(defs):
-        compute = getattr(getattr(assets_def.op, "compute_fn", None), "decorated_fn", None)
-        if compute is None:
-            continue
-        for name in _inputs_named_in_source(compute, names):
-            found[name].update(assets_def.keys)
+    raw_keys = {raw_input(n): n for n in names}
+    for spec in iter_specs(defs):
+        for dep in spec.deps:
+            if dep.asset_key in raw_keys:
+                found[raw_keys[dep.asset_key]].add(spec.key)
     return {n: sorted(keys, key=lambda k: k.to_user_string()) for n, keys in sorted(found.items())}
 
 
@@ -175,53 +125,6 @@ def data_groups(defs: dg.Definitions) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- fingerprints
-
-
-# (path, size, mtime_ns) -> sha256: the code server lives across ticks, so an unchanged
-# multi-GB dataset is hashed once, not every minute.
-_DIGEST_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-_RACY_WINDOW_NS = 2_000_000_000
-
-
-def _file_digest(path: Path) -> str:
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    # Like git's racy-timestamp rule: a file modified in the last 2 s may change again within
-    # the same mtime tick, so it is hashed afresh and not cached.
-    if time.time_ns() - st.st_mtime_ns < _RACY_WINDOW_NS:
-        return file_sha256(path)
-    if key not in _DIGEST_CACHE:
-        if len(_DIGEST_CACHE) > 100_000:
-            _DIGEST_CACHE.clear()
-        _DIGEST_CACHE[key] = file_sha256(path)
-    return _DIGEST_CACHE[key]
-
-
-def fingerprint_path(path: Path, hash_limit_bytes: int = HASH_LIMIT_BYTES) -> str:
-    """A short content fingerprint of a file or directory tree; "missing" when absent.
-
-    Small files are hashed (a `touch` alone triggers nothing); large files contribute
-    (size, mtime_ns). Hidden entries (.git, editor swap files) are skipped.
-    """
-    path = Path(path)
-    if not path.exists():
-        return "missing"
-    if path.is_file():
-        files = [(path.name, path)]
-    else:
-        files = sorted(
-            (str(p.relative_to(path)), p)
-            for p in path.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-    h = hashlib.sha256()
-    for rel, f in files:
-        st = f.stat()
-        h.update(f"{rel}\0{st.st_size}\0".encode())
-        h.update((_file_digest(f) if st.st_size <= hash_limit_bytes else str(st.st_mtime_ns)).encode())
-    return h.hexdigest()[:20]
 
 
 def settings_input_paths(settings: Optional[Settings] = None) -> dict[str, Path]:
@@ -251,23 +154,29 @@ def build_input_change_sensor(
         target=dg.AssetSelection.all(),
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="Watches the profile's raw inputs (settings.inputs) by content fingerprint and "
-        "re-materializes the assets that read a changed input, plus everything downstream.",
+        description="Watches the profile's raw inputs (settings.inputs) by content fingerprint, records "
+        "each change as an observation of the input's raw_<name> asset, and re-materializes the assets "
+        "that depend on a changed input, plus everything downstream.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        current = {n: fingerprint_path(p) for n, p in sorted(watched_inputs().items())}
+        observed = {n: observe_input(p) for n, p in sorted(watched_inputs().items())}
+        current = {n: o.fingerprint for n, o in observed.items()}
         cursor = json.dumps(current, sort_keys=True)
         if not context.cursor:
+            # the baseline is recorded as observations too, so staleness has a version to compare
+            events = [observation_event(n, o) for n, o in observed.items() if n in INPUT_NAMES]
             return dg.SensorResult(skip_reason=dg.SkipReason(f"recorded baseline fingerprints of {len(current)} inputs"),
-                                   cursor=cursor)
+                                   cursor=cursor, asset_events=events)
         previous = json.loads(context.cursor)
         changed = [n for n in current if n in previous and previous[n] != current[n]]
         keys = sorted({k for n in changed for k in affected.get(n, [])}, key=lambda k: k.to_user_string())
+        events = [observation_event(n, observed[n]) for n in changed if n in INPUT_NAMES]
         if not changed:
             return dg.SensorResult(skip_reason=dg.SkipReason("no raw input changed"), cursor=cursor)
         if not keys:
             context.log.warning(f"inputs changed but no asset reads them: {changed}")
-            return dg.SensorResult(skip_reason=dg.SkipReason(f"changed inputs {changed} have no readers"), cursor=cursor)
+            return dg.SensorResult(skip_reason=dg.SkipReason(f"changed inputs {changed} have no readers"), cursor=cursor,
+                                   asset_events=events)
         run_key = hashlib.sha256(json.dumps({n: current[n] for n in changed}, sort_keys=True).encode()).hexdigest()[:16]
         request = dg.RunRequest(
             run_key=f"inputs-{run_key}",
@@ -275,7 +184,7 @@ def build_input_change_sensor(
             tags={"burnqed/trigger": "raw_input_change", "burnqed/changed_inputs": ",".join(changed)},
         )
         context.log.info(f"inputs changed: {changed}; requesting {len(keys)} assets")
-        return dg.SensorResult(run_requests=[request], cursor=cursor)
+        return dg.SensorResult(run_requests=[request], cursor=cursor, asset_events=events)
 
     return _sensor
 
@@ -304,10 +213,12 @@ def build_data_refresh(defs: dg.Definitions) -> tuple[list[Any], list[dg.Schedul
 
 
 def with_automation(defs: dg.Definitions) -> dg.Definitions:
-    """Give every asset with upstream deps the follow-upstream condition (owner's choice wins)."""
+    """Give every asset with upstream asset deps the follow-upstream condition (owner's choice
+    wins). Raw inputs do not count: an asset that reads only raw inputs stays manual."""
 
     def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
-        if spec.automation_condition is not None or not spec.deps:
+        upstream = [d for d in spec.deps if d.asset_key not in RAW_INPUT_KEYS]
+        if spec.automation_condition is not None or not upstream:
             return spec
         return spec.replace_attributes(automation_condition=follow_upstream_condition())
 

@@ -5,6 +5,7 @@ import dagster as dg
 
 from burnqed_assets.data.io import read_json
 from burnqed_assets.defs.checks import metric_check, target
+from burnqed_assets.defs.inputs import LEAN_ENV_INPUTS, raw_inputs
 from burnqed_assets.reports.plots import png_markdown
 from burnqed_assets.resources import BurnqedConfig, SGLangServerResource
 from burnqed_assets.search import pipeline
@@ -41,7 +42,8 @@ def contrastive_pool_2k(context: dg.AssetExecutionContext, burnqed: BurnqedConfi
     return dg.MaterializeResult(metadata=_meta(info))
 
 
-@dg.asset(group_name=GROUP, deps=["contrastive_pool_2k", "merged_iter0"], op_tags=GPU_TAG,
+@dg.asset(group_name=GROUP, deps=["contrastive_pool_2k", "merged_iter0", *raw_inputs(*LEAN_ENV_INPUTS)],
+          op_tags=GPU_TAG,
           description="Plan Task 1.3: best-first search with the full per-theorem budget on the selected pool "
           "(Gotcha 8: depth over breadth) → data/trajectories/search_iter0.parquet (every node of every tree: "
           "proof path positive, other expanded states negative, unproved trees unknown) + trajectory_stats.json. "
@@ -83,7 +85,8 @@ def trajectories_have_both_labels(burnqed: BurnqedConfig) -> dg.AssetCheckResult
 
 
 def _eval_asset(benchmark: str, dep: str, name: str, task: str):
-    @dg.asset(name=name, group_name=GROUP, deps=[dep, "merged_iter0"], op_tags=GPU_TAG,
+    @dg.asset(name=name, group_name=GROUP, deps=[dep, "merged_iter0", *raw_inputs(*LEAN_ENV_INPUTS)],
+              op_tags=GPU_TAG,
               description=f"Plan Task {task}: LLM-only best-first search on {benchmark} (evaluation budget "
               "settings.search.eval_max_nodes; first settings.search.max_eval_theorems problems) → per-problem "
               "results Parquet under data/evals/iter_0/, trajectories under data/trajectories/, proved/attempted/rate.")

@@ -16,10 +16,12 @@ from burnqed_assets.data.sft import (
     verify_split,
 )
 from burnqed_assets.defs.checks import gate, target
+from burnqed_assets.defs.inputs import raw_inputs
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import Settings
 
 GROUP = "phase_m_sft_data"
+BENCHMARK_INPUTS = ("minif2f_v2s", "minif2f_v2c", "minif2f_v1")  # decontamination: never train on them
 
 
 def _benchmarks(settings: Settings) -> set[str]:
@@ -45,7 +47,7 @@ def _preview(path, n: int = 3) -> str:
     return "\n\n".join(f"**{r['theorem']}**\n```\n{r['prompt']}{r['completion']}\n```" for r in rows)
 
 
-@dg.asset(group_name=GROUP,
+@dg.asset(group_name=GROUP, deps=raw_inputs("lean_github"),
           description="Task M.9: LEAN-GitHub rows filtered (long states, no-goals, sorry; trivial tactics "
           "subsampled at a fixed seed) into github::-prefixed traced pairs (data/traced/lean_github_pairs.jsonl).")
 def lean_github_pairs(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
@@ -83,7 +85,7 @@ def lean_github_rows_readable(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
                   bad_lines=n)
 
 
-@dg.asset(group_name=GROUP, deps=["clean_pool", "lean_github_pairs"],
+@dg.asset(group_name=GROUP, deps=["clean_pool", "lean_github_pairs", *raw_inputs(*BENCHMARK_INPUTS)],
           description="Task M.10: clean Goedel pool + LEAN-GitHub pairs, deduplicated, sorry-filtered, miniF2F "
           "names excluded, 95/5 theorem-level split stratified by source → data/sft/{train,val}.jsonl, stats.json.")
 def sft_dataset(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
@@ -154,7 +156,8 @@ def sft_no_benchmark_theorems(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
                 benchmark_theorems=len(hits))
 
 
-@dg.asset(group_name=GROUP, deps=["clean_pool", "exploration_report"],
+@dg.asset(group_name=GROUP, deps=["clean_pool", "exploration_report",
+                                  *raw_inputs("goedel_recorded_traces", "goedel_proofs", *BENCHMARK_INPUTS)],
           description="Task M.10/0.6: Goedel theorems with depth >= 3 (2 when fewer than contrastive_min_theorems "
           "qualify) with root state, formal statement and header → data/sft/contrastive_pool.json.")
 def contrastive_pool(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
@@ -188,7 +191,7 @@ def contrastive_pool_size(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     return target(n >= need, f"contrastive pool {n} theorems (target >= {need})", theorems=n, target=need)
 
 
-@dg.asset(group_name=GROUP, deps=["clean_pool", "sft_dataset", "goedel_427_proofs"],
+@dg.asset(group_name=GROUP, deps=["clean_pool", "sft_dataset", "goedel_427_proofs", *raw_inputs("goedel_proofs")],
           description="Task M.11: release bundle (Parquet of proofs and pairs, changelog, dropped list, "
           "lean-toolchain, manifest) under data/release; nothing is uploaded.")
 def release_bundle(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:

@@ -9,18 +9,19 @@ import pytest
 from burnqed_assets.defs import operations
 from burnqed_assets.resources import BurnqedConfig
 
-# A small graph shaped like the real one: two readers of raw inputs, a shared downstream
-# asset, and an unrelated asset. The readers are found by scanning their source.
+from burnqed_assets.data import inputs as input_files
+from burnqed_assets.defs.inputs import raw_input, raw_inputs
+
+# A small graph shaped like the real one: two readers of raw inputs (they name the input's
+# external asset in their deps), a shared downstream asset, and an unrelated asset.
 
 
-@dg.asset
+@dg.asset(deps=raw_inputs("goedel_proofs"))
 def proofs_reader(burnqed: BurnqedConfig) -> None:
-    settings = burnqed.settings()
-    settings.require_inputs("goedel_proofs")
-    _ = settings.inputs.goedel_proofs.path
+    _ = burnqed.settings().inputs.goedel_proofs.path
 
 
-@dg.asset
+@dg.asset(deps=raw_inputs("lean_github"))
 def github_reader(burnqed: BurnqedConfig) -> None:
     _ = burnqed.settings().inputs.lean_github.path
 
@@ -40,7 +41,8 @@ def unrelated() -> None:
     return None
 
 
-GRAPH = dg.Definitions(assets=[proofs_reader, github_reader, merged_data, trained_model, unrelated])
+RAW = [dg.AssetSpec(raw_input(n), group_name="raw_inputs") for n in ("goedel_proofs", "lean_github", "minif2f_v1")]
+GRAPH = dg.Definitions(assets=[*RAW, proofs_reader, github_reader, merged_data, trained_model, unrelated])
 K = dg.AssetKey
 
 
@@ -48,28 +50,23 @@ def keys(*names: str) -> set[dg.AssetKey]:
     return {K(n) for n in names}
 
 
-def test_input_consumers_found_by_source_scan():
+def test_input_consumers_are_the_children_of_the_input_asset():
     consumers = operations.input_consumers(GRAPH, ["goedel_proofs", "lean_github", "minif2f_v1"])
     assert set(consumers["goedel_proofs"]) == keys("proofs_reader")
     assert set(consumers["lean_github"]) == keys("github_reader")
     assert consumers["minif2f_v1"] == []
 
 
-def _benchmark_names(settings) -> list[str]:
-    i = settings.inputs
-    return [str(i.minif2f_v1.path)]
+def test_reading_an_input_without_the_dep_is_not_guessed_from_source():
+    """The graph is the one source of truth: a reader that does not declare the dep is not a reader
+    (the real graph's test below checks every reader declares it)."""
 
+    @dg.asset
+    def undeclared(burnqed: BurnqedConfig) -> None:
+        _ = burnqed.settings().inputs.minif2f_v1.path
 
-@dg.asset
-def decontaminated(burnqed: BurnqedConfig) -> None:
-    _benchmark_names(burnqed.settings())  # reads an input only through a module helper
-
-
-def test_input_read_in_a_module_helper_is_found():
-    defs = dg.Definitions(assets=[decontaminated, unrelated])
-    consumers = operations.input_consumers(defs, ["minif2f_v1", "lean_github"])
-    assert consumers["minif2f_v1"] == [K("decontaminated")]
-    assert consumers["lean_github"] == []
+    consumers = operations.input_consumers(dg.Definitions(assets=[*RAW, undeclared]), ["minif2f_v1"])
+    assert consumers["minif2f_v1"] == []
 
 
 def test_affected_assets_are_readers_plus_downstream():
@@ -135,6 +132,8 @@ def test_sensor_first_tick_records_baseline_then_unchanged_yields_nothing(raw_in
     first = _tick(sensor, None)
     assert first.run_requests == []
     assert first.cursor
+    # the baseline is recorded as an observation of every input (the data version staleness compares)
+    assert {e.asset_key for e in first.asset_events} == {raw_input(n) for n in raw_inputs}
     second = _tick(sensor, first.cursor)
     assert second.run_requests == []
     assert "no raw input changed" in (second.skip_message or "")
@@ -149,6 +148,10 @@ def test_sensor_fixed_proof_file_requests_its_downstream(raw_inputs):
     request = result.run_requests[0]
     assert set(request.asset_selection) == keys("proofs_reader", "merged_data", "trained_model")
     assert request.tags["burnqed/changed_inputs"] == "goedel_proofs"
+    (event,) = result.asset_events  # the UI shows the change on raw_goedel_proofs
+    assert event.asset_key == raw_input("goedel_proofs")
+    assert event.tags["dagster/data_version"] == operations.fingerprint_path(raw_inputs["goedel_proofs"])
+    assert event.metadata["rows"].value == 1
     # The new cursor holds the new fingerprint: the next tick sees no change.
     assert _tick(sensor, result.cursor).run_requests == []
 
@@ -233,8 +236,8 @@ def test_fingerprint_cache_hashes_an_old_unchanged_file_once(tmp_path: Path, mon
     f.write_text("{}\n")
     os.utime(f, (1_000_000, 1_000_000))  # long ago: outside the racy window, cacheable
     calls = []
-    real = operations.file_sha256
-    monkeypatch.setattr(operations, "file_sha256", lambda p: calls.append(p) or real(p))
+    real = input_files.file_sha256
+    monkeypatch.setattr(input_files, "file_sha256", lambda p: calls.append(p) or real(p))
     first = operations.fingerprint_path(f)
     assert operations.fingerprint_path(f) == first
     assert len(calls) == 1

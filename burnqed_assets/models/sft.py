@@ -307,7 +307,7 @@ def build_trainer(model, tokenizer, train_rows: list[dict], val_rows: list[dict]
         bf16=on_cuda and config.dtype == "bfloat16",
         fp16=False,
         use_cpu=not on_cuda,
-        gradient_checkpointing=on_cuda,  # trade compute for memory only where memory is scarce
+        activation_checkpointing=on_cuda,  # trade compute for memory only where memory is scarce
         include_num_input_tokens_seen="all",  # padding-free: every input token is a real one
         report_to="none",
         disable_tqdm=True,

@@ -1,0 +1,65 @@
+"""Quiet by default: a line per step and check, no framework DEBUG events, no warnings we cause,
+and a missing input fails its step with a dagster.Failure carrying the actionable text."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.settings import REPO_ROOT
+
+
+def test_missing_input_fails_with_a_dagster_failure_naming_the_fix(tmp_path):
+    import burnqed_assets.definitions  # noqa: F401  (wraps every asset's compute function)
+    from burnqed_assets.defs.migration import goedel_source_proofs as asset
+
+    result = dg.materialize([asset], raise_on_error=False,
+                            resources={"burnqed": BurnqedConfig(profile="full", data_root=str(tmp_path))})
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data
+    assert failure.user_failure_data is not None, "a dagster.Failure, not a crash with a stack trace"
+    text = failure.user_failure_data.description
+    assert "missing input" in text and "Lean-workbook-proofs" in text and "obtain it" in text
+    assert failure.user_failure_data.metadata["error"].value == "MissingInputError"
+
+
+def _launch(tmp_path, selection: str, data_root) -> subprocess.CompletedProcess:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "BURNQED_DATA_ROOT": str(data_root),
+           "PYTHONPATH": str(REPO_ROOT), "BURNQED_PROFILE": "demo"}
+    env.pop("BURNQED_EXECUTOR", None)
+    dg_cli = shutil.which("dg") or pytest.skip("dg (dagster-dg-cli) is not installed: pip install -e .")
+    return subprocess.run([dg_cli, "launch", "--assets", selection], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.timeout(900)
+def test_dg_launch_prints_a_line_per_step_and_check_and_no_debug_or_warnings(tmp_path):
+    run = _launch(tmp_path, "goedel_source_proofs+", tmp_path / "data")
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert "[ 1/4] goedel_source_proofs" in out and "[ 4/4] goedel_427_proofs_migration_survival_target" in out
+    assert "check migration_survival_red_line passed" in out
+    assert " - DEBUG - " not in out and "STEP_START" not in out  # framework events stay in the event log
+    assert "Warning" not in out, out  # SupersessionWarning, BetaWarning, FutureWarning: none
+    assert len(out.splitlines()) < 20
+
+
+@pytest.mark.timeout(900)
+def test_failed_step_shows_the_actionable_text_and_not_the_domain_traceback(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / ".burnqed_profile.json").write_text('{"profile": "full"}\n')
+    run = _launch(tmp_path, "goedel_source_proofs", root)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "profiles never share a data root" in out and "dagster._core.definitions.events.Failure" in out
+    assert "ProfileMismatchError" not in out and "raise ProfileMismatchError" not in out

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+# First: its warning filters must be in place before the phase modules are imported.
+from burnqed_assets.run_log import fail_actionably  # isort: skip
 from burnqed_assets.defs import (
     code_versions,
     ebm,
@@ -21,7 +23,6 @@ from burnqed_assets.defs import (
     sft_data,
 )
 from burnqed_assets.resources import default_resources
-from burnqed_assets.run_log import fail_actionably
 from burnqed_assets.settings import GPU_TAG_KEY, Settings, get_settings
 
 PHASE_MODULES = (inputs, migration, exploration, sft_data, sft, search, embeddings, ebm, joint, reports, operations)

@@ -33,6 +33,9 @@ warnings.filterwarnings("ignore", message=r"Handling yaml-defined logging config
 # - Dagster's own parser of the `*` selection calls AssetSelection.all(include_sources=...);
 warnings.filterwarnings("ignore", message=r"Parameter `include_sources` of function `AssetSelection.all`",
                         category=dg.BetaWarning)
+# - the raw inputs are observed with Dagster's beta `multi_observable_source_asset` (defs/inputs.py);
+warnings.filterwarnings("ignore", message=r"Function `multi_observable_source_asset` is currently in beta",
+                        category=dg.BetaWarning)
 # - TRL reads `model.is_gradient_checkpointing`, an alias transformers 5 deprecates (our own code
 #   uses the new `activation_checkpointing` names).
 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)

@@ -198,7 +198,7 @@ def prepare_output_dir(output_dir: Path, fingerprint: str) -> Path | None:
 
 # ------------------------------------------------------------------ training
 
-def _throughput_callback(device: torch.device):
+def throughput_callback(device: torch.device):
     from transformers import TrainerCallback
 
     class ThroughputCallback(TrainerCallback):
@@ -209,20 +209,30 @@ def _throughput_callback(device: torch.device):
             self.tokens_at_start = 0
             self.step_seconds = 0.0
             self.tokens = 0
+            self.per_step: list[tuple[float, int]] = []  # (seconds, tokens) of each optimizer step
             self._t0: float | None = None
+            self._tokens_before = 0
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.memory.start()
             self.tokens_at_start = int(state.num_input_tokens_seen or 0)
 
         def on_step_begin(self, args, state, control, **kwargs):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             self._t0 = time.perf_counter()
+            self._tokens_before = int(state.num_input_tokens_seen or 0)
 
         def on_step_end(self, args, state, control, **kwargs):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the step's kernels, not just their launch
+            seen = int(state.num_input_tokens_seen or 0)
             if self._t0 is not None:
-                self.step_seconds += time.perf_counter() - self._t0
+                seconds = time.perf_counter() - self._t0
+                self.step_seconds += seconds
+                self.per_step.append((seconds, seen - self._tokens_before))
                 self._t0 = None
-            self.tokens = int(state.num_input_tokens_seen or 0) - self.tokens_at_start
+            self.tokens = seen - self.tokens_at_start
 
     return ThroughputCallback()
 
@@ -385,7 +395,7 @@ def _train_lora(base_model_dir: str | Path, train_path: str | Path, val_path: st
     model = load_causal_lm(base_model_dir, device="cpu", dtype=config.dtype, attn_implementation=attn)
     val_eval = eval_subset(val_rows, config.eval_subset_size, config.seed)
     progress = _progress_callback(config.max_steps)
-    throughput = _throughput_callback(device)
+    throughput = throughput_callback(device)
     trainer = build_trainer(model, tokenizer, train_rows, val_eval, output_dir, config,
                             callbacks=[progress, throughput, *(extra_callbacks or [])])
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)

@@ -50,8 +50,13 @@ SFT_TRAIN_FILE = "train.jsonl"
 SFT_VAL_FILE = "val.jsonl"
 SFT_STATS_FILE = "stats.json"
 SFT_METRICS_FILE = "sft_metrics.json"
-STATE_EMBEDDINGS_FILE = "state_embeddings.parquet"
-GOAL_EMBEDDINGS_FILE = "goal_embeddings.parquet"
+# embeddings (ebm.store): per kind an (N, d) .npy matrix and a Parquet index (theorem[, state_id], row)
+STATE_EMBEDDINGS_MATRIX_FILE = "state_embeddings.npy"
+STATE_EMBEDDINGS_INDEX_FILE = "state_index.parquet"
+GOAL_EMBEDDINGS_MATRIX_FILE = "goal_embeddings.npy"
+GOAL_EMBEDDINGS_INDEX_FILE = "goal_index.parquet"
+LEGACY_STATE_EMBEDDINGS_FILE = "state_embeddings.parquet"  # the list<float32> layout, refused with a hint
+LEGACY_GOAL_EMBEDDINGS_FILE = "goal_embeddings.parquet"
 EMBEDDINGS_MANIFEST_FILE = "embeddings_manifest.json"  # fingerprint of the trajectories embedded
 EMBEDDING_METRICS_FILE = "embedding_metrics.json"
 EBM_HEAD_FILE = "goal_conditioned_head.pt"

@@ -228,7 +228,8 @@ def _demo(data_root: Path) -> Settings:
                               policy_backend="transformers", max_new_tokens=96, cpu_threads=1),
         ebm=EbmConfig(epochs=30, learning_rate=1e-3, k_negatives=3, batch_size=16,
                         encode_max_length=256, embed_batch_size=16, val_fraction=0.25,
-                        silhouette_min_states=10, cpu_threads=1),
+                        silhouette_min_states=10, cpu_threads=1,
+                        embedding_dtype="float32"),  # tiny d: exact float32, as before the store
         joint=JointConfig(lora_r=8, lora_alpha=16, lr_lora=1e-3, lr_ebm=1e-3, total_steps=40,
                             warmup_steps=4, log_every=5, eval_every=20, save_every=20,
                             abort_after_step=30, temperature_stuck_steps=25, probe_max_groups=24,

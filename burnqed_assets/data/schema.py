@@ -75,22 +75,13 @@ def _arrow_schemas() -> dict[str, Any]:
             ("elapsed_s", pa.float64()),  # time from search start to node creation
         ]
     )
-
-    # Embeddings (data/embeddings/iter_N/*.parquet).
-    STATE_EMBEDDING_SCHEMA = pa.schema(
-        [
-            ("theorem", pa.string()),
-            ("state_id", pa.int64()),
-            ("embedding", pa.list_(pa.float32())),
-        ]
-    )
-    GOAL_EMBEDDING_SCHEMA = pa.schema([("theorem", pa.string()), ("embedding", pa.list_(pa.float32()))])
-    return {"TRAJECTORY_SCHEMA": TRAJECTORY_SCHEMA, "STATE_EMBEDDING_SCHEMA": STATE_EMBEDDING_SCHEMA,
-            "GOAL_EMBEDDING_SCHEMA": GOAL_EMBEDDING_SCHEMA}
+    # Embeddings (data/embeddings/iter_N/) are no Parquet schema: an .npy matrix + a Parquet index
+    # per kind, see ebm.store.
+    return {"TRAJECTORY_SCHEMA": TRAJECTORY_SCHEMA}
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: TRAJECTORY_SCHEMA & co. are built when first asked for
-    if name in ("TRAJECTORY_SCHEMA", "STATE_EMBEDDING_SCHEMA", "GOAL_EMBEDDING_SCHEMA"):
+    if name == "TRAJECTORY_SCHEMA":
         if name in globals():
             return globals()[name]
         schemas = _arrow_schemas()

@@ -103,7 +103,8 @@ def build_ebm_metrics_asset(name: str, *, config: str, ebm_asset: str, embedding
         meta = metric_metadata(report.values, report.not_available)
         meta.update({f"count_{k}": v for k, v in report.counts.items()})
         meta.update({"sibling_discrimination_chance": report.details.get("sibling_discrimination_chance"),
-                     "not_available": report.not_available, "path": str(out), "profile": settings.profile})
+                     "not_available": report.not_available, "path": str(out), "profile": settings.profile,
+                     "sampling": dg.MetadataValue.json(report.details["sampling"])})
         return dg.MaterializeResult(metadata=meta)
 
     return _metrics

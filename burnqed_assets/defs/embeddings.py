@@ -64,7 +64,8 @@ def build_embeddings_asset(name: str, *, iteration: int, model_asset: str, traje
         summary = extract_embeddings_from_model(
             model_dir, trajectories, paths.embeddings_dir(iteration),
             max_length=max_length, batch_size=settings.ebm.embed_batch_size, device=settings.model.device,
-            dtype=settings.model.dtype, progress=context.log.info, cpu_threads=settings.ebm.cpu_threads)
+            dtype=settings.model.dtype, progress=context.log.info, cpu_threads=settings.ebm.cpu_threads,
+            storage_dtype=settings.ebm.embedding_dtype)
         meta = summary.as_metadata()
         meta.update({"encode_max_length_source": source, "model_dir": str(model_dir),
                      "trajectories_path": str(trajectories), "iteration": iteration,
@@ -94,13 +95,15 @@ def build_embedding_metrics_asset(name: str, *, iteration: int, embeddings_asset
             plots_dir=paths.embedding_plots(iteration), probe_folds=e.probe_folds,
             probe_max_samples=e.probe_max_samples, collision_threshold=e.collision_threshold,
             silhouette_min_states=e.silhouette_min_states, silhouette_sample_size=e.silhouette_sample_size,
-            seed=e.split_seed)
+            spectrum_sample_size=e.spectrum_sample_size, seed=e.split_seed)
         for metric, reason in report.not_available.items():
             context.log.warning(f"{metric} not available: {reason}")
         meta = metric_metadata(report.values, report.not_available)
         meta.update({f"count_{k}": v for k, v in report.counts.items()})
         meta.update({"not_available": report.not_available, "path": str(out), "iteration": iteration,
-                     "profile": settings.profile})
+                     "profile": settings.profile,
+                     # which metrics ran on a seeded sample, of what size (the others are exact)
+                     "sampling": dg.MetadataValue.json(report.details["sampling"])})
         for key, path in plots.items():
             meta[f"plot_{key}"] = dg.MetadataValue.md(png_markdown(path, PLOT_TITLES.get(key, key)))
         return dg.MaterializeResult(metadata=meta)

@@ -33,6 +33,10 @@ class EbmConfig:
     active_margin: float = 1.0  # margin of the active-ratio metric (plan)
     silhouette_min_states: int = 100  # plan: a depth bucket needs > 100 states
     silhouette_sample_size: int = 2000
+    # Variance spectrum on a seeded sample of this many states above it (a d x d eigendecomposition
+    # either way; the sample's upward bias of effective_dimension is about effective_dimension / size).
+    spectrum_sample_size: int = 20_000
+    embedding_dtype: str = "float16"  # on-disk embeddings (ebm.store): 1.6M x 4096 is 13 GB in float16
     cpu_threads: int = 0  # torch threads for EBM work on CPU (0 = torch default; demo 1, see models.loading)
     # Encoder of EBM-guided search (encode server): "nf4" (bitsandbytes, CUDA; falls back to
     # unquantised on CPU) keeps a second 7B copy out of the GPU the SGLang server holds. "none": full dtype.

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from burnqed_assets.ebm.store import RowSource, read_embeddings
 from burnqed_assets.paths import EMBEDDINGS_MANIFEST_FILE as MANIFEST_FILE
-from burnqed_assets.paths import GOAL_EMBEDDINGS_FILE, STATE_EMBEDDINGS_FILE
-
+from burnqed_assets.paths import STATE_EMBEDDINGS_INDEX_FILE
 TRAJECTORY_COLUMNS = ["theorem", "state_id", "parent_id", "state_pp", "depth", "label", "sibling_group", "proved"]
 
 
@@ -42,42 +42,54 @@ def trajectories_fingerprint(traj: pd.DataFrame) -> str:
 
 @dataclass
 class EmbeddedTrajectories:
-    """One row per trajectory state that has an embedding; `states[i]` is row i's z_state."""
+    """One row per trajectory state that has an embedding; frame row i's z_state is
+    `states[state_rows[i]]` (`states[i]` when `state_rows` is None).
+
+    `states` and `goals` may be read-only memmaps of any size: read them through `state_vectors` /
+    `goal_vectors` / `state_source` (float32 copies of just the rows asked for), never whole.
+    """
 
     frame: pd.DataFrame  # TRAJECTORY_COLUMNS + goal_index (-1 when the theorem has no goal)
-    states: np.ndarray  # [N, d] float32, may be a read-only view of the Parquet buffer
-    goals: np.ndarray  # [T, d] float32
+    states: np.ndarray  # [N, d] float16/float32, usually a memmap of the store
+    goals: np.ndarray  # [T, d]
     goal_theorems: list[str]
     missing_state_embeddings: int = 0  # trajectory rows without a state embedding (reported)
     theorems_without_goal: list[str] = field(default_factory=list)
+    state_rows: np.ndarray | None = None  # frame row -> row of `states` (None: identity)
+
+    def __post_init__(self) -> None:
+        self.state_source = RowSource(self.states, self.state_rows)
+        self.goal_source = RowSource(self.goals)
 
     @property
     def d_model(self) -> int:
         return int(self.states.shape[1])
+
+    def state_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """float32 z_state of the given frame rows."""
+        return self.state_source.gather(rows)
+
+    def goal_vectors(self, goal_index: np.ndarray) -> np.ndarray:
+        """float32 z_goal of the given goal indices."""
+        return self.goal_source.gather(goal_index)
 
     def subset(self, theorems: set[str]) -> np.ndarray:
         """Row indices of the given theorems."""
         return np.flatnonzero(self.frame["theorem"].isin(theorems).to_numpy())
 
 
-def _embedding_matrix(column) -> np.ndarray:
-    values = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-    if len(values) == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    flat = values.values.to_numpy(zero_copy_only=False)  # zero-copy for float32 without nulls
-    return flat.astype(np.float32, copy=False).reshape(len(values), -1)
-
-
 def load_embedded_trajectories(trajectories_path: str | Path, embeddings_dir: str | Path) -> EmbeddedTrajectories:
     """Join trajectory rows (theorem, state_id) with state embeddings and each theorem's goal.
 
-    Rows without a state embedding, and theorems without a goal embedding, are counted and
-    listed (they can't be scored); rows of theorems without a goal are dropped with that count.
+    The embedding matrices stay on disk (memmaps, `ebm.store`); only the index is joined. Rows
+    without a state embedding, and theorems without a goal embedding, are counted and listed
+    (they can't be scored); rows of theorems without a goal are dropped with that count.
     """
     trajectories_path, embeddings_dir = Path(trajectories_path), Path(embeddings_dir)
-    for p in (trajectories_path, embeddings_dir / STATE_EMBEDDINGS_FILE, embeddings_dir / GOAL_EMBEDDINGS_FILE):
-        if not p.exists():
-            raise FileNotFoundError(f"missing input {p}")
+    if not trajectories_path.exists():
+        raise FileNotFoundError(f"missing input {trajectories_path}")
+    state_store = read_embeddings(embeddings_dir, "state")
+    goal_store = read_embeddings(embeddings_dir, "goal")
     traj = pq.read_table(trajectories_path, columns=TRAJECTORY_COLUMNS).to_pandas()
     manifest_path = embeddings_dir / MANIFEST_FILE
     if manifest_path.exists():
@@ -85,44 +97,42 @@ def load_embedded_trajectories(trajectories_path: str | Path, embeddings_dir: st
         if expected and expected != trajectories_fingerprint(traj):
             raise EmbeddingDataError(f"{embeddings_dir} was computed from other trajectories than {trajectories_path} "
                                      f"(fingerprint in {manifest_path} differs): re-materialize the embeddings")
-    state_table = pq.read_table(embeddings_dir / STATE_EMBEDDINGS_FILE)
-    goal_table = pq.read_table(embeddings_dir / GOAL_EMBEDDINGS_FILE)
-    state_matrix = _embedding_matrix(state_table.column("embedding"))
-    goal_matrix = _embedding_matrix(goal_table.column("embedding"))
+    state_matrix, goal_matrix = state_store.matrix, goal_store.matrix
     if len(goal_matrix) and len(state_matrix) and goal_matrix.shape[1] != state_matrix.shape[1]:
         raise EmbeddingDataError(f"{embeddings_dir}: state dim {state_matrix.shape[1]} != goal dim {goal_matrix.shape[1]}")
 
-    keys = pd.DataFrame({"theorem": state_table.column("theorem").to_pylist(),
-                         "state_id": state_table.column("state_id").to_pylist(),
-                         "emb_row": np.arange(state_table.num_rows)})
-    dup = keys.duplicated(["theorem", "state_id"])
-    if dup.any():
-        first = keys[dup].iloc[0]
-        raise EmbeddingDataError(f"{embeddings_dir / STATE_EMBEDDINGS_FILE}: {int(dup.sum())} duplicated "
-                                 f"(theorem, state_id) keys, e.g. ({first.theorem}, {first.state_id})")
-    joined = traj.merge(keys, on=["theorem", "state_id"], how="left")
-    missing = int(joined["emb_row"].isna().sum())
-    joined = joined[joined["emb_row"].notna()].copy()
+    index = state_store.index
+    if len(index) == len(traj) and (index["row"].to_numpy() == np.arange(len(index))).all() \
+            and (index["state_id"].to_numpy() == traj["state_id"].to_numpy()).all() \
+            and (index["theorem"].to_numpy() == traj["theorem"].to_numpy()).all():
+        joined = traj  # written in trajectory order (the usual case): no join needed
+        joined["emb_row"] = index["row"].to_numpy()
+        missing = 0
+    else:
+        keys = index.rename(columns={"row": "emb_row"})
+        dup = keys.duplicated(["theorem", "state_id"])
+        if dup.any():
+            first = keys[dup].iloc[0]
+            raise EmbeddingDataError(f"{embeddings_dir / STATE_EMBEDDINGS_INDEX_FILE}: {int(dup.sum())} duplicated "
+                                     f"(theorem, state_id) keys, e.g. ({first.theorem}, {first.state_id})")
+        joined = traj.merge(keys, on=["theorem", "state_id"], how="left")
+        missing = int(joined["emb_row"].isna().sum())
+        joined = joined[joined["emb_row"].notna()].copy()
 
-    goal_theorems = goal_table.column("theorem").to_pylist()
+    goal_theorems = goal_store.index.sort_values("row")["theorem"].tolist()
     goal_index = {t: i for i, t in enumerate(goal_theorems)}
     joined["goal_index"] = joined["theorem"].map(goal_index).fillna(-1).astype(np.int64)
     without_goal = sorted(set(joined.loc[joined["goal_index"] < 0, "theorem"]))
     joined = joined[joined["goal_index"] >= 0].reset_index(drop=True)
 
     emb_rows = joined["emb_row"].astype(np.int64).to_numpy()
-    if len(joined) == 0:
-        states = np.zeros((0, goal_matrix.shape[1] if goal_matrix.size else 0), dtype=np.float32)
-    elif len(emb_rows) == len(state_matrix) and (emb_rows == np.arange(len(emb_rows))).all():
-        states = state_matrix  # same order as the trajectories (the usual case): no second copy
-    else:
-        states = state_matrix[emb_rows]
+    identity = len(emb_rows) == len(state_matrix) and bool((emb_rows == np.arange(len(emb_rows))).all())
     frame = joined.drop(columns=["emb_row"])
     frame["depth"] = frame["depth"].astype(np.int64)
     frame["sibling_group"] = frame["sibling_group"].fillna(frame["parent_id"]).astype(np.int64)
-    return EmbeddedTrajectories(frame=frame, states=states, goals=goal_matrix,
+    return EmbeddedTrajectories(frame=frame, states=state_matrix, goals=goal_matrix,
                                 goal_theorems=goal_theorems, missing_state_embeddings=missing,
-                                theorems_without_goal=without_goal)
+                                theorems_without_goal=without_goal, state_rows=None if identity else emb_rows)
 
 
 def _stable_rank(theorem: str, seed: int) -> int:

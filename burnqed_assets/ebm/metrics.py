@@ -24,6 +24,7 @@ from burnqed_assets.ebm.dataset import (
     theorem_split,
 )
 from burnqed_assets.ebm.head import GoalConditionedEnergyHead, load_head
+from burnqed_assets.ebm.store import RowSource, as_source
 
 DEPTH_BUCKETS = (((0, 1), "shallow"), ((2, 3), "mid"), ((4, 10**9), "deep"))
 RANK1_BUCKETS = (((0, 1), "rank1_d0_1"), ((2, 3), "rank1_d2_3"), ((4, 10**9), "rank1_d4+"))
@@ -78,9 +79,31 @@ def norm_gap(pos: np.ndarray, neg: np.ndarray) -> float | None:
     return float(np.linalg.norm(pos, axis=1).mean() - np.linalg.norm(neg, axis=1).mean())
 
 
-def linear_probe_accuracy(x: np.ndarray, y: np.ndarray, folds: int = 5, max_samples: int = 20_000,
+Vectors = np.ndarray | RowSource  # (n, d) in memory, a memmap, or rows of one through a RowSource
+
+
+def _take(x: Vectors, keep: np.ndarray | None) -> np.ndarray:
+    """float rows `keep` of x (all rows when None), read from disk only now."""
+    if isinstance(x, RowSource):
+        return x.gather(np.arange(len(x)) if keep is None else keep)
+    return x if keep is None else x[keep]
+
+
+def stratified_sample(y: np.ndarray, max_samples: int, min_per_class: int, seed: int) -> np.ndarray | None:
+    """Positions of a seeded sample of about `max_samples` that keeps the class ratio (at least
+    `min_per_class` of each class); None when y is no larger than max_samples (use everything)."""
+    if len(y) <= max_samples:
+        return None
+    classes, counts = np.unique(y, return_counts=True)
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.choice(np.flatnonzero(y == c), size=max(min_per_class, int(max_samples * n / len(y))),
+                                      replace=False) for c, n in zip(classes, counts)])
+
+
+def linear_probe_accuracy(x: Vectors, y: np.ndarray, folds: int = 5, max_samples: int = 20_000,
                           seed: int = 0) -> tuple[float | None, str]:
-    """Mean stratified-CV accuracy of a logistic-regression probe; (None, reason) when unsupported."""
+    """Mean stratified-CV accuracy of a logistic-regression probe; (None, reason) when unsupported.
+    Above `max_samples` states, on a seeded stratified sample of that size (only it is read)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
@@ -91,11 +114,8 @@ def linear_probe_accuracy(x: np.ndarray, y: np.ndarray, folds: int = 5, max_samp
         return None, "needs both positive and negative states"
     if counts.min() < folds:
         return None, f"smallest class has {int(counts.min())} states, fewer than the {folds} CV folds"
-    if len(y) > max_samples:  # stratified subsample keeps the class ratio
-        rng = np.random.default_rng(seed)
-        keep = np.concatenate([rng.choice(np.flatnonzero(y == c), size=max(folds, int(max_samples * n / len(y))),
-                                          replace=False) for c, n in zip(classes, counts)])
-        x, y = x[keep], y[keep]
+    keep = stratified_sample(y, max_samples, folds, seed)
+    x, y = _take(x, keep), (y if keep is None else y[keep])
     # Standardising does not change linear separability; it lets lbfgs converge on raw hidden states.
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     with warnings.catch_warnings():
@@ -104,36 +124,125 @@ def linear_probe_accuracy(x: np.ndarray, y: np.ndarray, folds: int = 5, max_samp
     return float(np.mean(scores)), ""
 
 
-def sibling_l2_distances(frame: pd.DataFrame, states: np.ndarray) -> np.ndarray:
-    """Pairwise L2 between children of the same parent (same theorem, same sibling_group)."""
+def sibling_l2_distances(frame: pd.DataFrame, states: Vectors, chunk_rows: int | None = None) -> np.ndarray:
+    """Pairwise L2 between children of the same parent (same theorem, same sibling_group), groups in
+    key order. One streaming pass over the states (a memmap of any size is fine)."""
+    return _stream_exact(frame, as_source(states), np.full(len(frame), -1, np.int64), 0, chunk_rows)[3]
+
+
+def _sibling_groups(frame: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """Per row: its sibling group id (key order of (theorem, sibling_group)) when it is a child with at
+    least one sibling, else -1; and the number of group ids."""
+    sib = np.full(len(frame), -1, dtype=np.int64)
+    children = np.flatnonzero(frame["parent_id"].to_numpy() >= 0)
+    if len(children) == 0:
+        return sib, 0
+    group = frame.iloc[children].groupby(["theorem", "sibling_group"], sort=True).ngroup().to_numpy()
+    sizes = np.bincount(group)
+    multi = sizes[group] >= 2
+    sib[children[multi]] = group[multi]
+    return sib, len(sizes)
+
+
+def _cuts(sib_stream: np.ndarray, n_groups: int, chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk cut positions along the stream, each at most chunk_rows after the previous and, where
+    possible, where no sibling group is open; and the mask of groups that still span a cut."""
+    n = len(sib_stream)
+    members = np.flatnonzero(sib_stream >= 0)
+    first, last = np.full(n_groups, n, np.int64), np.full(n_groups, -1, np.int64)
+    np.minimum.at(first, sib_stream[members], members)
+    np.maximum.at(last, sib_stream[members], members)
+    used = last >= 0
+    delta = np.zeros(n + 1, np.int64)
+    np.add.at(delta, first[used] + 1, 1)
+    np.add.at(delta, last[used] + 1, -1)
+    allowed = np.flatnonzero(np.cumsum(delta)[:n] == 0)  # cut before position p splits no group
+    cuts: list[int] = []
+    start = 0
+    while start + chunk_rows < n:
+        i = int(np.searchsorted(allowed, start + chunk_rows, side="right")) - 1
+        start = int(allowed[i]) if i >= 0 and allowed[i] > start else start + chunk_rows
+        cuts.append(start)
+    bounds = np.asarray(cuts, dtype=np.int64)
+    chunk = np.searchsorted(bounds, np.arange(n), side="right")
+    split = used & (chunk[np.minimum(first, n - 1)] != chunk[np.maximum(last, 0)])
+    return bounds, split
+
+
+def _stream_exact(frame: pd.DataFrame, source: RowSource, label_group: np.ndarray, n_label_groups: int,
+                  chunk_rows: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One pass over every state in file order. Returns float64 vector sums per label group
+    [G, d], counts [G], float64 sums of L2 norms by label (group % 2) [2], and the sibling L2
+    distances (groups in key order, as `groupby().indices` would give them).
+
+    Chunks are cut between sibling groups, so each group is measured inside one chunk; a group
+    that cannot be (a chunk would grow too large) is read again on its own afterwards."""
     from scipy.spatial.distance import pdist
 
-    children = frame[frame["parent_id"] >= 0]
-    out: list[np.ndarray] = []
-    for idx in children.groupby(["theorem", "sibling_group"]).indices.values():
-        if len(idx) >= 2:
-            out.append(pdist(states[children.index.to_numpy()[idx]]))
-    return np.concatenate(out) if out else np.zeros(0)
+    sums = np.zeros((n_label_groups, source.d), dtype=np.float64)
+    counts = np.bincount(label_group[label_group >= 0], minlength=n_label_groups)
+    norm_sums = np.zeros(2, dtype=np.float64)
+    sib, n_groups = _sibling_groups(frame)
+    order = source.file_order()
+    bounds, split = _cuts(sib[order], n_groups, chunk_rows or source.default_chunk_rows())
+    distances: list[tuple[int, np.ndarray]] = []
+    for part, block in source.blocks(order, bounds=bounds):
+        lg = label_group[part]
+        labelled = np.flatnonzero(lg >= 0)
+        if len(labelled):
+            by = labelled[np.argsort(lg[labelled], kind="stable")]
+            gs = lg[by]
+            starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+            sub = block[by].astype(np.float64)
+            sums[gs[starts]] += np.add.reduceat(sub, starts, axis=0)
+            norm_sums += np.bincount(gs % 2, weights=np.sqrt(np.einsum("ij,ij->i", sub, sub)), minlength=2)
+        sg = sib[part]
+        members = np.flatnonzero(sg >= 0)
+        members = members[~split[sg[members]]]
+        if len(members):
+            members = members[np.lexsort((part[members], sg[members]))]  # by group, then row of the frame
+            gs = sg[members]
+            starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+            for a, b in zip(starts, np.r_[starts[1:], len(members)]):
+                distances.append((int(gs[a]), pdist(block[members[a:b]])))
+    for g in np.flatnonzero(split):
+        rows = np.flatnonzero(sib == g)
+        distances.append((int(g), pdist(source.gather(rows))))
+    distances.sort(key=lambda item: item[0])
+    sib_l2 = np.concatenate([d for _, d in distances]) if distances else np.zeros(0)
+    return sums, counts, norm_sums, sib_l2
 
 
-def variance_spectrum(x: np.ndarray, chunk_rows: int = 8192) -> np.ndarray:
+def variance_spectrum(x: Vectors, chunk_rows: int | None = None) -> np.ndarray:
     """Covariance eigenvalues, descending. Fewer rows than dims: via the Gram matrix; otherwise the
-    d×d scatter matrix is accumulated in float64 chunks (no full float64 copy of the embeddings)."""
-    n, d = x.shape
-    mean = x.mean(axis=0, dtype=np.float64)
+    d×d scatter matrix is accumulated in float64 chunks (no full float64 copy of the embeddings).
+    A RowSource is read twice in chunks (mean, then scatter), never whole."""
+    if not isinstance(x, RowSource):
+        n, d = x.shape
+        step = chunk_rows or 8192
+        mean = x.mean(axis=0, dtype=np.float64)
+        chunks = lambda: ((None, x[s:s + step]) for s in range(0, n, step))  # noqa: E731
+    else:
+        n, d = len(x), x.d
+        mean = np.zeros(d, dtype=np.float64)
+        for _, block in x.blocks(chunk_rows=chunk_rows):
+            mean += block.sum(axis=0, dtype=np.float64)
+        mean /= max(n, 1)
+        chunks = lambda: x.blocks(chunk_rows=chunk_rows)  # noqa: E731
     if n < d:
-        xc = x.astype(np.float64) - mean
+        xc = _take(x, None).astype(np.float64) - mean
         small = xc @ xc.T
     else:
         small = np.zeros((d, d), dtype=np.float64)
-        for start in range(0, n, chunk_rows):
-            xc = x[start:start + chunk_rows].astype(np.float64) - mean
+        for _, block in chunks():
+            xc = block.astype(np.float64) - mean
             small += xc.T @ xc
     eig = np.linalg.eigvalsh(small / (n - 1))[::-1]
     return np.clip(eig, 0.0, None)
 
 
-def silhouette(x: np.ndarray, y: np.ndarray, min_states: int, sample_size: int, seed: int) -> tuple[float | None, str]:
+def silhouette(x: Vectors, y: np.ndarray, min_states: int, sample_size: int, seed: int) -> tuple[float | None, str]:
+    """Silhouette of the two labels; above `sample_size` on a seeded stratified sample (only it is read)."""
     from sklearn.metrics import silhouette_score
 
     if len(y) <= min_states:
@@ -141,53 +250,70 @@ def silhouette(x: np.ndarray, y: np.ndarray, min_states: int, sample_size: int, 
     classes, counts = np.unique(y, return_counts=True)
     if len(classes) < 2 or counts.min() < 2:
         return None, "needs at least two positive and two negative states"
-    if len(y) > sample_size:  # stratified sample, so both labels stay present
-        rng = np.random.default_rng(seed)
-        keep = np.concatenate([rng.choice(np.flatnonzero(y == c), size=max(2, int(sample_size * n / len(y))),
-                                          replace=False) for c, n in zip(classes, counts)])
-        x, y = x[keep], y[keep]
+    keep = stratified_sample(y, sample_size, 2, seed)
+    x, y = _take(x, keep), (y if keep is None else y[keep])
     return float(silhouette_score(x, y)), ""
 
 
-def compute_embedding_metrics(frame: pd.DataFrame, states: np.ndarray, *, probe_folds: int = 5,
+def compute_embedding_metrics(frame: pd.DataFrame, states: Vectors, *, probe_folds: int = 5,
                               probe_max_samples: int = 20_000, collision_threshold: float = 1.0,
                               silhouette_min_states: int = 100, silhouette_sample_size: int = 2000,
+                              spectrum_sample_size: int = 20_000, chunk_rows: int | None = None,
                               seed: int = 0) -> MetricReport:
-    """The seven metrics of Task 2.2 over `frame` rows (row i ↔ states[i])."""
+    """The seven metrics of Task 2.2 over `frame` rows (row i ↔ states[i]), streaming over `states`.
+
+    Exact: centroid L2 (and per depth), norm gap, sibling L2, dual labels (float64 sums over
+    chunks). Sampled above a size, with the seed: the probe (probe_max_samples), the silhouette
+    (silhouette_sample_size per depth bucket) and the variance spectrum (spectrum_sample_size rows);
+    `report.details["sampling"]` says for each what was used.
+    """
     frame = frame.reset_index(drop=True)
+    source = as_source(states)
     report = MetricReport()
     pos_i, neg_i = _labelled(frame)
     report.counts = {"states": len(frame), "positive": len(pos_i), "negative": len(neg_i),
                      "unknown": int(len(frame) - len(pos_i) - len(neg_i)),
                      "theorems": int(frame["theorem"].nunique())}
+    sampling: dict[str, dict[str, object]] = {}
     both = "needs both positive and negative states"
-    pos, neg = states[pos_i], states[neg_i]
-    # 1. centroid L2, and per depth for the depth-vs-separation plot
-    report.set("centroid_l2", centroid_l2(pos, neg), both)
-    by_depth: dict[int, float] = {}
     depth = frame["depth"].to_numpy()
-    for d in sorted(set(depth.tolist())):
-        value = centroid_l2(states[pos_i[depth[pos_i] == d]], states[neg_i[depth[neg_i] == d]])
-        if value is not None:
-            by_depth[int(d)] = value
-    report.details["centroid_l2_by_depth"] = by_depth
-    # 2. linear probe
     labelled = np.concatenate([pos_i, neg_i])
-    y = np.array([1] * len(pos_i) + [0] * len(neg_i))
-    acc, reason = linear_probe_accuracy(states[labelled], y, probe_folds, probe_max_samples, seed)
-    report.set("linear_probe_acc", acc, reason)
-    # 3. norm gap
-    report.set("norm_gap", norm_gap(pos, neg), both)
-    # 4. sibling L2
-    sib = sibling_l2_distances(frame, states)
+    # 1, 3, 4. centroid L2 (overall and per depth), norm gap, sibling L2: one exact pass, float64 sums
+    is_pos = np.r_[np.ones(len(pos_i), np.int64), np.zeros(len(neg_i), np.int64)]
+    depths = np.unique(depth[labelled])
+    label_group = np.full(len(frame), -1, dtype=np.int64)  # (depth index, label) of labelled rows
+    label_group[labelled] = np.searchsorted(depths, depth[labelled]) * 2 + is_pos
+    sums, counts, norm_sums, sib = _stream_exact(frame, source, label_group, 2 * len(depths), chunk_rows)
+    pos_n, neg_n = int(counts[1::2].sum()), int(counts[0::2].sum())
+    if pos_n and neg_n:
+        report.set("centroid_l2", float(np.linalg.norm(sums[1::2].sum(0) / pos_n - sums[0::2].sum(0) / neg_n)))
+        report.set("norm_gap", float(norm_sums[1] / pos_n - norm_sums[0] / neg_n))
+    else:
+        report.set("centroid_l2", None, both)
+        report.set("norm_gap", None, both)
+    by_depth: dict[int, float] = {}
+    for k, d in enumerate(depths.tolist()):
+        if counts[2 * k + 1] and counts[2 * k]:
+            by_depth[int(d)] = float(np.linalg.norm(sums[2 * k + 1] / counts[2 * k + 1] - sums[2 * k] / counts[2 * k]))
+    report.details["centroid_l2_by_depth"] = by_depth
     report.details["sibling_l2"] = sib
     no_sib = "no parent with two or more children"
     report.set("sibling_l2_mean", float(np.mean(sib)) if len(sib) else None, no_sib)
     report.set("sibling_l2_median", float(np.median(sib)) if len(sib) else None, no_sib)
     report.set("sibling_collision_rate", float(np.mean(sib < collision_threshold)) if len(sib) else None, no_sib)
     report.counts["sibling_pairs"] = len(sib)
-    # 5. variance spectrum
-    if len(states) >= 2 and (eig := variance_spectrum(states)).sum() > 0:
+    # 2. linear probe (seeded stratified sample above probe_max_samples)
+    acc, reason = linear_probe_accuracy(source.take(labelled), is_pos, probe_folds, probe_max_samples, seed)
+    report.set("linear_probe_acc", acc, reason)
+    sampling["linear_probe_acc"] = _sample_note(len(labelled), probe_max_samples, seed)
+    # 5. variance spectrum (seeded row sample above spectrum_sample_size)
+    spectrum_rows = None
+    if len(source) > spectrum_sample_size:
+        spectrum_rows = np.sort(np.random.default_rng(seed).choice(len(source), spectrum_sample_size, replace=False))
+    sampling["variance_spectrum"] = _sample_note(len(source), spectrum_sample_size, seed)
+    eig = variance_spectrum(source if spectrum_rows is None else source.gather(spectrum_rows), chunk_rows) \
+        if len(source) >= 2 else np.zeros(0)
+    if eig.sum() > 0:
         total = eig.sum()
         report.details["eigenvalues"] = eig
         report.set("top1_variance_ratio", float(eig[0] / total))
@@ -196,12 +322,14 @@ def compute_embedding_metrics(frame: pd.DataFrame, states: np.ndarray, *, probe_
     else:
         for name in ("top1_variance_ratio", "top10_variance_ratio", "effective_dimension"):
             report.set(name, None, "needs at least two states with non-zero variance")
-    # 6. depth-stratified silhouette (positive vs negative)
+    # 6. depth-stratified silhouette (positive vs negative; seeded stratified sample per bucket)
+    labels = frame["label"].to_numpy()
     for (lo, hi), name in DEPTH_BUCKETS:
         sel = labelled[(depth[labelled] >= lo) & (depth[labelled] <= hi)]
-        value, reason = silhouette(states[sel], (frame["label"].to_numpy()[sel] == "positive").astype(int),
+        value, reason = silhouette(source.take(sel), (labels[sel] == "positive").astype(int),
                                    silhouette_min_states, silhouette_sample_size, seed)
         report.set(f"silhouette_{name}", value, reason)
+        sampling[f"silhouette_{name}"] = _sample_note(len(sel), silhouette_sample_size, seed)
     # 7. dual-label states (the same text labelled positive somewhere and negative elsewhere)
     lab = frame.iloc[labelled]
     if len(lab):
@@ -212,24 +340,34 @@ def compute_embedding_metrics(frame: pd.DataFrame, states: np.ndarray, *, probe_
     else:
         report.set("dual_label_states", None, both)
         report.set("dual_label_rate", None, both)
+    report.details["sampling"] = sampling
     return report
+
+
+def _sample_note(population: int, sample_size: int, seed: int) -> dict[str, object]:
+    """What a sampled metric used: all `population` states, or a seeded sample of about `sample_size`
+    (stratified by label for the probe and the silhouette, so per-class rounding may differ by a few)."""
+    sampled = population > sample_size
+    return {"sampled": sampled, "population": population, "sample_size": sample_size if sampled else population,
+            "seed": seed if sampled else None}
 
 
 def embedding_metrics_from_files(trajectories_path: str | Path, embeddings_dir: str | Path, out_json: str | Path,
                                  plots_dir: str | Path | None = None, **params: object) -> tuple[MetricReport, dict[str, Path]]:
     """Load one iteration's embeddings, compute Task 2.2, write the JSON and (optionally) Task 2.3 plots."""
     data = load_embedded_trajectories(trajectories_path, embeddings_dir)
-    report = compute_embedding_metrics(data.frame, data.states, **params)  # type: ignore[arg-type]
+    report = compute_embedding_metrics(data.frame, data.state_source, **params)  # type: ignore[arg-type]
     report.counts["missing_state_embeddings"] = data.missing_state_embeddings
     report.counts["theorems_without_goal"] = len(data.theorems_without_goal)
     plots: dict[str, Path] = {}
     if plots_dir is not None:
         from burnqed_assets.reports.embedding_plots import embedding_plots
 
-        plots = embedding_plots(data.frame, data.states, report, Path(plots_dir),
+        plots = embedding_plots(data.frame, data.state_source, report, Path(plots_dir),
                                 collision_threshold=float(params.get("collision_threshold", 1.0)))
     write_json(out_json, report.to_json(centroid_l2_by_depth={str(k): v for k, v in
                                                               report.details["centroid_l2_by_depth"].items()},
+                                        sampling=report.details["sampling"],
                                         plots={k: str(v) for k, v in plots.items()}))
     return report, plots
 
@@ -238,15 +376,15 @@ def embedding_metrics_from_files(trajectories_path: str | Path, embeddings_dir: 
 
 def score_rows(head: GoalConditionedEnergyHead, data: EmbeddedTrajectories, rows: np.ndarray,
                device: str = "cpu", batch_size: int = 4096) -> np.ndarray:
-    """E(state, goal of its theorem) for each row, in eval mode."""
+    """E(state, goal of its theorem) for each row, in eval mode; rows are read batch by batch."""
     head = head.to(device).eval()
     out = []
     goal_index = data.frame["goal_index"].to_numpy()
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             r = rows[start:start + batch_size]
-            z_s = torch.from_numpy(np.ascontiguousarray(data.states[r])).to(device)
-            z_g = torch.from_numpy(np.ascontiguousarray(data.goals[goal_index[r]])).to(device)
+            z_s = torch.from_numpy(data.state_vectors(r)).to(device)
+            z_g = torch.from_numpy(data.goal_vectors(goal_index[r])).to(device)
             out.append(head.energy(z_s, z_g).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
@@ -301,6 +439,8 @@ def compute_ebm_metrics(head: GoalConditionedEnergyHead, data: EmbeddedTrajector
     labels = frame["label"].to_numpy()
     report.counts = {"states": len(frame), "theorems": int(frame["theorem"].nunique()),
                      "positive": int((labels == "positive").sum()), "negative": int((labels == "negative").sum())}
+    report.details["sampling"] = {"sampled": False, "states_scored": len(rows),
+                                  "note": "exact: every validation state is scored, batch by batch from disk"}
     no_group = "no sibling group with both a positive and a negative child"
     value, groups = rank1_accuracy(frame, energy)
     report.set("rank1_accuracy", value, no_group)
@@ -347,5 +487,5 @@ def ebm_metrics_from_files(trajectories_path: str | Path, embeddings_dir: str | 
                                  margin=margin, seed=seed, device=device)
     report.counts["val_theorems"] = len(val)
     write_json(out_json, report.to_json(sibling_discrimination_chance=report.details["sibling_discrimination_chance"],
-                                        margin=margin, head_path=str(head_path)))
+                                        sampling=report.details["sampling"], margin=margin, head_path=str(head_path)))
     return report

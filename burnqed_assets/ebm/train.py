@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from burnqed_assets.models.loading import cpu_threads
 
 log = logging.getLogger(__name__)
 
+VAL_CHUNK_POSITIVES = 512  # validation loss in chunks of this many positives (x (1+K) rows each)
 
 
 EbmTrainConfig = EbmConfig  # the EBM's one config class (ebm/config.py), by its older name
@@ -73,17 +74,77 @@ class EbmTrainResult:
         }
 
 
-def _energies(head: GoalConditionedEnergyHead, states: torch.Tensor, goals: torch.Tensor,
-              batch: ContrastiveBatch, sel: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positive energies [B] and negative energies [B, K] of the selected items, goal of the positive."""
-    pos = torch.as_tensor(batch.positive[sel])
-    neg = torch.as_tensor(batch.negatives[sel])
-    goal = goals[torch.as_tensor(batch.goal[sel])]
-    k = neg.shape[1]
-    rows = torch.cat([pos, neg.reshape(-1)])
-    goal_rows = torch.cat([goal, goal.repeat_interleave(k, dim=0)])
-    energy = head.energy(states[rows], goal_rows)
-    return energy[: len(pos)], energy[len(pos):].reshape(len(pos), k)
+@dataclass
+class PagedBatch:
+    """The vectors of one contrastive batch, on the training device: states [B(1+K), d], goals [B, d]."""
+
+    states: torch.Tensor
+    goals: torch.Tensor
+    k: int
+
+
+class BatchPager:
+    """Pages contrastive batches from host memory (a memmap of any size) to the device.
+
+    Each batch gathers only its own rows (positives, then negatives row-major; the positive's goal),
+    as float32; the next batch is gathered in a background thread while the current one trains,
+    and on CUDA through pinned memory. The full set is never on the device.
+    """
+
+    def __init__(self, data: EmbeddedTrajectories, device: torch.device, prefetch: bool = True):
+        self.data, self.device = data, device
+        self.pin = device.type == "cuda"
+        self._pool = ThreadPoolExecutor(max_workers=1) if prefetch else None
+
+    def _gather(self, batch: ContrastiveBatch, sel: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, int]:
+        k = batch.negatives.shape[1]
+        rows = np.concatenate([batch.positive[sel], batch.negatives[sel].reshape(-1)])
+        states = torch.from_numpy(self.data.state_vectors(rows))
+        goals = torch.from_numpy(self.data.goal_vectors(batch.goal[sel]))
+        if self.pin:
+            states, goals = states.pin_memory(), goals.pin_memory()
+        return states, goals, k
+
+    def _to_device(self, host: tuple[torch.Tensor, torch.Tensor, int]) -> PagedBatch:
+        states, goals, k = host
+        return PagedBatch(states.to(self.device, non_blocking=self.pin),
+                          goals.to(self.device, non_blocking=self.pin), k)
+
+    def batches(self, batch: ContrastiveBatch, selections: list[np.ndarray]) -> Iterator[tuple[np.ndarray, PagedBatch]]:
+        """(selection, its vectors on the device) for each selection, in order."""
+        if self._pool is None:
+            for sel in selections:
+                yield sel, self._to_device(self._gather(batch, sel))
+            return
+        pending = self._pool.submit(self._gather, batch, selections[0]) if selections else None
+        for i, sel in enumerate(selections):
+            host = pending.result()
+            pending = self._pool.submit(self._gather, batch, selections[i + 1]) if i + 1 < len(selections) else None
+            yield sel, self._to_device(host)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def _energies(head: GoalConditionedEnergyHead, paged: PagedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive energies [B] and negative energies [B, K] of a paged batch, goal of the positive."""
+    b, k = len(paged.goals), paged.k
+    goal_rows = torch.cat([paged.goals, paged.goals.repeat_interleave(k, dim=0)])
+    energy = head.energy(paged.states, goal_rows)
+    return energy[:b], energy[b:].reshape(b, k)
+
+
+def _val_loss(head: GoalConditionedEnergyHead, pager: BatchPager, val_batch: ContrastiveBatch,
+              chunk: int = VAL_CHUNK_POSITIVES) -> float:
+    """InfoNCE over all validation positives, computed chunk by chunk (the mean over all of them)."""
+    selections = [np.arange(s, min(s + chunk, len(val_batch))) for s in range(0, len(val_batch), chunk)]
+    pos, neg = [], []
+    for _, paged in pager.batches(val_batch, selections):
+        p, n = _energies(head, paged)
+        pos.append(p)
+        neg.append(n)
+    return float(info_nce_loss(torch.cat(pos), torch.cat(neg)))
 
 
 def sibling_rank1(head: GoalConditionedEnergyHead, data: EmbeddedTrajectories, rows: np.ndarray,
@@ -116,10 +177,6 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
     torch.manual_seed(config.train_seed)
     rng = np.random.default_rng(config.train_seed)
     device = torch.device(config.device)
-    with warnings.catch_warnings():  # read-only Parquet views: never written, so sharing them is safe
-        warnings.simplefilter("ignore", UserWarning)
-        states = torch.as_tensor(data.states, device=device)
-        goals = torch.as_tensor(data.goals, device=device)
     head = GoalConditionedEnergyHead(d_model=data.d_model,
                                      hidden_dims=config.hidden_dims or default_hidden_dims(data.d_model)).to(device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -127,9 +184,6 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
     # Validation negatives fixed once, so val loss is comparable across epochs.
     val_batch = sample_contrastive(data, val_rows, config.k_negatives, config.hard_ratio, np.random.default_rng(12345))
     started = time.monotonic()
-    history: list[dict[str, float]] = []
-    hard_total = hard_slots = at_bound = 0
-    train_positives = 0
     labels = data.frame["label"].to_numpy()[train_rows]
     if not ((labels == "positive").any() and (labels == "negative").any()):
         reason = (f"no training positives with negatives: the training theorems need both labels "
@@ -140,6 +194,25 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
         say(f"WARNING: {reason}; the head stays untrained")
         return EbmTrainResult(head=head.eval().cpu(), history=[], train_theorems=train_theorems,
                               val_theorems=val_theorems, untrained_reason=reason)
+    pager = BatchPager(data, device)
+    try:
+        history, train_positives, hard_total, hard_slots, at_bound = _epochs(
+            head, optimizer, data, pager, train_rows, val_rows, val_batch, config, rng, say)
+    finally:
+        pager.close()
+    head.eval()
+    return EbmTrainResult(head=head.cpu(), history=history, train_theorems=train_theorems, val_theorems=val_theorems,
+                          train_positives=train_positives, val_positives=len(val_batch),
+                          hard_negative_share=hard_total / hard_slots if hard_slots else 0.0,
+                          seconds=time.monotonic() - started, extra={"temperature_at_bound_epochs": at_bound})
+
+
+def _epochs(head: GoalConditionedEnergyHead, optimizer: torch.optim.Optimizer, data: EmbeddedTrajectories,
+            pager: BatchPager, train_rows: np.ndarray, val_rows: np.ndarray, val_batch: ContrastiveBatch,
+            config: EbmTrainConfig, rng: np.random.Generator,
+            say: Callable[[str], None]) -> tuple[list[dict[str, float]], int, int, int, int]:
+    history: list[dict[str, float]] = []
+    hard_total = hard_slots = at_bound = train_positives = 0
     for epoch in range(1, config.epochs + 1):
         batch = sample_contrastive(data, train_rows, config.k_negatives, config.hard_ratio, rng)
         train_positives = len(batch)
@@ -147,10 +220,10 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
         hard_slots += batch.negatives.size
         head.train()
         order = rng.permutation(len(batch))
+        selections = [order[start:start + config.batch_size] for start in range(0, len(order), config.batch_size)]
         losses = []
-        for start in range(0, len(order), config.batch_size):
-            sel = order[start:start + config.batch_size]
-            pos_e, neg_e = _energies(head, states, goals, batch, sel)
+        for _, paged in pager.batches(batch, selections):
+            pos_e, neg_e = _energies(head, paged)
             loss = info_nce_loss(pos_e, neg_e)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite EBM loss at epoch {epoch}")
@@ -162,8 +235,7 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
         entry = {"epoch": epoch, "loss": float(np.mean(losses)), "temperature": float(head.temperature.detach())}
         with torch.no_grad():
             if len(val_batch):
-                pos_e, neg_e = _energies(head, states, goals, val_batch, np.arange(len(val_batch)))
-                entry["val_loss"] = float(info_nce_loss(pos_e, neg_e))
+                entry["val_loss"] = _val_loss(head, pager, val_batch)
             rank1 = sibling_rank1(head, data, val_rows, device=config.device)
             if rank1 is not None:
                 entry["val_rank1"] = rank1
@@ -174,11 +246,7 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
                 f"[{TEMPERATURE_FLOOR:g}, {TEMPERATURE_CEILING:g}] (epoch {epoch})")
         say(f"epoch {epoch}/{config.epochs} loss={entry['loss']:.4f} val_loss={entry.get('val_loss', math.nan):.4f} "
             f"T={entry['temperature']:.3f} val_rank1={entry.get('val_rank1', math.nan):.3f}")
-    head.eval()
-    return EbmTrainResult(head=head.cpu(), history=history, train_theorems=train_theorems, val_theorems=val_theorems,
-                          train_positives=train_positives, val_positives=len(val_batch),
-                          hard_negative_share=hard_total / hard_slots if hard_slots else 0.0,
-                          seconds=time.monotonic() - started, extra={"temperature_at_bound_epochs": at_bound})
+    return history, train_positives, hard_total, hard_slots, at_bound
 
 
 def train_ebm_from_files(trajectories_path: str | Path, embeddings_dir: str | Path, head_path: str | Path,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from burnqed_assets.ebm.store import RowSource, as_source
 from burnqed_assets.reports.plots import plt, save_figure
 
 if TYPE_CHECKING:
@@ -28,16 +29,17 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
     return proj if proj.shape[1] == 2 else np.pad(proj, ((0, 0), (0, 2 - proj.shape[1])))
 
 
-def embedding_plots(frame: pd.DataFrame, states: np.ndarray, report: MetricReport, out_dir: Path,
+def embedding_plots(frame: pd.DataFrame, states: np.ndarray | RowSource, report: MetricReport, out_dir: Path,
                     collision_threshold: float = 1.0, seed: int = 0) -> dict[str, Path]:
-    """Write the five Task 2.3 PNGs under out_dir; returns {name: path}."""
+    """Write the five Task 2.3 PNGs under out_dir; returns {name: path}. Projections use at most
+    MAX_POINTS seeded rows, and only those rows are read (states may be a memmap of any size)."""
     out_dir = Path(out_dir)
     frame = frame.reset_index(drop=True)
     paths: dict[str, Path] = {}
     idx = np.arange(len(frame))
     if len(idx) > MAX_POINTS:
         idx = np.sort(np.random.default_rng(seed).choice(idx, MAX_POINTS, replace=False))
-    proj = pca_2d(states[idx]) if len(idx) else np.zeros((0, 2))
+    proj = pca_2d(as_source(states).gather(idx)) if len(idx) else np.zeros((0, 2))
     labels = frame["label"].to_numpy()[idx]
     depth = frame["depth"].to_numpy()[idx]
 

@@ -12,14 +12,10 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from burnqed_assets.data.schema import (
-    GOAL_EMBEDDING_SCHEMA,
-    STATE_EMBEDDING_SCHEMA,
-    trajectory_table,
-)
+from burnqed_assets.data.schema import trajectory_table
+from burnqed_assets.ebm.store import write_embeddings
 
 
 def synthetic_rows(n_theorems: int = 12, depth: int = 5, branch: int = 4, proved_every: int = 1,
@@ -63,11 +59,8 @@ def learnable_embeddings(rows: list[dict], dim: int = 16, noise: float = 0.3) ->
     return states, root
 
 
-def _list_array(m: np.ndarray) -> pa.Array:
-    return pa.array([row.tolist() for row in m], type=pa.list_(pa.float32()))
-
-
-def write_synthetic(root: Path, rows: list[dict] | None = None, dim: int = 16) -> tuple[Path, Path]:
+def write_synthetic(root: Path, rows: list[dict] | None = None, dim: int = 16,
+                    dtype: str = "float32") -> tuple[Path, Path]:
     """Write trajectories.parquet and an embeddings dir under `root`; returns (traj_path, emb_dir)."""
     rows = rows if rows is not None else synthetic_rows()
     traj = Path(root) / "trajectories" / "search_iter0.parquet"
@@ -75,11 +68,7 @@ def write_synthetic(root: Path, rows: list[dict] | None = None, dim: int = 16) -
     pq.write_table(trajectory_table(rows), traj)
     states, goals = learnable_embeddings(rows, dim)
     emb_dir = Path(root) / "embeddings" / "iter_0"
-    emb_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_arrays([pa.array([r["theorem"] for r in rows]), pa.array([r["state_id"] for r in rows],
-                                        pa.int64()), _list_array(states)], schema=STATE_EMBEDDING_SCHEMA),
-                   emb_dir / "state_embeddings.parquet")
+    write_embeddings(emb_dir, "state", [r["theorem"] for r in rows], states, [r["state_id"] for r in rows], dtype)
     names = sorted(goals)
-    pq.write_table(pa.Table.from_arrays([pa.array(names), _list_array(np.stack([goals[n] for n in names]))],
-                                        schema=GOAL_EMBEDDING_SCHEMA), emb_dir / "goal_embeddings.parquet")
+    write_embeddings(emb_dir, "goal", names, np.stack([goals[n] for n in names]), dtype=dtype)
     return traj, emb_dir

@@ -9,12 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from ebm_synthetic import synthetic_rows, text_vector
 
-from burnqed_assets.data.schema import (
-    GOAL_EMBEDDING_SCHEMA,
-    STATE_EMBEDDING_SCHEMA,
-    trajectory_table,
-)
+from burnqed_assets.data.schema import trajectory_table
 from burnqed_assets.ebm.dataset import EmbeddingDataError, load_embedded_trajectories
+from burnqed_assets.ebm.store import read_embeddings
 from burnqed_assets.ebm.embed import (
     BadTrajectoryRowError,
     extract_embeddings,
@@ -42,18 +39,17 @@ def test_every_row_gets_a_state_and_every_theorem_its_root_goal(tmp_path):
     rows.append(dict(rows[3], theorem="goedel::synthetic_1", state_id=99))  # same text, other theorem
     traj = write_traj(tmp_path / "t.parquet", rows)
     enc = CountingEncoder()
-    summary = extract_embeddings(traj, tmp_path / "emb", enc, batch_size=4, chunk_rows=7)
-    states = pq.read_table(tmp_path / "emb" / "state_embeddings.parquet")
-    goals = pq.read_table(tmp_path / "emb" / "goal_embeddings.parquet")
-    assert states.schema.equals(STATE_EMBEDDING_SCHEMA) and goals.schema.equals(GOAL_EMBEDDING_SCHEMA)
-    assert states.num_rows == len(rows) == summary.state_rows
-    assert goals.num_rows == 5 == summary.goals and summary.theorems_without_root == []
-    by_key = {(t, s): np.array(e) for t, s, e in zip(*(states.column(c).to_pylist() for c in states.column_names))}
+    summary = extract_embeddings(traj, tmp_path / "emb", enc, batch_size=4, chunk_rows=7, dtype="float32")
+    states, goals = read_embeddings(tmp_path / "emb", "state"), read_embeddings(tmp_path / "emb", "goal")
+    assert states.matrix.dtype == np.float32 and states.matrix.shape == (len(rows), 8)
+    assert len(states.index) == len(rows) == summary.state_rows
+    assert len(goals.index) == 5 == summary.goals and summary.theorems_without_root == []
+    by_key = {(t, s): states.matrix[row] for t, s, row in states.index[["theorem", "state_id", "row"]].itertuples(False)}
     for r in rows:
-        assert np.allclose(by_key[(r["theorem"], r["state_id"])], text_vector(r["state_pp"], 8))
-    for t, e in zip(goals.column("theorem").to_pylist(), goals.column("embedding").to_pylist()):
+        assert np.array_equal(by_key[(r["theorem"], r["state_id"])], text_vector(r["state_pp"], 8))
+    for t, row in goals.index[["theorem", "row"]].itertuples(False):
         root = next(r for r in rows if r["theorem"] == t and r["depth"] == 0)
-        assert np.allclose(e, text_vector(root["state_pp"], 8))
+        assert np.array_equal(goals.matrix[row], text_vector(root["state_pp"], 8))
     assert len(enc.texts) == summary.unique_texts_encoded <= len(rows)
     data = load_embedded_trajectories(traj, tmp_path / "emb")
     assert len(data.frame) == len(rows) and data.missing_state_embeddings == 0
@@ -63,7 +59,7 @@ def test_rerun_overwrites_without_duplicates(tmp_path):
     traj = write_traj(tmp_path / "t.parquet", synthetic_rows(n_theorems=2))
     for _ in range(2):
         extract_embeddings(traj, tmp_path / "emb", CountingEncoder())
-    assert pq.read_table(tmp_path / "emb" / "state_embeddings.parquet").num_rows == 2 * 21
+    assert read_embeddings(tmp_path / "emb").matrix.shape == (2 * 21, 8)
 
 
 def test_theorem_without_root_is_reported(tmp_path):
@@ -79,7 +75,8 @@ def test_empty_state_names_file_and_row(tmp_path):
     traj = write_traj(tmp_path / "t.parquet", rows)
     with pytest.raises(BadTrajectoryRowError, match=rf"{tmp_path / 't.parquet'}:row 4"):
         extract_embeddings(traj, tmp_path / "emb", CountingEncoder())
-    assert not (tmp_path / "emb" / "state_embeddings.parquet").exists()  # atomic: nothing half-written
+    assert not list((tmp_path / "emb").glob("*")) or not any(  # atomic: nothing half-written
+        p.name.startswith("state_") for p in (tmp_path / "emb").iterdir())
 
 
 def test_encode_max_length_from_token_geometry_or_fallback(tmp_path):
@@ -103,14 +100,15 @@ def test_demo_model_batched_embeddings_match_single_text(tmp_path):
     rows = synthetic_rows(n_theorems=2, depth=2)
     rows[1] = dict(rows[1], state_pp="x y z : ℝ\nh : x + y = 2 * z\n⊢ x ^ 2 + y ^ 2 ≥ 2 * z ^ 2")  # long
     traj = write_traj(tmp_path / "t.parquet", rows)
-    summary = extract_embeddings_from_model(model_dir, traj, tmp_path / "emb", max_length=64, batch_size=4)
+    summary = extract_embeddings_from_model(model_dir, traj, tmp_path / "emb", max_length=64, batch_size=4,
+                                            storage_dtype="float32")
     assert summary.d_model > 0
     # Right padding + last content token (Gotcha 4): a text embedded in a padded batch equals itself alone.
     extractor = EmbeddingExtractor(load_causal_lm(model_dir, device="cpu").eval(), load_tokenizer(model_dir), 64)
-    table = pq.read_table(tmp_path / "emb" / "state_embeddings.parquet")
+    matrix = read_embeddings(tmp_path / "emb").matrix
     for i in (0, 1, 2):
         alone = extractor.encode([rows[i]["state_pp"]]).numpy()[0]
-        assert np.allclose(table.column("embedding")[i].as_py(), alone, atol=1e-4)
+        assert np.allclose(matrix[i], alone, atol=1e-4)
 
 
 def test_embeddings_of_other_trajectories_are_refused(tmp_path):

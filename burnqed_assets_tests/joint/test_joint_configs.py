@@ -20,7 +20,7 @@ def test_configs_b_and_c_are_measured_by_the_phase2_code(data_root):
     result = dg.materialize([*assets, *checks], resources=resources, raise_on_error=False)
     failed = [e for e in result.all_events if e.is_step_failure]
     assert result.success, failed[:1]
-    assert (s.paths.embeddings / "iter_1" / "state_embeddings.parquet").exists()
+    assert (s.paths.embeddings / "iter_1" / "state_embeddings.npy").exists()
     assert (s.paths.evals / "iter_1" / "config_B_frozen_ebm" / "goal_conditioned_head.pt").exists()
     b, c = s.paths.ebm_config("B").metrics, s.paths.ebm_config("C").metrics
     assert c == s.paths.evals / "iter_1" / "config_C_joint" / "ebm_metrics.json"

@@ -23,6 +23,7 @@ from burnqed_assets.defs import (
     sft_data,
 )
 from burnqed_assets.resources import default_resources
+from burnqed_assets.reuse import with_reuse
 from burnqed_assets.settings import GPU_TAG_KEY, Settings, get_settings
 
 PHASE_MODULES = (inputs, migration, exploration, sft_data, sft, search, embeddings, ebm, joint, reports, operations)
@@ -54,6 +55,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     assets = operations.with_automation(code_versions.with_code_versions(merged))
     # A missing input / model / Lean project fails its step with a dagster.Failure naming the fix.
     fail_actionably([*(assets.assets or ()), *(assets.asset_checks or ())])
+    # An asset whose inputs, settings and code are unchanged reuses its previous output.
+    with_reuse(assets.assets or ())
     base = dg.Definitions(
         resources=default_resources(),
         executor=executor_for(settings, operations.gpu_step_keys(assets)),

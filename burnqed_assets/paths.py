@@ -20,6 +20,7 @@ DEFAULT_DATA_ROOT = REPO_ROOT / "data"
 # One data root per profile by default, beside (never inside) the shipped demo inputs.
 PROFILE_DATA_ROOTS = DEFAULT_DATA_ROOT / "profiles"
 PROFILE_MARKER_FILE = ".burnqed_profile.json"  # which profile owns a data root (data_root.py)
+FINGERPRINTS_DIR = ".fingerprints"  # one JSON per asset: the inputs of its last output (reuse.py)
 
 
 def default_data_root(profile: str) -> Path:
@@ -340,6 +341,10 @@ class Paths:
     def server_logs(self) -> Path:
         """Logs of the policy servers the search steps launch (search.serving)."""
         return self.evals / "server_logs"
+
+    def fingerprint_file(self, asset_key: str) -> Path:
+        """What an asset's last materialization was computed from (burnqed_assets/reuse.py)."""
+        return self.root / FINGERPRINTS_DIR / f"{asset_key.replace('/', '__')}.json"
 
     def server_log(self, port: int) -> Path:
         return self.server_logs / f"sglang_{port}.log"

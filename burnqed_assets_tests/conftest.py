@@ -45,3 +45,10 @@ def tiny_tokenizer():
 
     tok.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+@pytest.fixture(autouse=True)
+def _no_reuse_by_default(monkeypatch):
+    """Tests compute every asset they materialize: re-run and resume tests would otherwise get the
+    previous output back (burnqed_assets/reuse.py). Tests of reuse set BURNQED_REUSE=1 themselves."""
+    monkeypatch.setenv("BURNQED_REUSE", "0")

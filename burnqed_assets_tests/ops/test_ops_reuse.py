@@ -1,0 +1,65 @@
+"""Re-runs reuse: unchanged inputs, settings and code give the previous output back (metadata
+says `reused`); a changed setting, upstream or deleted output recomputes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import dagster as dg
+import pytest
+
+import burnqed_assets.definitions  # noqa: F401  (wraps the assets' compute functions)
+from burnqed_assets import settings as settings_module
+from burnqed_assets.defs.migration import goedel_427_proofs, goedel_source_proofs
+from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.settings import get_settings
+
+
+@pytest.fixture(autouse=True)
+def _reuse_on(monkeypatch):
+    monkeypatch.setenv("BURNQED_REUSE", "1")
+
+
+def _run(root) -> dict[str, dict]:
+    result = dg.materialize([goedel_source_proofs, goedel_427_proofs],
+                            resources={"burnqed": BurnqedConfig(profile="demo", data_root=str(root))})
+    assert result.success
+    return {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+
+
+def test_unchanged_rerun_reuses_and_changes_recompute(tmp_path, monkeypatch):
+    first = _run(tmp_path)
+    assert first["goedel_427_proofs"]["reused"] is False
+    fp_file = get_settings("demo", tmp_path).paths.fingerprint_file("goedel_427_proofs")
+    stored = json.loads(fp_file.read_text())
+    assert stored["outputs"], "the output files named in the metadata are recorded"
+
+    second = _run(tmp_path)
+    for key in ("goedel_source_proofs", "goedel_427_proofs"):
+        assert second[key]["reused"] is True, key
+        assert second[key]["fingerprint"] == first[key]["fingerprint"]
+        # the same metadata as the computed materialization, plus where it came from
+        assert {k: v for k, v in second[key].items() if k not in ("reused", "reused_from_run")} == \
+               {k: v for k, v in first[key].items() if k != "reused"}
+
+    # A deleted output file: recomputed.
+    victim = next(p for p, size in stored["outputs"].items() if size is not None)
+    __import__("os").remove(victim)
+    third = _run(tmp_path)
+    assert third["goedel_427_proofs"]["reused"] is False and third["goedel_source_proofs"]["reused"] is True
+
+    # A changed setting: every asset recomputes (new fingerprint).
+    demo = settings_module.PROFILES["demo"]
+    monkeypatch.setitem(settings_module.PROFILES, "demo",
+                        lambda root: dataclasses.replace(demo(root), data=dataclasses.replace(demo(root).data, seed=7)))
+    changed = _run(tmp_path)
+    for key in ("goedel_source_proofs", "goedel_427_proofs"):
+        assert changed[key]["reused"] is False and changed[key]["fingerprint"] != first[key]["fingerprint"], key
+
+
+def test_reuse_off_always_computes(tmp_path, monkeypatch):
+    _run(tmp_path)
+    monkeypatch.setenv("BURNQED_REUSE", "0")
+    assert _run(tmp_path)["goedel_427_proofs"].get("reused") is None  # not even looked at

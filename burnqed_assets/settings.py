@@ -116,6 +116,10 @@ class DataSettings:
     contrastive_min_depth: int = 3
     contrastive_fallback_depth: int = 2
     contrastive_min_theorems: int = 3000
+    # Decontamination: a state sharing this many consecutive tokens with a benchmark root goal
+    # (half of them in its conclusion) is a match (data/decontam.py; 16 already matched
+    # unrelated Lean Workbook inequalities in the demo sample, 20 matched none).
+    decontam_ngram_tokens: int = 20
     token_length_percentiles: tuple[int, ...] = (50, 75, 90, 95, 99)
     sft_max_length_candidates: tuple[int, ...] = (1024, 1536, 2048, 3072)
     encode_max_length_candidates: tuple[int, ...] = (256, 384, 512, 768, 1024)

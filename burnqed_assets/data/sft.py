@@ -3,10 +3,13 @@
 Merge rules, in order:
   1. union of the clean Goedel pool and the filtered LEAN-GitHub pairs; theorem names get their
      source prefix (`goedel::`, `github::`) if a row lacks it.
-  2. exact duplicate pairs (theorem, state, tactic) are dropped, the first copy kept.
+  2. duplicate pairs are dropped, the first copy kept: the same (state, tactic), i.e. the same
+     (prompt, completion), from any theorem of any source counts once, so no prompt+completion
+     can land in both train and val.
   3. sorry filter (Gotcha 12): a theorem with any banned word in a tactic or state is dropped whole.
   4. benchmark guard: a theorem whose unprefixed name (or its last dotted component) is a
-     miniF2F problem name is dropped, so evaluation problems never enter training.
+     miniF2F problem name is dropped, and so is every theorem the decontamination gate
+     (`data.decontam`: statement, root goal, long n-gram) matched to a benchmark problem.
   5. theorem-level split stratified by source: within each source, theorems are ranked by
      md5(seed|theorem) and the first round(val_fraction * n) (at least 1 when n >= 2) go to val.
 Records are `{prompt, completion, theorem, source}` with `models.prompt.format_prompt`.
@@ -62,8 +65,11 @@ def benchmark_names(paths: Iterable[str | os.PathLike[str]]) -> set[str]:
 
 def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | os.PathLike[str],
                       out_dir: str | os.PathLike[str], seed: int = 42, val_fraction: float = 0.05,
-                      benchmark: set[str] | None = None, con=None) -> dict[str, Any]:
+                      benchmark: set[str] | None = None, contaminated: Iterable[str] = (),
+                      con=None) -> dict[str, Any]:
     """Write train.jsonl, val.jsonl and stats.json under `out_dir`; return the stats.
+
+    `contaminated`: theorems the decontamination gate matched to a benchmark problem (dropped).
 
     The two inputs are read once, each into a table that carries its per-pair flags (prefixed
     theorem, banned word, pair hash, keep, is_val). Duplicates, dropped theorems and the val
@@ -73,7 +79,7 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
     con = con or duck.connect(input_bytes=duck.file_bytes(duck.sidecar_path(clean_pairs), duck.sidecar_path(github_pairs)))
     out_dir = Path(out_dir)
     banned = f"{duck.any_contains('tactic', BANNED_TACTIC_WORDS)} OR {duck.any_contains('state', BANNED_STATE_WORDS)}"
-    flags = f"""SELECT *, {banned} AS banned, hash(theorem, state, tactic) AS _h, true AS keep, false AS is_val
+    flags = f"""SELECT *, {banned} AS banned, hash(state, tactic) AS _h, true AS keep, false AS is_val
         FROM (SELECT * REPLACE ({_prefix_sql()} AS theorem) FROM {{rows}})"""
     n_goedel = duck.load_pairs(con, clean_pairs, "goedel_in", PAIR_COLUMNS, PAIR_REQUIRED, transform=flags)
     n_github = duck.load_pairs(con, github_pairs, "github_in", PAIR_COLUMNS, PAIR_REQUIRED, transform=flags) \
@@ -85,8 +91,13 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
         SELECT *, _line AS _ord FROM goedel_in UNION ALL SELECT *, {_GITHUB_ORD} + _line AS _ord FROM github_in""")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE dup_groups AS
-        SELECT _h, min(_ord) AS first, count(*) AS n FROM merged GROUP BY _h HAVING count(*) > 1""")
+        SELECT _h, min(_ord) AS first, arg_min(theorem, _ord) AS first_theorem, count(*) AS n
+        FROM merged GROUP BY _h HAVING count(*) > 1""")
     duplicates = int(duck.scalar(con, "SELECT coalesce(sum(n - 1), 0) FROM dup_groups"))
+    # copies under another theorem (often another source): kept, they could split across train/val
+    cross_duplicates = int(duck.scalar(
+        con, "SELECT count(*) FROM merged m JOIN dup_groups d USING (_h) WHERE m._ord > d.first "
+             "AND m.theorem <> d.first_theorem")) if duplicates else 0
     if duplicates:  # later copies of a pair
         for table, offset in (("goedel_in", 0), ("github_in", _GITHUB_ORD)):
             con.execute(f"""UPDATE {table} SET keep = false FROM dup_groups d
@@ -101,10 +112,17 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
                OR regexp_extract({_bare_sql()}, '([^.]+)$', 1) IN (SELECT name FROM bench_names)""")
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE bench_theorems (theorem VARCHAR)")
-    if duck.scalar(con, "SELECT (SELECT count(*) FROM sorry_theorems) + (SELECT count(*) FROM bench_theorems)"):
+    con.execute("CREATE OR REPLACE TEMP TABLE contaminated_names (theorem VARCHAR)")
+    if contaminated := sorted(set(contaminated)):
+        con.executemany("INSERT INTO contaminated_names VALUES (?)", [[t] for t in contaminated])
+    con.execute("""CREATE OR REPLACE TEMP TABLE contaminated_theorems AS SELECT DISTINCT theorem FROM merged
+        WHERE theorem IN (SELECT theorem FROM contaminated_names)""")
+    if duck.scalar(con, "SELECT (SELECT count(*) FROM sorry_theorems) + (SELECT count(*) FROM bench_theorems) "
+                        "+ (SELECT count(*) FROM contaminated_theorems)"):
         for table in ("goedel_in", "github_in"):
             con.execute(f"""UPDATE {table} SET keep = false WHERE keep AND theorem IN
-                (SELECT theorem FROM sorry_theorems UNION ALL SELECT theorem FROM bench_theorems)""")
+                (SELECT theorem FROM sorry_theorems UNION ALL SELECT theorem FROM bench_theorems
+                 UNION ALL SELECT theorem FROM contaminated_theorems)""")
     # theorem-level split: per source, the round(val_fraction * n) theorems (>= 1 when n >= 2)
     # first by md5(seed|theorem); a top-k per source, not a window over every theorem
     con.execute("CREATE OR REPLACE TEMP TABLE split_theorems AS SELECT DISTINCT source, theorem FROM merged WHERE keep")
@@ -148,6 +166,10 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
         "input_pairs": {"goedel_clean": n_goedel, "lean_github": n_github},
         "dropped": {
             "duplicate_pairs": duplicates,
+            "duplicate_pairs_across_theorems": cross_duplicates,
+            "contaminated_theorems": int(duck.scalar(con, "SELECT count(*) FROM contaminated_theorems")),
+            "contaminated_theorem_names": [t for (t,) in con.execute(
+                "SELECT theorem FROM contaminated_theorems ORDER BY 1 LIMIT 20").fetchall()],
             "sorry_theorems": int(duck.scalar(con, "SELECT count(*) FROM sorry_theorems")),
             "benchmark_theorems": int(duck.scalar(con, "SELECT count(*) FROM bench_theorems")),
             "benchmark_theorem_names": [t for (t,) in con.execute(
@@ -177,6 +199,12 @@ def verify_split(out_dir: str | os.PathLike[str], benchmark: set[str] | None = N
     con.execute("CREATE OR REPLACE TEMP TABLE leak AS SELECT theorem FROM train INTERSECT SELECT theorem FROM val")
     n_leak = int(duck.scalar(con, "SELECT count(*) FROM leak"))
     leak = [t for (t,) in con.execute("SELECT theorem FROM leak ORDER BY 1 LIMIT 20").fetchall()] if n_leak else []
+    con.execute("""CREATE OR REPLACE TEMP TABLE pairs_both AS
+        SELECT prompt, completion FROM train INTERSECT SELECT prompt, completion FROM val""")
+    n_pairs_both = int(duck.scalar(con, "SELECT count(*) FROM pairs_both"))
+    pairs_both = [f"{t}: {c[:60]!r}" for t, c in con.execute(
+        "SELECT v.theorem, v.completion FROM val v JOIN pairs_both b USING (prompt, completion) "
+        "ORDER BY v._line LIMIT 10").fetchall()] if n_pairs_both else []
     bad_sql = "NOT starts_with(prompt, ?) OR NOT ends_with(prompt, ?) OR trim(completion) = ''"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE by_source AS
@@ -201,6 +229,8 @@ def verify_split(out_dir: str | os.PathLike[str], benchmark: set[str] | None = N
         "val_pairs": n_val,
         "leaked_theorems": n_leak,
         "leak_examples": leak,
+        "pairs_in_both_splits": n_pairs_both,
+        "pairs_in_both_examples": pairs_both,
         "bad_format_pairs": n_bad_format,
         "bad_format_examples": [f"{f}:{n}" for f, n in bad_format],
         "pairs_by_source": {k: int(v) for k, v in sources.items()},
@@ -243,8 +273,11 @@ def load_statements(statement_files: Iterable[Path] = (), proof_files: Iterable[
 def build_contrastive_pool(clean_pairs: str | os.PathLike[str], dest: str | os.PathLike[str],
                            min_depth: int = 3, fallback_depth: int = 2, min_theorems: int = 3000,
                            statements: dict[str, dict[str, str]] | None = None,
-                           benchmark: set[str] | None = None) -> dict[str, Any]:
-    """Goedel theorems deep enough for contrastive search (plan 0.6); lower the bar if too few."""
+                           benchmark: set[str] | None = None, contaminated: Iterable[str] = ()) -> dict[str, Any]:
+    """Goedel theorems deep enough for contrastive search (plan 0.6); lower the bar if too few.
+
+    Benchmark names and the theorems the decontamination gate matched (`contaminated`) are left out."""
+    contaminated = set(contaminated)
     con = duck.connect(input_bytes=duck.file_bytes(duck.sidecar_path(clean_pairs)))
     duck.load_pairs(con, clean_pairs, "pairs", PAIR_COLUMNS, ("theorem", "state", "tactic"))
     con.execute(
@@ -260,12 +293,15 @@ def build_contrastive_pool(clean_pairs: str | os.PathLike[str], dest: str | os.P
     decision = (f"depth >= {min_depth}: {at_min} theorems (>= {min_theorems})" if depth == min_depth else
                 f"depth >= {min_depth} gave {at_min} < {min_theorems} theorems: lowered to depth >= {fallback_depth}")
     statements = statements or {}
-    entries, excluded_benchmark = [], 0
+    entries, excluded_benchmark, excluded_contaminated = [], 0, 0
     for theorem, max_depth, num_pairs, root_state, source in con.execute(
             f"SELECT * FROM per_theorem WHERE max_depth >= {int(depth)} ORDER BY max_depth DESC, theorem").fetchall():
         bare = re.sub(r"^[a-z_]+::", "", theorem)
         if benchmark and bare in benchmark:
             excluded_benchmark += 1
+            continue
+        if theorem in contaminated:
+            excluded_contaminated += 1
             continue
         st = statements.get(bare, {})
         entries.append({"theorem": theorem, "max_depth": int(max_depth), "num_pairs": int(num_pairs),
@@ -283,5 +319,6 @@ def build_contrastive_pool(clean_pairs: str | os.PathLike[str], dest: str | os.P
         "decision": decision,
         "with_statement": sum(e["formal_statement"] is not None for e in entries),
         "excluded_benchmark": excluded_benchmark,
+        "excluded_contaminated": excluded_contaminated,
     }
 

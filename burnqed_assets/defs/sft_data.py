@@ -5,6 +5,8 @@ import json
 
 import dagster as dg
 
+from burnqed_assets.data.duck import connect as duckdb_connect
+from burnqed_assets.data.decontam import decontaminate, find_matches, load_benchmark_problems, reachable_from_split
 from burnqed_assets.data.io import iter_jsonl, read_json, write_json
 from burnqed_assets.data.lean_github import filter_lean_github
 from burnqed_assets.data.release import build_release
@@ -27,6 +29,28 @@ BENCHMARK_INPUTS = ("minif2f_v2s", "minif2f_v2c", "minif2f_v1")  # decontaminati
 def _benchmarks(settings: Settings) -> set[str]:
     i = settings.inputs
     return benchmark_names([i.minif2f_v2s.path, i.minif2f_v2c.path, i.minif2f_v1.path])
+
+
+def decontamination_path(settings: Settings):
+    return settings.paths.sft / "decontamination.json"
+
+
+def _benchmark_problems(settings: Settings) -> list:
+    i = settings.inputs
+    return load_benchmark_problems({"minif2f_v1": i.minif2f_v1.path, "minif2f_v2s": i.minif2f_v2s.path,
+                                    "minif2f_v2c": i.minif2f_v2c.path})
+
+
+def _training_statements(settings: Settings) -> dict[str, str]:
+    """Prefixed training theorem -> formal statement, for every theorem whose statement is known."""
+    traced_dir = settings.inputs.goedel_recorded_traces.path
+    statement_files = sorted(traced_dir.glob("*statements.jsonl")) if traced_dir.is_dir() else []
+    statements = load_statements(statement_files, _proof_files(settings))
+    return {f"goedel::{name}": st["formal_statement"] for name, st in statements.items()}
+
+
+def _contaminated(settings: Settings) -> list[str]:
+    return list(read_json(decontamination_path(settings))["dropped_theorems"])
 
 
 def _proof_files(settings: Settings) -> list:
@@ -85,14 +109,58 @@ def lean_github_rows_readable(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
                   bad_lines=n)
 
 
-@dg.asset(group_name=GROUP, deps=["clean_pool", "lean_github_pairs", *raw_inputs(*BENCHMARK_INPUTS)],
-          description="Task M.10: clean Goedel pool + LEAN-GitHub pairs, deduplicated, sorry-filtered, miniF2F "
-          "names excluded, 95/5 theorem-level split stratified by source → data/sft/{train,val}.jsonl, stats.json.")
+@dg.asset(group_name=GROUP, deps=["clean_pool", "lean_github_pairs", "goedel_427_proofs",
+                                  *raw_inputs("goedel_recorded_traces", "goedel_proofs", *BENCHMARK_INPUTS)],
+          description="Decontamination gate (before SFT and the contrastive pool): every Goedel and LEAN-GitHub "
+          "pair and every known statement compared with every miniF2F v1/v2s/v2c problem (test and valid) by "
+          "normalised statement, normalised root goal and long n-gram overlap → data/sft/decontamination.json "
+          "(matches with evidence, theorems to drop).")
+def benchmark_decontamination(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+    settings = burnqed.settings()
+    problems = _benchmark_problems(settings)
+    result = decontaminate({"goedel_clean": settings.paths.clean_pairs, "lean_github": settings.paths.lean_github_pairs},
+                           problems, _training_statements(settings), settings.data.decontam_ngram_tokens)
+    info = result.as_dict()
+    write_json(decontamination_path(settings), info)
+    for m in result.matches[:20]:
+        context.log.warning(f"benchmark match ({m['rule']}): {m['theorem']} ~ {m['benchmark']}")
+    return dg.MaterializeResult(metadata={
+        "path": str(decontamination_path(settings)),
+        "benchmark_problems": len(problems),
+        "benchmarks": dg.MetadataValue.json(info["benchmarks"]),
+        "pairs_checked": info["pairs_checked"],
+        "statements_checked": info["statements_checked"],
+        "matches": len(result.matches),
+        "matches_by_rule": dg.MetadataValue.json(info["matches_by_rule"]),
+        "dropped_theorems": info["dropped_count"],
+        "dropped_by_prefix": dg.MetadataValue.json(info["dropped_by_prefix"]),
+        "dropped_examples": dg.MetadataValue.json(info["dropped_theorems"][:20]),
+        "ngram_tokens": info["ngram_tokens"],
+    })
+
+
+@dg.asset_check(asset=benchmark_decontamination, blocking=True,
+                description="ABORT gate: decontamination compared against all three miniF2F versions, both splits "
+                "(an empty or missing benchmark file would make it vacuous).")
+def decontamination_covers_benchmarks(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    info = read_json(decontamination_path(burnqed.settings()))
+    bench = info["benchmarks"]
+    missing = [f"{src}:{split}" for src in ("minif2f_v1", "minif2f_v2s", "minif2f_v2c") for split in ("test", "valid")
+               if not bench.get(src, {}).get(split)]
+    return gate(not missing, f"compared with {bench}" + (f"; missing {missing}" if missing else ""),
+                benchmarks=dg.MetadataValue.json(bench), dropped_theorems=int(info["dropped_count"]))
+
+
+@dg.asset(group_name=GROUP, deps=["clean_pool", "lean_github_pairs", "benchmark_decontamination",
+                                  *raw_inputs(*BENCHMARK_INPUTS)],
+          description="Task M.10: clean Goedel pool + LEAN-GitHub pairs, deduplicated (same prompt+completion "
+          "once across sources), sorry-filtered, miniF2F names and decontamination matches excluded, 95/5 "
+          "theorem-level split stratified by source → data/sft/{train,val}.jsonl, stats.json.")
 def sft_dataset(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
     settings = burnqed.settings()
     stats = build_sft_dataset(settings.paths.clean_pairs, settings.paths.lean_github_pairs, settings.paths.sft,
                               seed=settings.data.seed, val_fraction=settings.data.val_fraction,
-                              benchmark=_benchmarks(settings))
+                              benchmark=_benchmarks(settings), contaminated=_contaminated(settings))
     return dg.MaterializeResult(metadata={
         "train_path": str(settings.paths.sft_train),
         "val_path": str(settings.paths.sft_val),
@@ -113,12 +181,25 @@ def _verified(settings: Settings) -> dict:
 
 
 @dg.asset_check(asset=sft_dataset, blocking=True,
-                description="ABORT gate (Gotcha 11): no theorem appears in both train and val.")
+                description="ABORT gate (Gotcha 11): no theorem and no prompt+completion appears in both train and val.")
 def sft_no_theorem_leak(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     v = _verified(burnqed.settings())
-    n = v["leaked_theorems"]
-    return gate(n == 0, f"{n} theorems in both train and val" + (f": {v['leak_examples'][:5]}" if n else ""),
-                leaked_theorems=n)
+    n, n_pairs = v["leaked_theorems"], v["pairs_in_both_splits"]
+    desc = f"{n} theorems and {n_pairs} prompt+completion pairs in both train and val"
+    if n or n_pairs:
+        desc += f": {v['leak_examples'][:5] + v['pairs_in_both_examples'][:5]}"
+    return gate(n == 0 and n_pairs == 0, desc, leaked_theorems=n, pairs_in_both_splits=n_pairs)
+
+
+@dg.asset_check(asset=sft_dataset, blocking=True,
+                description="ABORT gate: no miniF2F (v1/v2s/v2c, test and valid) root goal is reachable from a train "
+                "or val prompt (whitespace-free equality or a long shared n-gram), re-read from the written files.")
+def sft_no_benchmark_statement(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    settings = burnqed.settings()
+    hits = reachable_from_split(settings.paths.sft, _benchmark_problems(settings), settings.data.decontam_ngram_tokens)
+    examples = [f"{h['theorem']} ~ {h['benchmark']} ({h['rule']})" for h in hits[:5]]
+    return gate(not hits, f"{len(hits)} benchmark goals reachable from the SFT data" + (f": {examples}" if hits else ""),
+                reachable=len(hits))
 
 
 @dg.asset_check(asset=sft_dataset, blocking=True,
@@ -156,7 +237,7 @@ def sft_no_benchmark_theorems(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
                 benchmark_theorems=len(hits))
 
 
-@dg.asset(group_name=GROUP, deps=["clean_pool", "exploration_report",
+@dg.asset(group_name=GROUP, deps=["clean_pool", "exploration_report", "benchmark_decontamination",
                                   *raw_inputs("goedel_recorded_traces", "goedel_proofs", *BENCHMARK_INPUTS)],
           description="Task M.10/0.6: Goedel theorems with depth >= 3 (2 when fewer than contrastive_min_theorems "
           "qualify) with root state, formal statement and header → data/sft/contrastive_pool.json.")
@@ -169,7 +250,7 @@ def contrastive_pool(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) 
     d = settings.data
     info = build_contrastive_pool(settings.paths.clean_pairs, dest, d.contrastive_min_depth,
                                   d.contrastive_fallback_depth, d.contrastive_min_theorems, statements,
-                                  _benchmarks(settings))
+                                  _benchmarks(settings), contaminated=_contaminated(settings))
     context.log.info(info["decision"])
     return dg.MaterializeResult(metadata={
         "path": str(dest),
@@ -179,6 +260,8 @@ def contrastive_pool(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) 
         "decision": info["decision"],
         "eligible_at_min_depth": info["eligible_at_min_depth"],
         "with_formal_statement": info["with_statement"],
+        "excluded_benchmark_names": info["excluded_benchmark"],
+        "excluded_contaminated": info["excluded_contaminated"],
         "statement_sources": dg.MetadataValue.json([str(p) for p in statement_files + _proof_files(settings)]),
     })
 
@@ -189,6 +272,25 @@ def contrastive_pool_size(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     n = len(read_json(settings.paths.contrastive_pool))
     need = settings.thresholds.min_contrastive_pool
     return target(n >= need, f"contrastive pool {n} theorems (target >= {need})", theorems=n, target=need)
+
+
+@dg.asset_check(asset=contrastive_pool, blocking=True,
+                description="ABORT gate: no pool theorem matches a miniF2F problem (statement, root goal, n-gram), "
+                "re-checked on the written pool.")
+def contrastive_pool_decontaminated(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    settings = burnqed.settings()
+    entries = read_json(settings.paths.sft / "contrastive_pool.json")
+    con = duckdb_connect()
+    con.execute("CREATE OR REPLACE TEMP TABLE pool_states (theorem VARCHAR, source VARCHAR, state VARCHAR)")
+    if entries:
+        con.executemany("INSERT INTO pool_states VALUES (?, ?, ?)",
+                        [[e["theorem"], e.get("source"), e.get("root_state")] for e in entries])
+    statements = {e["theorem"]: e["formal_statement"] for e in entries if e.get("formal_statement")}
+    hits = find_matches(con, ["pool_states"], _benchmark_problems(settings), statements,
+                        settings.data.decontam_ngram_tokens)
+    examples = [f"{h['theorem']} ~ {h['benchmark']} ({h['rule']})" for h in hits[:5]]
+    return gate(not hits, f"{len(hits)} benchmark matches in the contrastive pool" + (f": {examples}" if hits else ""),
+                matches=len(hits), theorems=len(entries))
 
 
 @dg.asset(group_name=GROUP, deps=["clean_pool", "sft_dataset", "goedel_427_proofs", *raw_inputs("goedel_proofs")],
@@ -217,7 +319,8 @@ def release_bundle(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) ->
 
 
 defs = dg.Definitions(
-    assets=[lean_github_pairs, sft_dataset, contrastive_pool, release_bundle],
-    asset_checks=[lean_github_rows_readable, sft_no_theorem_leak, sft_prompt_format, sft_size_and_sources,
-                  sft_no_benchmark_theorems, contrastive_pool_size],
+    assets=[lean_github_pairs, benchmark_decontamination, sft_dataset, contrastive_pool, release_bundle],
+    asset_checks=[lean_github_rows_readable, decontamination_covers_benchmarks, sft_no_theorem_leak, sft_prompt_format,
+                  sft_size_and_sources, sft_no_benchmark_theorems, sft_no_benchmark_statement, contrastive_pool_size,
+                  contrastive_pool_decontaminated],
 )

@@ -302,6 +302,10 @@ class Paths:
         return self.sft / "contrastive_pool.json"
 
     @property
+    def decontamination(self) -> Path:
+        return self.sft / "decontamination.json"
+
+    @property
     def contrastive_pool_2k(self) -> Path:
         return self.sft / "contrastive_pool_2k.json"
 

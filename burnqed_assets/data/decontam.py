@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from burnqed_assets.data import duck
-from burnqed_assets.lean.verify import _binders_and_type, normalise_statement, strip_comments_and_strings
+from burnqed_assets.lean.verify import binders_and_type, normalise_statement, strip_comments_and_strings
+from burnqed_assets.paths import SFT_TRAIN_FILE, SFT_VAL_FILE
 
 DEFAULT_NGRAM_TOKENS = 20
 # Lean tokens: identifier-ish runs (letters of any script, digits, subscripts, ' . _ ! ?) or one symbol.
@@ -108,7 +109,7 @@ def _split_top_colon(text: str) -> tuple[str, str, str]:
 
 def root_goal_from_statement(statement: str) -> str | None:
     """`theorem n (a b : ℝ) (h : P) : Q` → "a b : ℝ\\nh : P\\n⊢ Q" (None if it cannot be split)."""
-    split = _binders_and_type(statement)
+    split = binders_and_type(statement)
     if split is None:
         return None
     binders, type_ = split
@@ -234,8 +235,8 @@ def reachable_from_split(out_dir: str | os.PathLike[str], problems: list[Benchma
     con = duck.connect()
     cols = {"prompt": "VARCHAR", "completion": "VARCHAR", "theorem": "VARCHAR", "source": "VARCHAR"}
     tables = []
-    for split in ("train", "val"):
-        path = Path(out_dir) / f"{split}.jsonl"
+    for split, name in (("train", SFT_TRAIN_FILE), ("val", SFT_VAL_FILE)):
+        path = Path(out_dir) / name
         if path.is_file():
             duck.load_jsonl(con, path, f"split_{split}", cols, ("prompt", "theorem"))
             con.execute(

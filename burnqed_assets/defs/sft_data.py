@@ -32,7 +32,7 @@ def _benchmarks(settings: Settings) -> set[str]:
 
 
 def decontamination_path(settings: Settings):
-    return settings.paths.sft / "decontamination.json"
+    return settings.paths.decontamination
 
 
 def _benchmark_problems(settings: Settings) -> list:
@@ -279,7 +279,7 @@ def contrastive_pool_size(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
                 "re-checked on the written pool.")
 def contrastive_pool_decontaminated(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     settings = burnqed.settings()
-    entries = read_json(settings.paths.sft / "contrastive_pool.json")
+    entries = read_json(settings.paths.contrastive_pool)
     con = duckdb_connect()
     con.execute("CREATE OR REPLACE TEMP TABLE pool_states (theorem VARCHAR, source VARCHAR, state VARCHAR)")
     if entries:

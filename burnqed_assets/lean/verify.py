@@ -539,7 +539,7 @@ def _statement_text(code: str, decl: Declaration) -> str:
     return code[decl.start:_statement_end(clean, decl.start)]
 
 
-def _binders_and_type(statement: str) -> tuple[str, str] | None:
+def binders_and_type(statement: str) -> tuple[str, str] | None:
     """(`binders`, `type`) of `theorem name binders : type := …` (comments removed)."""
     clean = strip_comments_and_strings(statement)
     m = _THEOREM.search(clean)
@@ -566,7 +566,7 @@ def statement_check_commands(name: str, expected_statement: str | None, helpers:
     and of every helper lemma lets the verdict count their axioms.
     """
     parts = []
-    split = _binders_and_type(expected_statement) if expected_statement else None
+    split = binders_and_type(expected_statement) if expected_statement else None
     if split is not None:
         binders, type_ = split
         prop = f"∀ {binders}, {type_}" if binders else type_

@@ -153,8 +153,6 @@ def _preview_state(settings: Settings) -> str:
           description="Iter-0 LoRA merged into the base (plan Task 1.2): a standard HF directory at "
           "data/models/merged/iter_0 that transformers (and SGLang in full) load without PEFT.")
 def merged_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
-    import torch
-
     from burnqed_assets.models.generation import generate_tactics
     from burnqed_assets.models.loading import load_causal_lm, load_tokenizer
     from burnqed_assets.models.merge import merge_lora
@@ -168,8 +166,8 @@ def merged_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> d
     model = load_causal_lm(dest, device=settings.model.device, dtype=settings.model.dtype).eval()
     tokenizer = load_tokenizer(dest)
     state = _preview_state(settings)
-    torch.manual_seed(settings.data.seed)
-    tactics = generate_tactics(model, tokenizer, state, n=4, temperature=1.0, max_new_tokens=48)
+    tactics = generate_tactics(model, tokenizer, state, n=4, temperature=1.0, max_new_tokens=48,
+                               seed=settings.data.seed)
     greedy = generate_tactics(model, tokenizer, state, n=1, temperature=0.0, max_new_tokens=48)
     context.log.info(f"merged model at {dest}; greedy tactic for preview state: {greedy}")
     return dg.MaterializeResult(metadata={

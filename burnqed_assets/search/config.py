@@ -30,7 +30,10 @@ class SearchConfig:
     # SGLang's share of GPU memory for weights + KV cache; the rest holds the nf4 encoder (EBM search).
     sglang_mem_fraction_static: float = 0.80
     sglang_startup_timeout_s: float = 900.0
-    sglang_extra_args: tuple[str, ...] = ()
+    # Deterministic inference makes SGLang honour each request's `sampling_seed` (the policy sends
+    # one per sample, derived from the run seed and the state), so a search does not depend on
+    # batching or thread timing.
+    sglang_extra_args: tuple[str, ...] = ("--enable-deterministic-inference",)
     sglang_url: str = "http://127.0.0.1:30000"
     encode_server_host: str = "127.0.0.1"
     encode_server_port: int = 8081

@@ -43,7 +43,7 @@ def make_policy(settings: Settings, model_dir: Path | None = None) -> Policy:
             cpu_threads=s.cpu_threads)
     if s.policy_backend == "sglang":
         client = SGLangPolicy(s.sglang_url, max_new_tokens=s.max_new_tokens, timeout_s=s.http_timeout_s,
-                              retries=s.http_retries, max_batch=s.http_max_batch)
+                              retries=s.http_retries, max_batch=s.http_max_batch, seed=settings.data.seed)
         if not client.health():
             raise ConnectionError(f"no SGLang server answers at {s.sglang_url}/health; start it as docs/search.md "
                                   "explains (bound to 127.0.0.1) with the merged model")
@@ -79,7 +79,8 @@ def policy_session(settings: Settings, model_dir: Path, launcher: Sequence[str] 
             say(f"policy server at {server.url} serving {model_dir} (ready in {server.started_s:.1f}s, "
                 f"log {server.log_path})")
         client = SGLangPolicy(server.url, max_new_tokens=s.max_new_tokens, timeout_s=s.http_timeout_s,
-                              retries=s.http_retries, max_batch=s.http_max_batch, server_check=server.check_alive)
+                              retries=s.http_retries, max_batch=s.http_max_batch, server_check=server.check_alive,
+                              seed=settings.data.seed)
         try:
             yield BatchingPolicy(client, max_batch=s.http_max_batch)
         finally:

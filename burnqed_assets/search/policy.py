@@ -7,6 +7,7 @@ A policy maps a pretty-printed proof state to `n` sampled tactics with their log
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -53,6 +54,17 @@ class PolicyError(SearchInfrastructureError):
     """The policy backend failed (server down, bad response) after its retries."""
 
 
+def sample_seed(run_seed: int, state: str, index: int = 0) -> int:
+    """The seed of one sampling call: a hash of (run seed, proof state, sample index), 31 bits.
+
+    Each expansion samples from its own generator keyed by what it samples for, never from
+    shared RNG state, so results do not depend on thread timing, batching or which theorem a
+    worker searched before. The state text identifies the node (search keeps one node per
+    distinct state); the same state gets the same candidates in every run."""
+    digest = hashlib.blake2b(f"{int(run_seed)}\x1f{index}\x1f{state}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
 def clean_tactic(text: str) -> str:
     """Cut a completion at the first stop string and strip blank edges (keeps inner newlines)."""
     for stop in TACTIC_STOP_STRINGS:
@@ -88,19 +100,18 @@ class BasePolicy:
 
 
 class TransformersPolicy(BasePolicy):
-    """In-process generation with a local HF causal LM (demo, CPU). One generation at a time."""
+    """In-process generation with a local HF causal LM (demo, CPU). One generation at a time.
 
-    def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int = 64, seed: int | None = None,
+    Every call samples with `sample_seed(seed, state)`, not from the global torch RNG."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int = 64, seed: int | None = 0,
                  cpu_threads: int = 0):
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.cpu_threads = cpu_threads
+        self.seed = 0 if seed is None else int(seed)
         self._lock = threading.Lock()  # one model, several search threads
-        if seed is not None:
-            import torch
-
-            torch.manual_seed(seed)
 
     @classmethod
     def from_pretrained(cls, path: str, device: str = "auto", dtype: str = "float32",
@@ -124,7 +135,7 @@ class TransformersPolicy(BasePolicy):
 
         with cpu_threads(self.cpu_threads):
             return list(generate_tactics(self.model, self.tokenizer, state, n=n, temperature=temperature,
-                                         max_new_tokens=self.max_new_tokens))
+                                         max_new_tokens=self.max_new_tokens, seed=sample_seed(self.seed, state)))
 
 
 # --------------------------------------------------------------------------- SGLang over HTTP (full)
@@ -142,12 +153,17 @@ class SGLangPolicy(BasePolicy):
     (`search.serving`) is launched with SGLANG_RETURN_ORIGINAL_LOGPROB set. `server_check`
     (e.g. `ManagedServer.check_alive`) runs after a failed attempt: a dead server fails at once
     with its exit code and log instead of being retried.
+
+    Seeded (`seed` not None, the default): each of the `n` samples of a state is its own prompt
+    entry with its own `sampling_seed` (`sample_seed(seed, state, i)`; SGLang hashes the seed with
+    the token position, so one seed for all `n` would repeat one sample), and SGLang honours the
+    seeds when launched with `--enable-deterministic-inference` (settings.search.sglang_extra_args).
     """
 
     def __init__(self, base_url: str, max_new_tokens: int = 128, timeout_s: float = 120.0,
                  retries: int = 3, backoff_s: float = 0.5, max_batch: int = 32,
                  stop: Sequence[str] = TACTIC_STOP_STRINGS, client: Any = None,
-                 server_check: Callable[[], None] | None = None):
+                 server_check: Callable[[], None] | None = None, seed: int | None = 0):
         import httpx
 
         self.base_url = base_url.rstrip("/")
@@ -159,6 +175,7 @@ class SGLangPolicy(BasePolicy):
         self.stop = list(stop)
         self._client = client or httpx.Client(timeout=httpx.Timeout(timeout_s))
         self.server_check = server_check
+        self.seed = seed
         self.requests_sent = 0
         self.retries_used = 0
 
@@ -179,10 +196,15 @@ class SGLangPolicy(BasePolicy):
         return results
 
     def payload(self, states: Sequence[str], n: int, temperature: float) -> dict[str, Any]:
+        params = {"temperature": temperature, "max_new_tokens": self.max_new_tokens, "stop": self.stop}
+        if self.seed is None:
+            return {"text": [format_prompt(s) for s in states], "sampling_params": {"n": n, **params},
+                    "return_logprob": True}
+        # prompt-major like n > 1: state 0 sample 0..n-1, state 1 sample 0..n-1, ...
         return {
-            "text": [format_prompt(s) for s in states],
-            "sampling_params": {"n": n, "temperature": temperature, "max_new_tokens": self.max_new_tokens,
-                                "stop": self.stop},
+            "text": [format_prompt(s) for s in states for _ in range(n)],
+            "sampling_params": [{"n": 1, "sampling_seed": sample_seed(self.seed, s, i), **params}
+                                for s in states for i in range(n)],
             "return_logprob": True,
         }
 

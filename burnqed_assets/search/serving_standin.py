@@ -149,17 +149,21 @@ class StandinState:
         texts = body.get("text")
         single = isinstance(texts, str)
         prompts = [texts] if single else list(texts or [])
-        params = body.get("sampling_params") or {}
-        n = int(params.get("n", 1))
-        temperature = float(params.get("temperature", 1.0))
-        max_new = int(params.get("max_new_tokens", 128))
-        stop = params.get("stop") or []
-        stop = [stop] if isinstance(stop, str) else list(stop)
-        seed = int(params.get("sampling_seed", 0))
+        raw_params = body.get("sampling_params") or {}
+        # SGLang takes one dict for every prompt or a list with one dict per prompt
+        per_prompt = raw_params if isinstance(raw_params, list) else [raw_params] * len(prompts)
         outputs = []
+        n = 1
         for i, prompt in enumerate(prompts):
+            params = per_prompt[i] or {}
+            n = int(params.get("n", 1))
+            temperature = float(params.get("temperature", 1.0))
+            max_new = int(params.get("max_new_tokens", 128))
+            stop = params.get("stop") or []
+            stop = [stop] if isinstance(stop, str) else list(stop)
+            seed = int(params.get("sampling_seed", 0)) + (0 if isinstance(raw_params, list) else i)
             t0 = time.monotonic()
-            for o in self.backend.generate(prompt, n, temperature, max_new, stop, seed + i):
+            for o in self.backend.generate(prompt, n, temperature, max_new, stop, seed):
                 meta = {"id": uuid.uuid4().hex, "finish_reason": o["finish"], "prompt_tokens": o["prompt_tokens"],
                         "completion_tokens": len(o["ids"]), "cached_tokens": 0,
                         "e2e_latency": time.monotonic() - t0}

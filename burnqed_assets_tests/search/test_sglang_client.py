@@ -40,11 +40,14 @@ class FakeSGLang:
                 if outer.mode == "bad_request":
                     return self._send(400, {"error": "max_new_tokens must be positive"})
                 texts = body["text"] if isinstance(body["text"], list) else [body["text"]]
-                n = body["sampling_params"]["n"]
-                outs = []
+                params = body["sampling_params"]
+                per_prompt = params if isinstance(params, list) else [params] * len(texts)  # as SGLang
+                outs, seen = [], {}
                 for i, t in enumerate(texts):
                     state = t[len(PROMPT_PREFIX):].split("\n-/")[0]
-                    for j in range(n):
+                    first = seen.setdefault(t, 0)  # one entry per sample: number repeats of a prompt
+                    seen[t] += per_prompt[i]["n"]
+                    for j in range(first, first + per_prompt[i]["n"]):
                         outs.append({"text": f"tac_{state}_{j}\n```",
                                      "meta_info": {"output_token_logprobs": [[-0.5, 11, None], [-0.25 * j, 12, None]],
                                                    "finish_reason": {"type": "stop"}}})
@@ -82,9 +85,27 @@ def test_batch_of_prompts_with_n_samples_and_logprobs():
     assert len(srv.requests) == 2  # batches of at most 2 prompts
     req = srv.requests[0]
     assert req["return_logprob"] is True
-    assert req["sampling_params"]["n"] == 3 and req["sampling_params"]["temperature"] == 1.3
-    assert req["sampling_params"]["max_new_tokens"] == 32
+    # one entry per sample, each with its own seed (SGLang would repeat one sample for n > 1 with one seed)
+    assert len(req["text"]) == len(req["sampling_params"]) == 2 * 3
+    assert all(p["n"] == 1 and p["temperature"] == 1.3 and p["max_new_tokens"] == 32 for p in req["sampling_params"])
+    assert len({p["sampling_seed"] for p in req["sampling_params"]}) == 6
     assert req["text"][0].startswith(PROMPT_PREFIX) and "s0" in req["text"][0]
+
+
+def test_sampling_seeds_depend_on_run_seed_state_and_sample_only():
+    a = SGLangPolicy("http://127.0.0.1:9", seed=7)
+    b = SGLangPolicy("http://127.0.0.1:9", seed=7)
+    seeds = [p["sampling_seed"] for p in a.payload(["x", "y"], 2, 1.0)["sampling_params"]]
+    # the same state gets the same seeds whatever batch it travels in
+    assert seeds[2:] == [p["sampling_seed"] for p in b.payload(["y"], 2, 1.0)["sampling_params"]]
+    assert len(set(seeds)) == 4 and all(0 <= s < 2 ** 31 for s in seeds)
+    other = [p["sampling_seed"] for p in SGLangPolicy("http://127.0.0.1:9", seed=8).payload(["x"], 2, 1.0)
+             ["sampling_params"]]
+    assert other != seeds[:2]
+    unseeded = SGLangPolicy("http://127.0.0.1:9", seed=None).payload(["x", "y"], 2, 1.0)
+    assert unseeded["sampling_params"]["n"] == 2 and len(unseeded["text"]) == 2
+    for pol in (a, b):
+        pol.close()
 
 
 def test_slow_server_times_out_with_a_clear_error():

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 
 def _rows(path: Path | None) -> list[dict]:
-    from burnqed_assets.models.prompt import format_prompt
+    from burnqed_assets.data.prompt import format_prompt
     from burnqed_assets.settings import DEMO_INPUTS
 
     if path and path.exists():

@@ -29,19 +29,6 @@ class BurnqedConfig(dg.ConfigurableResource):
         return settings
 
 
-class LeanEnvResource(dg.ConfigurableResource):
-    """The profile's Lean backend: `make()` returns a fresh supervised REPL env (`ReplLeanEnv`:
-    the REPL stand-in in demo, Lean in full) that the caller must `close()`; one env per step,
-    never shared across processes."""
-
-    profile: Optional[str] = None
-    data_root: Optional[str] = None
-
-    def make(self):  # -> burnqed_assets.lean.env.LeanEnv (imported lazily: keeps Dagster start-up light)
-        from burnqed_assets.lean.factory import make_lean_env
-
-        return make_lean_env(get_settings(self.profile, self.data_root))
-
 
 class SGLangServerResource(dg.ConfigurableResource):
     """The policy server of a search step. `policy(settings, model_dir)` is a context manager:

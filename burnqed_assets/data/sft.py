@@ -12,7 +12,7 @@ Merge rules, in order:
      (`data.decontam`: statement, root goal, long n-gram) matched to a benchmark problem.
   5. theorem-level split stratified by source: within each source, theorems are ranked by
      md5(seed|theorem) and the first round(val_fraction * n) (at least 1 when n >= 2) go to val.
-Records are `{prompt, completion, theorem, source}` with `models.prompt.format_prompt`.
+Records are `{prompt, completion, theorem, source}` with `data.prompt.format_prompt`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from burnqed_assets.data.schema import (
     GOEDEL_SOURCE,
     SOURCE_PREFIX,
 )
-from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
+from burnqed_assets.data.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 from burnqed_assets.paths import SFT_STATS_FILE, SFT_TRAIN_FILE, SFT_VAL_FILE
 
 PAIR_COLUMNS = {"theorem": "VARCHAR", "state": "VARCHAR", "tactic": "VARCHAR", "depth": "BIGINT", "source": "VARCHAR"}

@@ -2,7 +2,7 @@
 
 Lengths are counted as the plan does (`len(tok.encode(text))`, special tokens included) but
 in batches, streamed from DuckDB, so the whole pool never sits in Python as dicts. The full
-example is `models.prompt.format_example(state, tactic)`, the exact text SFT trains on.
+example is `data.prompt.format_example(state, tactic)`, the exact text SFT trains on.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from burnqed_assets.data import duck
 from burnqed_assets.data.io import read_json
-from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX, format_prompt
+from burnqed_assets.data.prompt import PROMPT_PREFIX, PROMPT_SUFFIX, format_prompt
 
 
 def recommended_max_length(token_geometry_path: str | os.PathLike[str], kind: str,

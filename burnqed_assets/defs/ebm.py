@@ -175,32 +175,21 @@ def build_ebm_search_asset(name: str, *, config: str, model_asset: str, ebm_asse
     def _search(context: dg.AssetExecutionContext, burnqed: BurnqedConfig,
                 sglang: SGLangServerResource) -> dg.MaterializeResult:
         from burnqed_assets.data.token_geometry import recommended_max_length
-        from burnqed_assets.ebm.encode_server import (
-            EncodeServer,
-            EnergyModel,
-            HttpEnergyScorer,
-        )
+        from burnqed_assets.ebm.encode_server import energy_service
         from burnqed_assets.search import pipeline
 
         settings = burnqed.settings()
         max_length, _ = recommended_max_length(settings.paths.token_geometry, "encode",
                                                settings.ebm.encode_max_length)
         model_dir, head_path = settings.paths.merged_model(iteration), settings.paths.ebm_config(config).head
-        energy_model = EnergyModel.from_paths(str(model_dir), str(head_path), max_length=max_length,
-                                              device=settings.model.device, dtype=settings.model.dtype,
-                                              batch_size=settings.ebm.embed_batch_size,
-                                              quantization=settings.ebm.encoder_quantization)
-        server = EncodeServer(energy_model, host=settings.search.encode_server_host, port=0).start()
-        context.log.info(f"encode server at {server.url} (model {model_dir}, encoder {energy_model.quantization}, "
-                         f"head {head_path})")
-        scorer = HttpEnergyScorer(server.url)
-        try:
+        with energy_service(str(model_dir), str(head_path), host=settings.search.encode_server_host,
+                            max_length=max_length, device=settings.model.device, dtype=settings.model.dtype,
+                            batch_size=settings.ebm.embed_batch_size,
+                            quantization=settings.ebm.encoder_quantization, say=context.log.info) as energy:
             with sglang.policy(settings, model_dir, say=context.log.info) as policy:
-                info = pipeline.evaluate_minif2f(settings, benchmark, policy=policy, scorer=scorer,
+                info = pipeline.evaluate_minif2f(settings, benchmark, policy=policy, scorer=energy.scorer,
                                                  iteration=iteration, tag=tag)
-        finally:
-            scorer.close()
-            server.stop()
+        energy_model, server = energy.model, energy.server
         context.log.info(f"{benchmark} LLM+EBM: proved {info['proved']}/{info['attempted']} ({info['rate']:.3f})")
         meta: dict[str, Any] = {k: info[k] for k in ("proved", "attempted", "errors", "benchmark_size",
                                                      "results_path", "trajectories_path", "summary_path") if k in info}
@@ -251,6 +240,8 @@ def _read_json_or_empty(path: Path) -> dict[str, Any]:
 
 def _data_section(instance: dg.DagsterInstance, settings: Settings) -> dict[str, Any]:
     """Data statistics from the upstream assets' metadata, else from their JSON files."""
+    from burnqed_assets.reports.baseline import data_section
+
     paths = settings.paths
     sft = latest_metadata(instance, "sft_dataset") or _read_json_or_empty(paths.sft_stats)
     pool = latest_metadata(instance, "contrastive_pool")
@@ -261,23 +252,7 @@ def _data_section(instance: dg.DagsterInstance, settings: Settings) -> dict[str,
         pool = {"theorems": len(read_json(pool_file))}
     if not pool_2k and (pool_2k_file := paths.contrastive_pool_2k).exists():
         pool_2k = {"selected": len(read_json(pool_2k_file))}
-    data: dict[str, Any] = {}
-    if "total_pairs" in sft:
-        data["SFT pairs"] = sft["total_pairs"]
-    by_source = sft.get("by_source")
-    if isinstance(by_source, dict) and by_source:
-        counts = {k: (v.get("pairs") if isinstance(v, dict) else v) for k, v in by_source.items()}
-        if all(isinstance(v, (int, float)) for v in counts.values()) and sum(counts.values()):
-            total = sum(counts.values())
-            data["Source breakdown"] = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in counts.items())
-    if "theorems" in pool:
-        data["Contrastive theorems"] = pool["theorems"]
-    if "selected" in pool_2k:
-        data["Contrastive theorems searched (Task 1.3)"] = pool_2k["selected"]
-    for key in ("theorems_attempted", "theorems_proved", "total_records", "label_counts", "deep_state_share"):
-        if key in traj:
-            data[f"Trajectories {key}"] = traj[key]
-    return data
+    return data_section(sft, pool, pool_2k, traj)
 
 
 @dg.asset(group_name=GROUP, deps=["embedding_metrics", "ebm_metrics_iter0", "minif2f_v2s_iter0",

@@ -11,7 +11,7 @@ import dagster as dg
 from burnqed_assets.data.io import read_json, write_json
 from burnqed_assets.defs.checks import gate, metric_check
 from burnqed_assets.models.base import prepare_base_model
-from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
+from burnqed_assets.data.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 from burnqed_assets.reports.plots import png_markdown
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import GPU_TAG, Settings

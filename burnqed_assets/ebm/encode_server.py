@@ -23,7 +23,9 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -264,6 +266,34 @@ class EncodeServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+@dataclass
+class EnergyService:
+    """A running encode server and the search's client for it (see `energy_service`)."""
+
+    model: EnergyModel
+    server: EncodeServer
+    scorer: HttpEnergyScorer
+
+
+@contextmanager
+def energy_service(model_dir: str, head_path: str, *, host: str = "127.0.0.1", max_length: int = 512,
+                   device: str = "auto", dtype: str = "float32", batch_size: int = 16, quantization: str = "none",
+                   say: Callable[[str], None] | None = None) -> Iterator[EnergyService]:
+    """An encode server for (model, head) on `host` at a free port, for the duration of the block;
+    the scorer is closed and the server stopped on exit, also when the search fails."""
+    model = EnergyModel.from_paths(model_dir, head_path, max_length=max_length, device=device, dtype=dtype,
+                                   batch_size=batch_size, quantization=quantization)
+    server = EncodeServer(model, host=host, port=0).start()
+    if say is not None:
+        say(f"encode server at {server.url} (model {model_dir}, encoder {model.quantization}, head {head_path})")
+    scorer = HttpEnergyScorer(server.url)
+    try:
+        yield EnergyService(model, server, scorer)
+    finally:
+        scorer.close()
+        server.stop()
 
 
 # --------------------------------------------------------------------------- client

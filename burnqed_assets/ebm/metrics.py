@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from burnqed_assets.ebm.dataset import (
     theorem_split,
 )
 from burnqed_assets.ebm.head import GoalConditionedEnergyHead, load_head
+from burnqed_assets.ebm.metric_report import MetricReport
 from burnqed_assets.ebm.store import RowSource, as_source
 
 DEPTH_BUCKETS = (((0, 1), "shallow"), ((2, 3), "mid"), ((4, 10**9), "deep"))
@@ -38,26 +38,6 @@ EBM_METRIC_NAMES = (
     "rank1_accuracy", "rank1_d0_1", "rank1_d2_3", "rank1_d4+", "energy_gap", "energy_std_pos",
     "energy_std_neg", "sibling_discrimination", "active_ratio",
 )
-
-
-@dataclass
-class MetricReport:
-    """Values under the plan's names (None when not available, with the reason)."""
-
-    values: dict[str, float | int | None] = field(default_factory=dict)
-    not_available: dict[str, str] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    details: dict[str, object] = field(default_factory=dict)  # arrays for plots, not serialised
-
-    def set(self, name: str, value: float | None, reason: str = "") -> None:
-        if value is None or (isinstance(value, float) and not np.isfinite(value)):
-            self.values[name] = None
-            self.not_available[name] = reason or "not computable"
-        else:
-            self.values[name] = float(value) if isinstance(value, (float, np.floating)) else int(value)
-
-    def to_json(self, **extra: object) -> dict[str, object]:
-        return {**self.values, "not_available": dict(self.not_available), "counts": dict(self.counts), **extra}
 
 
 # ---------------------------------------------------------------- embedding metrics (Task 2.2)

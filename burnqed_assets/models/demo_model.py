@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from burnqed_assets.models.loading import cpu_threads
-from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX, format_example
+from burnqed_assets.data.prompt import PROMPT_PREFIX, PROMPT_SUFFIX, format_example
 from burnqed_assets.paths import DEMO_TOKENIZER_CORPUS_DIRNAMES
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from burnqed_assets.models.prompt import format_prompt
+from burnqed_assets.data.prompt import format_prompt
 
 
 @torch.no_grad()

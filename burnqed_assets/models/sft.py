@@ -38,7 +38,7 @@ from burnqed_assets.models.loading import (
     require_model_dir,
 )
 from burnqed_assets.models.config import SftConfig
-from burnqed_assets.models.prompt import is_well_formed_prompt
+from burnqed_assets.data.prompt import is_well_formed_prompt
 
 log = logging.getLogger(__name__)
 

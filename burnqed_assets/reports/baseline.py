@@ -32,6 +32,29 @@ EBM_ROWS = (
 SEARCH_ROWS = (("llm_only", "LLM-only", "~35%"), ("llm_ebm", "LLM + GoalCond EBM (decoupled)", "41.7%*"))
 
 
+def data_section(sft: Mapping[str, Any], pool: Mapping[str, Any], pool_2k: Mapping[str, Any],
+                 trajectories: Mapping[str, Any]) -> dict[str, Any]:
+    """The report's data rows from the SFT stats, the contrastive pools and the trajectory stats
+    (each an upstream asset's metadata or its JSON file; {} when unknown)."""
+    data: dict[str, Any] = {}
+    if "total_pairs" in sft:
+        data["SFT pairs"] = sft["total_pairs"]
+    by_source = sft.get("by_source")
+    if isinstance(by_source, dict) and by_source:
+        counts = {k: (v.get("pairs") if isinstance(v, dict) else v) for k, v in by_source.items()}
+        if all(isinstance(v, (int, float)) for v in counts.values()) and sum(counts.values()):
+            total = sum(counts.values())
+            data["Source breakdown"] = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in counts.items())
+    if "theorems" in pool:
+        data["Contrastive theorems"] = pool["theorems"]
+    if "selected" in pool_2k:
+        data["Contrastive theorems searched (Task 1.3)"] = pool_2k["selected"]
+    for key in ("theorems_attempted", "theorems_proved", "total_records", "label_counts", "deep_state_share"):
+        if key in trajectories:
+            data[f"Trajectories {key}"] = trajectories[key]
+    return data
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "n/a"

@@ -1,6 +1,6 @@
 """The asset catalogue (docs/catalogue.md) rendered from plain records.
 
-No Dagster here: `burnqed_assets.defs.catalogue` turns the Definitions into `AssetEntry`
+No Dagster here: `burnqed_assets.tools.catalogue` turns the Definitions into `AssetEntry`
 records; this module only extracts plan tasks and file paths from text and renders markdown,
 so the rendering is testable on hand-made records.
 """
@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-REGENERATE = "python -m burnqed_assets.defs.catalogue"
+REGENERATE = "python -m burnqed_assets.tools.catalogue"
 
 # "Task M.5", "Tasks M.1–M.3", "plan Task 1.3", "Task M.10/0.6", "Tasks 3.1–4.2"
 _TASK = re.compile(r"Tasks?\s+((?:[0-9M]\.\d+)(?:\s*[–-]\s*(?:[0-9M]\.)?\d+)?(?:\s*/\s*[0-9M]\.\d+)*)")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from burnqed_assets.ebm.metric_report import MetricReport
 from burnqed_assets.ebm.store import RowSource, as_source
 from burnqed_assets.reports.plots import plt, save_figure
-
-if TYPE_CHECKING:
-    from burnqed_assets.ebm.metrics import MetricReport
 
 LABEL_COLOURS = {"positive": "tab:green", "negative": "tab:red", "unknown": "tab:gray"}
 MAX_POINTS = 5000  # projection plots subsample; enough to see structure, small PNGs

@@ -2,7 +2,7 @@
 
 A policy maps a pretty-printed proof state to `n` sampled tactics with their log-probabilities
 (sum of token log-probs of the completion). Both implementations format the prompt with
-`models.prompt.format_prompt`, the prompt the SFT model was trained on (plan Gotcha 14).
+`data.prompt.format_prompt`, the prompt the SFT model was trained on (plan Gotcha 14).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from burnqed_assets.models.prompt import format_prompt
+from burnqed_assets.data.prompt import format_prompt
 
 log = logging.getLogger(__name__)
 

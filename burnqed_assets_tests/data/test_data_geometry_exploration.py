@@ -8,7 +8,7 @@ import numpy as np
 
 from burnqed_assets.data.exploration import explore, import_surface, tactic_name
 from burnqed_assets.data.token_geometry import geometry, measure
-from burnqed_assets.models.prompt import format_example
+from burnqed_assets.data.prompt import format_example
 from burnqed_assets.settings import DEMO_INPUTS
 
 

@@ -10,7 +10,7 @@ from burnqed_assets.data.sft import (
     load_statements,
     verify_split,
 )
-from burnqed_assets.models.prompt import format_prompt, is_well_formed_prompt
+from burnqed_assets.data.prompt import format_prompt, is_well_formed_prompt
 from burnqed_assets.settings import DEMO_INPUTS
 
 

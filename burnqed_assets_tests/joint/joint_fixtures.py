@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from burnqed_assets.models.prompt import format_prompt
+from burnqed_assets.data.prompt import format_prompt
 
 N_THEOREMS = 6
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from burnqed_assets.models.prompt import format_prompt
+from burnqed_assets.data.prompt import format_prompt
 from burnqed_assets.settings import DEMO_INPUTS
 
 

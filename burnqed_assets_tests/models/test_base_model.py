@@ -17,7 +17,7 @@ from burnqed_assets.models.loading import (
     load_tokenizer,
     require_model_dir,
 )
-from burnqed_assets.models.prompt import format_prompt
+from burnqed_assets.data.prompt import format_prompt
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import DEMO_INPUTS, get_settings
 

@@ -7,7 +7,7 @@ import torch
 
 from burnqed_assets.models.generation import generate_tactics
 from burnqed_assets.models.loading import load_causal_lm, load_tokenizer
-from burnqed_assets.models.prompt import format_prompt
+from burnqed_assets.data.prompt import format_prompt
 
 STATE = "a b : ℝ\nh₀ : 0 < a\n⊢ a ^ 2 + b ^ 2 ≥ 2 * a * b"
 

@@ -65,7 +65,7 @@ def test_train_interrupt_resume_merge_generate(demo_base_model_dir, tmp_path):
     assert not any("lora" in name for name, _ in model.named_parameters())
     tok = load_tokenizer(merged)
     state = json.loads(val.read_text().splitlines()[0])["prompt"]
-    from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
+    from burnqed_assets.data.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 
     state = state[len(PROMPT_PREFIX):-len(PROMPT_SUFFIX)]
     tactics = generate_tactics(model, tok, state, n=3, temperature=1.0, max_new_tokens=16)

@@ -4,7 +4,7 @@ import difflib
 
 import pytest
 
-from burnqed_assets.defs import catalogue as catalogue_cli
+from burnqed_assets.tools import catalogue as catalogue_cli
 from burnqed_assets.reports.catalogue import (
     REGENERATE,
     AssetEntry,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import torch
 
-from burnqed_assets.models.prompt import format_prompt
+from burnqed_assets.data.prompt import format_prompt
 from burnqed_assets.search.policy import SGLangPolicy, TransformersPolicy
 from burnqed_assets.search.serving import STANDIN_LAUNCHER, ManagedServer, ServerSpec
 

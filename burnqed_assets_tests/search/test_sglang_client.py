@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from burnqed_assets.models.prompt import PROMPT_PREFIX
+from burnqed_assets.data.prompt import PROMPT_PREFIX
 from burnqed_assets.search.policy import BatchingPolicy, PolicyError, SGLangPolicy
 
 

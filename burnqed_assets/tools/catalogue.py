@@ -1,7 +1,8 @@
-"""Generate docs/catalogue.md from the Definitions: `python -m burnqed_assets.defs.catalogue`.
+"""Generate docs/catalogue.md from the Definitions: `python -m burnqed_assets.tools.catalogue`
+(or the `burnqed-catalogue` console script).
 
 `--check` exits 1 when the file on disk differs from what the Definitions give (CI and a
-test use it). Not a phase module: it holds no assets.
+test use it). A tool outside the asset layer: it imports the finished Definitions, which defs/ modules must not.
 """
 
 import argparse
@@ -94,7 +95,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.check:
         current = args.output.read_text() if args.output.exists() else ""
         if current != text:
-            print(f"{args.output} is stale: run `python -m burnqed_assets.defs.catalogue`", file=sys.stderr)
+            print(f"{args.output} is stale: run `python -m burnqed_assets.tools.catalogue`", file=sys.stderr)
             return 1
         print(f"{args.output} is up to date")
         return 0

@@ -1,0 +1,1 @@
+"""Command-line tools that read the Definitions (not part of the asset graph)."""

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from burnqed_assets.ebm.config import TEMPERATURE_CEILING, TEMPERATURE_FLOOR
+
 REMEDIES = {
     "centroid_l2_collapse": "increase λ to 0.3 and restart from the last checkpoint",
     "sft_loss_high": "decrease λ to 0.03 and restart",
@@ -40,8 +42,8 @@ class AbortThresholds:
     sft_loss_max: float = 0.5
     rank1_min: float = 0.25
     abort_after_step: int = 2000
-    temperature_floor: float = 0.1
-    temperature_ceiling: float = 10.0
+    temperature_floor: float = TEMPERATURE_FLOOR  # the head's clamp bounds (ebm/config.py)
+    temperature_ceiling: float = TEMPERATURE_CEILING
     temperature_stuck_steps: int = 500
 
     @classmethod

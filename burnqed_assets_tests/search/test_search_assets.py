@@ -109,3 +109,58 @@ def test_missing_pool_is_a_clear_failure(tmp_path):
     assert not result.success
     failure = result.get_step_failure_events()[0]
     assert "contrastive_pool.json is missing" in str(failure.event_specific_data.error)
+
+
+def _served_settings(monkeypatch):
+    """The demo settings with the sglang backend: the graph manages a policy server per step."""
+    import dataclasses
+
+    from burnqed_assets.settings import with_overrides
+
+    original = BurnqedConfig.settings
+
+    def settings(self):
+        s = original(self)
+        return with_overrides(s, search=dataclasses.replace(s.search, policy_backend="sglang", sglang_port=0,
+                                                            sglang_startup_timeout_s=60.0))
+
+    monkeypatch.setattr(BurnqedConfig, "settings", settings)
+
+
+def test_eval_asset_runs_against_a_server_the_graph_starts_and_stops(data_root, monkeypatch):
+    """The sglang backend through the `sglang` resource: the asset launches the serving stand-in
+    with the merged model it evaluates, searches through it, and stops it when the step ends."""
+    from burnqed_assets.search.serving import STANDIN_LAUNCHER
+
+    _served_settings(monkeypatch)
+    settings = get_settings("demo", data_root)
+    settings.paths.merged_model(0).mkdir(parents=True, exist_ok=True)
+    resources = {"burnqed": BurnqedConfig(data_root=str(data_root)),
+                 "sglang": SGLangServerResource(launcher=list(STANDIN_LAUNCHER))}
+    result = dg.materialize([search_defs.minif2f_v1_iter0], resources=resources, raise_on_error=False)
+    assert result.success
+    summary = read_json(settings.paths.search_eval("minif2f_v1", 0, "llm").summary)
+    assert summary["policy_backend"] == "sglang" and summary["attempted"] == 3 and summary["errors"] == 0
+    (log_file,) = settings.paths.server_logs.glob("*.log")
+    text = log_file.read_text()
+    assert f"serving {settings.paths.merged_model(0)}" in text and "POST /generate" in text
+    port = int(log_file.stem.split("_")[-1])
+    import socket
+
+    with socket.socket() as s:  # stopped: nothing listens on its port any more
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_eval_asset_refuses_a_server_holding_another_model(data_root, monkeypatch):
+    from burnqed_assets.search.serving import STANDIN_LAUNCHER
+
+    _served_settings(monkeypatch)
+    settings = get_settings("demo", data_root)
+    resources = {"burnqed": BurnqedConfig(data_root=str(data_root)),
+                 "sglang": SGLangServerResource(launcher=[*STANDIN_LAUNCHER, "--report-model",
+                                                          str(settings.paths.merged_model(1))])}
+    result = dg.materialize([search_defs.minif2f_v1_iter0], resources=resources, raise_on_error=False)
+    assert not result.success
+    error = str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert "not the model this step evaluates" in error and "iter_0" in error
+    assert not settings.paths.search_eval("minif2f_v1", 0, "llm").summary.exists()

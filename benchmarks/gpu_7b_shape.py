@@ -102,7 +102,7 @@ def _reset_peak(device: Any) -> None:
 def measure_sft(args: argparse.Namespace, device: Any, dtype_name: str, attn: str) -> dict[str, Any]:
     import torch
 
-    from burnqed_assets.models.prompt import format_prompt
+    from burnqed_assets.data.prompt import format_prompt
     from burnqed_assets.models.sft import build_trainer, throughput_callback
     from burnqed_assets.settings import get_settings
 
@@ -148,7 +148,7 @@ def measure_joint(args: argparse.Namespace, device: Any, dtype_name: str, attn: 
     from burnqed_assets.joint.dataset import ContrastiveGroup
     from burnqed_assets.joint.model import JointProver
     from burnqed_assets.joint.train import TokenCounter, enable_gradient_checkpointing
-    from burnqed_assets.models.prompt import format_prompt
+    from burnqed_assets.data.prompt import format_prompt
     from burnqed_assets.settings import get_settings
 
     settings = get_settings("full")

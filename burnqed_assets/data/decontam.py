@@ -230,7 +230,7 @@ def reachable_from_split(out_dir: str | os.PathLike[str], problems: list[Benchma
                          ngram_tokens: int = DEFAULT_NGRAM_TOKENS) -> list[dict[str, Any]]:
     """Independent re-read of the written SFT split: every benchmark root goal still reachable
     from a train or val prompt (by whitespace-free equality or a long shared n-gram)."""
-    from burnqed_assets.models.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
+    from burnqed_assets.data.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 
     con = duck.connect()
     cols = {"prompt": "VARCHAR", "completion": "VARCHAR", "theorem": "VARCHAR", "source": "VARCHAR"}

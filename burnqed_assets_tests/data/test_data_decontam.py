@@ -144,7 +144,7 @@ def test_same_prompt_completion_from_two_sources_is_kept_once(tmp_path):
 
 
 def test_verify_split_flags_a_prompt_completion_in_both(tmp_path):
-    from burnqed_assets.models.prompt import format_prompt
+    from burnqed_assets.data.prompt import format_prompt
 
     row = {"prompt": format_prompt("⊢ True"), "completion": "trivial", "source": "goedel_workbook"}
     (tmp_path / "train.jsonl").write_text(json.dumps({**row, "theorem": "goedel::a"}) + "\n", encoding="utf-8")

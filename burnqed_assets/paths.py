@@ -100,6 +100,7 @@ class MigrationPaths:
     changelog: Path
     dropped: Path
     summary: Path
+    lake_project: Path  # the migrated proofs as a Lake project (one module per proof, git commit)
 
     def as_dict(self) -> dict[str, Path]:
         return dict(vars(self))
@@ -220,7 +221,7 @@ class Paths:
         d = self.goedel_427_dir
         return MigrationPaths(dir=d, lean=d / "proofs", proofs=d / "migrated_proofs.jsonl",
                               changelog=d / "changelog.json", dropped=d / "dropped.jsonl",
-                              summary=d / "migration_summary.json")
+                              summary=d / "migration_summary.json", lake_project=d / "lake_project")
 
     @property
     def benchmarks(self) -> Path:

@@ -78,6 +78,7 @@ class LeanSettings:
     # Same client, pool, tracer and verifier either way (docs/lean.md).
     backend: str
     lean_version: str = "v4.27.0"
+    mathlib_rev: str = "v4.27.0"  # the Mathlib tag pinned in the migrated Lake project's lakefile
     project_dir: Path | None = None
     command_timeout_s: float = 60.0  # one REPL request
     theorem_timeout_s: float = 120.0  # one theorem; its clock starts once its header env is ready

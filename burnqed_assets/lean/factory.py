@@ -60,6 +60,8 @@ def replay_sources(settings: Settings) -> dict[str, list[Path]]:
         "transcripts": [settings.inputs.lean_repl_transcripts.path],
         "benchmark_goals": [bench] if bench.exists() else [],
         "statements": statements,
+        # Proof files with the verify result recorded next to them (the Goedel proofs).
+        "verdicts": [settings.inputs.goedel_proofs.path] if settings.inputs.goedel_proofs.path.is_file() else [],
     }
 
 
@@ -68,7 +70,8 @@ def standin_argv(settings: Settings, extra: Sequence[str] = ()) -> list[str]:
     src = replay_sources(settings)
     argv = [sys.executable, "-m", STANDIN_MODULE]
     for flag, key in (("--traced", "traced"), ("--trace-rows", "trace_rows"), ("--sstrace", "sstrace"),
-                      ("--benchmark-goals", "benchmark_goals"), ("--statements", "statements")):
+                      ("--benchmark-goals", "benchmark_goals"), ("--statements", "statements"),
+                      ("--verdicts", "verdicts")):
         if src[key]:
             argv += [flag, *map(str, src[key])]
     if src["transcripts"] and src["transcripts"][0].is_dir():

@@ -206,32 +206,59 @@ class MigrationResult:
         }
 
 
+CheckMany = Callable[[list[tuple[dict[str, Any], str]]], list["Verdict"]]  # [(record, code)] -> verdicts
+
+
 def migrate_proofs(records: Iterable[dict[str, Any]], checker: ProofChecker, rules: list[RenameRule],
                    verdict_label: str, recompile_after_fix: bool = True,
                    progress: Callable[[int], None] | None = None) -> MigrationResult:
-    """Compile → auto-fix → re-compile → triage, for every `{problem_id, full_proof}` record.
+    """`migrate_batch` with a one-proof-at-a-time checker."""
+    done = 0
 
-    `recompile_after_fix=False` (demo, recorded verdicts): the recorded verdict of the original
-    stands and the rename edits are applied and logged for 4.27, labelled as not re-compiled.
+    def check_many(items: list[tuple[dict[str, Any], str]]) -> list[Verdict]:
+        nonlocal done
+        out = []
+        for rec, code in items:
+            out.append(checker(rec, code))
+            done += 1
+            if progress is not None:
+                progress(done)
+        return out
+
+    return migrate_batch(list(records), check_many, rules, verdict_label, recompile_after_fix)
+
+
+def migrate_batch(records: list[dict[str, Any]], check_many: CheckMany, rules: list[RenameRule],
+                  verdict_label: str, recompile_after_fix: bool = True) -> MigrationResult:
+    """Compile every proof → auto-fix the failures → re-compile only those → triage, for
+    `{problem_id, full_proof}` records. `check_many` compiles a batch (in parallel on the warm
+    pool, or with `lake build`).
+
+    `recompile_after_fix=False` (the stand-in's verdicts are recorded for the original texts
+    only): the verdict of the original stands and the rename edits are applied and logged for
+    4.27, labelled as not re-compiled.
     """
-    result = MigrationResult(verdict_source=verdict_label)
-    for i, rec in enumerate(records, start=1):
-        result.total += 1
+    result = MigrationResult(verdict_source=verdict_label, total=len(records))
+    firsts = check_many([(rec, rec["full_proof"]) for rec in records])
+    fixes = [apply_renames(rec["full_proof"], rules) for rec in records]
+    retry = [i for i, (first, (_, edits)) in enumerate(zip(firsts, fixes))
+             if not first.ok and edits and recompile_after_fix]
+    seconds = dict(zip(retry, check_many([(records[i], fixes[i][0]) for i in retry]))) if retry else {}
+    for i, rec in enumerate(records):
         pid, code = rec["problem_id"], rec["full_proof"]
-        first = checker(rec, code)
-        fixed, edits = apply_renames(code, rules)
+        first = firsts[i]
+        fixed, edits = fixes[i]
         status, final, verdict = None, code, first
         if first.ok and not edits:
             status = "compiled"
         elif first.ok and edits and not recompile_after_fix:
-            status, final = "compiled", fixed  # recorded verdict on the original; edits logged for 4.27
+            status, final = "compiled", fixed  # verdict on the original; edits logged for 4.27
         elif first.ok and edits:
             status = "compiled"  # compiles as is on this Lean: keep the original text
             edits = []
-        elif edits and recompile_after_fix:
-            second = checker(rec, fixed)
-            verdict = second
-            if second.ok:
+        elif i in seconds:
+            verdict = seconds[i]
+            if verdict.ok:
                 status, final = "fixed_by_rename", fixed
         if edits and status is not None:
             result.changelog.append({"problem_id": pid, "status": status, "edits": [e.as_dict() for e in edits],
@@ -244,9 +271,38 @@ def migrate_proofs(records: Iterable[dict[str, Any]], checker: ProofChecker, rul
         else:
             result.migrated.append({"problem_id": pid, "full_proof": final, "status": status,
                                     "verdict_source": verdict.source})
-        if progress is not None:
-            progress(i)
     return result
+
+
+def pool_check_many(pool: Any, allowed_axioms: Iterable[str] = DEFAULT_ALLOWED_AXIOMS,
+                    progress: Callable[[int], None] | None = None) -> CheckMany:
+    """Compile a batch on the warm Lean pool: every proof in its worker's header env, in parallel.
+    A proof whose REPL crashed twice or timed out gets that as its verdict (triaged as such)."""
+    from burnqed_assets.lean.pool import CheckJob
+
+    job = CheckJob(tuple(allowed_axioms))
+    done = 0
+
+    def check_many(items: list[tuple[dict[str, Any], str]]) -> list[Verdict]:
+        nonlocal done
+        out: list[Verdict | None] = [None] * len(items)
+        for res in pool.map_unordered(job, [code for _, code in items]):
+            if res.ok:
+                out[res.index] = verdict_from_verify(res.value)
+            else:
+                source = getattr(pool, "verified_by", "lean")
+                out[res.index] = Verdict(False, [f"backend {res.status}: {res.error}"[:500]],
+                                         [f"{res.status}: {res.error}"[:500]], source,
+                                         timed_out=res.status == "timeout")
+            done += 1
+            if progress is not None:
+                progress(done)
+        missing = [items[i][0]["problem_id"] for i, v in enumerate(out) if v is None]
+        if missing:
+            raise RuntimeError(f"the Lean pool returned no verdict for {missing[:3]}")
+        return [v for v in out if v is not None]
+
+    return check_many
 
 
 # ---------------------------------------------------------------------------- source loading

@@ -18,12 +18,14 @@ from burnqed_assets.data.schema import GOEDEL_SOURCE, prefixed
 from burnqed_assets.lean.benchmarks import align_splits, compile_statements, load_benchmark_file, port_statements
 from burnqed_assets.lean.env import LeanEnv
 from burnqed_assets.lean.factory import make_lean_env
+from burnqed_assets.lean.lake_project import lake_project_exists, read_lake_project, write_lake_project
 from burnqed_assets.lean.migration import (
     lean_checker,
     load_goedel_source,
     load_rename_table,
+    migrate_batch,
     migrate_proofs,
-    recorded_checker,
+    pool_check_many,
 )
 from burnqed_assets.lean.pool import make_pool
 from burnqed_assets.lean.tracing import LeanDojoTracer, ReplTraceJob, trace_corpus
@@ -57,34 +59,43 @@ def goedel_source(settings: Settings) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- M.1–M.3 migration
 def goedel_migration(settings: Settings, env: LeanEnv | None = None,
-                     progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                     progress: Callable[[int], None] | None = None, pool: Any = None) -> dict[str, Any]:
     settings.require_inputs("rename_table")
     rules = load_rename_table(settings.inputs.rename_table.path)
     src = settings.paths.goedel_source_proofs
     if not src.exists():
         raise FileNotFoundError(f"{src} is missing: materialize goedel_source_proofs first")
     records = [r for _, r in iter_jsonl(src)]
-    use_lean = settings.lean.backend == "repl" or env is not None
     lean_stats: dict[str, Any] = {}
-    if use_lean:
-        lean_env, own = _env(settings, env)
+    if env is not None:  # one given env, one proof at a time (tests, notebooks)
+        result = migrate_proofs(records, lean_checker(env, settings.lean.allowed_axioms), rules,
+                                f"lean ({env.name})", recompile_after_fix=True, progress=progress)
+        lean_stats = dict(env.stats())
+    else:
+        # Both profiles: every proof compiled on the warm pool (header imported once per worker),
+        # the auto-fix pass re-compiles only the failures. The stand-in's verdicts are the ones
+        # recorded for the original texts, so the demo cannot re-compile an edited text: its
+        # edits are applied and logged for 4.27, labelled as not re-compiled.
+        standin = settings.lean.backend == "standin"
+        own = pool is None
+        pool = pool if pool is not None else make_pool(settings)
         try:
-            result = migrate_proofs(records, lean_checker(lean_env, settings.lean.allowed_axioms), rules,
-                                    f"lean ({lean_env.name})", recompile_after_fix=True, progress=progress)
-            lean_stats = dict(lean_env.stats())
+            label = f"REPL stand-in: {RECORDED_LABEL}" if standin else f"lean {settings.lean.lean_version} (REPL pool)"
+            result = migrate_batch(records, pool_check_many(pool, settings.lean.allowed_axioms, progress), rules,
+                                   label, recompile_after_fix=not standin)
+            lean_stats = pool.stats()
         finally:
             if own:
-                lean_env.close()
-    else:
-        result = migrate_proofs(records, recorded_checker(), rules, RECORDED_LABEL, recompile_after_fix=False,
-                                progress=progress)
+                pool.close()
     paths = settings.paths.migration
     _write_lean_files(paths.lean, result.migrated)
+    lake = write_lake_project(paths.lake_project, result.migrated, settings.lean.lean_version,
+                              settings.lean.mathlib_rev)
     write_jsonl(paths.proofs, result.migrated)
     write_json(paths.changelog, result.changelog)
     write_jsonl(paths.dropped, result.dropped)
     summary = {**result.summary(), "profile": settings.profile, "lean_version": settings.lean.lean_version,
-               "lean_stats": lean_stats}
+               "lean_stats": lean_stats, "lake_project": lake.as_metadata()}
     write_json(paths.summary, summary)
     return {**summary, "paths": {k: str(v) for k, v in paths.as_dict().items()}}
 
@@ -157,7 +168,7 @@ def make_tracer(settings: Settings) -> tuple[Any, str]:
     if settings.lean.tracer == "repl":
         return ReplTraceJob(), "REPL allTactics through the warm Lean pool"
     if settings.lean.tracer == "leandojo":
-        return LeanDojoTracer(settings.paths.goedel_427_dir), "LeanDojo"
+        return LeanDojoTracer(settings.paths.migration.lake_project), "LeanDojo"
     raise ValueError(f"unknown settings.lean.tracer {settings.lean.tracer!r} (repl | leandojo)")
 
 
@@ -196,11 +207,12 @@ def standin_extra_theorems(settings: Settings, known: set[str]) -> list[dict[str
 
 def goedel_tracing(settings: Settings, tracer: Any = None, tracer_label: str | None = None,
                    progress: Callable[[str], None] | None = None, pool: Any = None) -> dict[str, Any]:
-    migrated = settings.paths.migration.proofs
-    if not migrated.exists():
-        raise FileNotFoundError(f"{migrated} is missing: materialize goedel_427_proofs first")
-    theorems = [{"name": prefixed(GOEDEL_SOURCE, r["problem_id"]), "full_proof": r["full_proof"]}
-                for _, r in iter_jsonl(migrated)]
+    project_dir = settings.paths.migration.lake_project
+    if not lake_project_exists(project_dir):
+        raise FileNotFoundError(f"{project_dir} is missing: materialize goedel_427_proofs first")
+    project = read_lake_project(project_dir)  # the migrated Lake project: one module per proof
+    theorems = [{"name": prefixed(GOEDEL_SOURCE, pid), "full_proof": project.module_file(mod).read_text(encoding="utf-8"),
+                 "module": mod} for mod, pid in project.modules.items()]
     if tracer is None:
         tracer, tracer_label = make_tracer(settings)
     if settings.lean.backend == "standin":
@@ -229,6 +241,7 @@ def goedel_tracing(settings: Settings, tracer: Any = None, tracer_label: str | N
     report = {**run.as_metadata(), "tracer": tracer_label, "workers": pool.size if use_pool else
               settings.lean.pool_workers, "chunk_size": settings.lean.trace_chunk_size,
               "timeout_s": settings.lean.theorem_timeout_s, "failures": run.failures, "profile": settings.profile,
-              "lean_backend": settings.lean.backend, "lean_pool": pool_stats}
+              "lean_backend": settings.lean.backend, "lean_pool": pool_stats,
+              "lake_project": project.as_metadata()}
     write_json(paths.report, report)
     return {**report, "paths": {k: str(v) for k, v in paths.as_dict().items()}}

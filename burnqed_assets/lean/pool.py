@@ -223,6 +223,10 @@ class LocalLeanPool:
             for f in pending:
                 f.cancel()
 
+    @property
+    def verified_by(self) -> str:
+        return self.config.command.verified_by
+
     def stats(self) -> dict[str, Any]:
         return pool_stats([w.stats() for w in self.workers], self.size, self.kind,
                           self.config.launcher.reason, self.config.command.label)

@@ -20,7 +20,7 @@ from typing import Any
 from burnqed_assets.lean.env import CheckResult, Message, ProofState, TacticResult
 from burnqed_assets.lean.factory import LeanSetupError  # noqa: F401 - re-exported
 from burnqed_assets.lean.launcher import LeanLauncher
-from burnqed_assets.lean.repl_client import ReplError, ReplProcess, ReplTimeoutError
+from burnqed_assets.lean.repl_client import ReplCrashError, ReplError, ReplProcess, ReplTimeoutError
 from burnqed_assets.lean.verify import parse_axioms, static_scan, theorem_names
 from burnqed_assets.settings import Settings
 
@@ -107,6 +107,7 @@ class ReplLeanEnv:
         self._header_env: dict[str, tuple[int, int]] = {}  # import block -> (generation, env id)
         self._deadline: float | None = None
         self._prepared = False  # between_theorems + prepare_header ran for the next theorem
+        self._last_generation = -1  # process generation that answered the last request
         self.counters: dict[str, int] = {"theorems_opened": 0, "open_failures": 0, "tactic_errors": 0,
                                          "backend_failures": 0, "stale_states": 0, "files_checked": 0,
                                          "header_imports": 0, "header_reuses": 0, "theorem_timeouts": 0}
@@ -165,11 +166,15 @@ class ReplLeanEnv:
                 raise TheoremTimeoutError("the theorem's time budget is spent", request)
             if remaining < timeout:
                 try:
-                    return self.process.send(request, timeout_s=remaining)
+                    resp = self.process.send(request, timeout_s=remaining)
+                    self._last_generation = self.process.generation
+                    return resp
                 except ReplTimeoutError as exc:
                     self.counters["theorem_timeouts"] += 1
                     raise TheoremTimeoutError(f"the theorem's time budget ran out ({exc})", request) from exc
-        return self.process.send(request, timeout_s=timeout)
+        resp = self.process.send(request, timeout_s=timeout)
+        self._last_generation = self.process.generation
+        return resp
 
     # ---- helpers -----------------------------------------------------------------------------
     def _env_for(self, imports: str, count: bool = False) -> int | None:
@@ -262,8 +267,13 @@ class ReplLeanEnv:
         return self._command(code, timeout_s=self.theorem_timeout_s, allTactics=True)
 
     def tactic_on(self, proof_state: int, tactic: str) -> dict[str, Any]:
-        """Run a tactic on a proof state id of the current process (raw response)."""
-        return self._send({"tactic": tactic, "proofState": proof_state})
+        """Run a tactic on a proof state id of the current process (raw response). If the REPL
+        died since that proof state was made, raise (the caller retries the theorem) instead of
+        letting a fresh process answer "Unknown proof state"."""
+        request = {"tactic": tactic, "proofState": proof_state}
+        if not self.process.is_alive() or self.process.generation != self._last_generation:
+            raise ReplCrashError("the REPL died mid-theorem: its proof states are gone", request)
+        return self._send(request)
 
     def stats(self) -> dict[str, int | float]:
         out: dict[str, int | float] = {f"repl_{k}": v for k, v in self.process.stats().items()}

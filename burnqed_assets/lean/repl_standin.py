@@ -13,7 +13,9 @@ transcripts shipped in data/demo (the replay table of `replay.py`, now internal 
 - `{"cmd": ..., "env"?: N}`: a leading import block creates a header environment (with
   `--import-latency` seconds of "import Mathlib"); a theorem ending in `:= by sorry` is opened
   (one `sorries` entry whose `proofState` holds the recorded root goal); any other proof is
-  checked by replaying its top-level tactics through the recorded table (messages say so:
+  answered with the verdict recorded for that exact file (`--verdicts`: the Goedel proofs'
+  kimina-lean-server results, Lean v4.15), else checked by replaying its top-level tactics
+  through the recorded table (messages say so:
   "verified by stand-in replay ... axioms not checked"); `#print axioms` is not answered
   (the verifier then reports the axioms as not checked, `verified_by="stand-in"`);
   `"allTactics": true` returns the recorded trace rows of the theorem as the REPL's `tactics`
@@ -44,7 +46,7 @@ from typing import Any
 
 from burnqed_assets.data.io import iter_jsonl
 from burnqed_assets.lean.env import ProofState
-from burnqed_assets.lean.proof_text import NO_GOALS, parse_proof_file, split_goals
+from burnqed_assets.lean.proof_text import NO_GOALS, normalise_ws, parse_proof_file, split_goals
 from burnqed_assets.lean.replay import ReplayLeanEnv, UnknownTheoremError, build_replay_env
 
 NAME = "Lean REPL stand-in (recorded transitions; not Lean)"
@@ -65,8 +67,10 @@ class StandIn:
     """The request → response logic (no I/O), one per process like a REPL's state."""
 
     def __init__(self, table: ReplayLeanEnv, traces: dict[str, list[dict[str, Any]]],
-                 import_latency_s: float = 0.0, tactic_latency_s: float = 0.0):
+                 import_latency_s: float = 0.0, tactic_latency_s: float = 0.0,
+                 verdicts: dict[str, dict[str, Any]] | None = None):
         self.table = table
+        self.verdicts = verdicts or {}  # file_key(proof) -> recorded verify result
         self.traces = traces  # bare theorem name -> recorded rows, in recorded order
         self.import_latency_s = import_latency_s
         self.tactic_latency_s = tactic_latency_s
@@ -131,6 +135,8 @@ class StandIn:
                     messages.append(_message("warning", "declaration uses `sorry`"))
                 except UnknownTheoremError as exc:
                     messages.append(_message("error", "stand-in: " + str(exc)))
+            elif file_key(body) in self.verdicts:
+                messages += recorded_verdict_messages(self.verdicts[file_key(body)])
             else:
                 check = self.table.check_file(body)
                 for msg in check.messages:
@@ -190,6 +196,36 @@ class StandIn:
         return {"env": self._new_env(header)}
 
 
+def file_key(code: str) -> str:
+    """A proof file's identity for recorded verdicts: imports, `#print axioms` and line
+    comments dropped (the client sends imports as a separate header env), whitespace collapsed."""
+    lines = [ln for ln in _PRINT_AXIOMS.sub("", code).splitlines()
+             if not ln.strip().startswith(("import ", "--"))]
+    return normalise_ws("\n".join(lines))
+
+
+def recorded_verdict_messages(ev: dict[str, Any]) -> list[dict[str, Any]]:
+    """A recorded verify result (`{error, response: {messages, sorries}}`) as REPL messages."""
+    if ev.get("error"):
+        return [_message("error", f"stand-in: recorded verdict: {ev['error']}")]
+    resp = ev.get("response") or {}
+    out = [m for m in resp.get("messages", []) or [] if isinstance(m, dict)]
+    if resp.get("sorries"):
+        out.append(_message("warning", "declaration uses `sorry`"))
+    out.append(_message("info", "stand-in: recorded verdict (kimina-lean-server, Lean v4.15); axioms not checked"))
+    return out
+
+
+def load_verdicts(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for p in paths:
+        for _, rec in iter_jsonl(Path(p)):
+            ev = rec.get("expected_verify_result")
+            if isinstance(rec.get("full_proof"), str) and isinstance(ev, dict):
+                out.setdefault(file_key(rec["full_proof"]), ev)
+    return out
+
+
 # ---------------------------------------------------------------------------- the program
 def load_traces(paths: Sequence[Path]) -> dict[str, list[dict[str, Any]]]:
     """Recorded trace rows by bare theorem name (the `allTactics` answers)."""
@@ -228,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--transcripts", default=None)
     ap.add_argument("--benchmark-goals", nargs="*", default=[])
     ap.add_argument("--statements", nargs="*", default=[])
+    ap.add_argument("--verdicts", nargs="*", default=[], help="proof files with a recorded verify result")
     ap.add_argument("--import-latency", type=float, default=0.0)
     ap.add_argument("--tactic-latency", type=float, default=0.0)
     ap.add_argument("--grow-mb", type=int, default=0)
@@ -245,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              benchmark_goals=[Path(p) for p in args.benchmark_goals],
                              statements=[Path(p) for p in args.statements])
     standin = StandIn(table, load_traces([Path(p) for p in args.trace_rows]), args.import_latency,
-                      args.tactic_latency)
+                      args.tactic_latency, load_verdicts([Path(p) for p in args.verdicts]))
     print(f"{NAME}: {table.stats()['transitions']} transitions, {len(standin.traces)} traced theorems",
           file=sys.stderr, flush=True)
     hog: list[bytes] = []

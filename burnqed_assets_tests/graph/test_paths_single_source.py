@@ -26,6 +26,7 @@ ARTEFACT_INTERNAL = {
     "models/sft.py": "inside a Hugging Face model directory (config.json fingerprint)",
     "lean/tracing.py": "chunk files inside the tracer's own checkpoint folder",
     "defs/code_versions.py": "the package's own source files (outside the data root)",
+    "lean/lake_project.py": "inside the migrated Lake project (lakefile, toolchain, modules, manifest)",
     "data/exploration.py": "plot files inside the plots folder the caller passes",
     "reports/embedding_plots.py": "plot files inside the plots folder the caller passes",
 }

@@ -36,7 +36,9 @@ def test_demo_materializes_with_checks(tmp_path):
         assert c.description.startswith("not run: ") and c.metadata["not_run"].value is True
     settings = get_settings("demo", tmp_path)
     summary = json.loads(settings.paths.migration.summary.read_text(encoding="utf-8"))
-    assert summary["verdict_source"].startswith("recorded")
+    assert summary["verdict_source"].startswith("REPL stand-in: recorded")
+    assert summary["lake_project"]["modules"] == summary["survivors"] and summary["lake_project"]["commit"]
+    assert summary["lean_stats"]["imports"] >= 1 and "stand-in" in summary["lean_stats"]["repl"]
     survival = checks["migration_survival_target"]
     assert survival.passed == (summary["survival_rate"] >= settings.thresholds.migration_survival_target)
     pairs = [json.loads(x) for x in settings.paths.goedel_traced_pairs.read_text(encoding="utf-8").splitlines()]

@@ -217,4 +217,5 @@ def test_pool_tracing_survives_a_killed_worker_and_a_killed_run(tmp_path):
         report = phase_m.goedel_tracing(settings, pool=pool)
         assert pool.stats()["theorems"] < report["theorems"]  # finished chunks were not traced again
     assert report["chunks_skipped_resumed"] == 2
+    assert report["lake_project"]["commit"] and report["lake_project"]["modules"] > 50  # traced from the Lake project
     assert settings.paths.tracing.pairs.read_bytes() == want  # none lost, none duplicated, same order

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from lean_fakes import SHARED_FIXTURES
+from lean_fakes import missing_sample_reason, real_sample
 
 from burnqed_assets.lean.env import CheckResult
 from burnqed_assets.lean.repl_env import check_result_from_response
@@ -67,7 +67,7 @@ def honest_corpus() -> list[tuple[str, str, dict]]:
         ev = r["expected_verify_result"]
         if ev["error"] is None:
             out.append((r["problem_id"], r["full_proof"], {"env": 0, "messages": ev["response"].get("messages", [])}))
-    fewshot = SHARED_FIXTURES / "real_deepseek_minif2f_valid_fewshot_proofs.jsonl"
+    fewshot = real_sample("real_deepseek_minif2f_valid_fewshot_proofs.jsonl")
     if fewshot.exists():
         for r in _jsonl(fewshot):
             code = HEADER + r["informal_prefix"] + r["formal_statement"] + r["formal_proof"]
@@ -184,9 +184,9 @@ def test_honest_tricky_text_is_not_a_cheat():
 
 
 def test_kimina_native_decide_proofs_are_flagged():
-    path = SHARED_FIXTURES / "real_kimina_minif2f_test_proofs.jsonl"
+    path = real_sample("real_kimina_minif2f_test_proofs.jsonl")
     if not path.exists():
-        pytest.skip("shared fixtures absent")
+        pytest.skip(missing_sample_reason(path.name))
     rows = _jsonl(path)
     flagged = [r["name"] for r in rows if any(v.code == "native_decide" for v in static_scan(r["correct_proof"]))]
     with_nd = [r["name"] for r in rows if "native_decide" in strip_comments_and_strings(r["correct_proof"])]
@@ -325,10 +325,10 @@ def test_real_model_proofs_are_accepted_against_the_benchmark_statement():
     with `statement_mismatch`, never with a scan rule."""
     bench = _benchmark_statements()
     rows = []
-    kimina = SHARED_FIXTURES / "real_kimina_minif2f_test_proofs.jsonl"
-    deepseek = SHARED_FIXTURES / "real_deepseek_minif2f_valid_fewshot_proofs.jsonl"
-    if not kimina.exists() or not deepseek.exists():
-        pytest.skip("shared fixtures absent")
+    kimina = real_sample("real_kimina_minif2f_test_proofs.jsonl")
+    deepseek = real_sample("real_deepseek_minif2f_valid_fewshot_proofs.jsonl")
+    for missing in [p for p in (kimina, deepseek) if not p.exists()]:
+        pytest.skip(missing_sample_reason(missing.name))
     rows += [(r["name"], r["correct_proof"]) for r in _jsonl(kimina)]
     rows += [(r["name"], HEADER + r["informal_prefix"] + r["formal_statement"] + r["formal_proof"])
              for r in _jsonl(deepseek)]

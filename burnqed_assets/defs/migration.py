@@ -26,12 +26,12 @@ def _table(rows: dict, header: tuple = ("category", "count")) -> dg.MetadataValu
 @dg.asset(group_name=GROUP, deps=raw_inputs("goedel_proofs"), description="Task M.1 input: the Goedel Lean-workbook proofs (problem_id, full_proof), "
           "read from the profile's input and normalised to data/lean/workbook/goedel_proofs_source/proofs.jsonl.")
 def goedel_source_proofs(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
-    info = phase_m.goedel_source(burnqed.settings())
-    for bad in info["bad_line_examples"]:
+    src = phase_m.goedel_source(burnqed.settings())
+    for bad in src.bad_line_examples:
         context.log.warning(f"bad Goedel source row: {bad}")
     return dg.MaterializeResult(metadata={
-        "path": info["path"], "input": info["input"], "proofs": info["proofs"], "bad_lines": info["bad_lines"],
-        "bad_line_examples": info["bad_line_examples"]})
+        "path": str(src.path), "input": str(src.input), "proofs": src.proofs, "bad_lines": src.bad_lines,
+        "bad_line_examples": list(src.bad_line_examples)})
 
 
 @dg.asset(group_name=GROUP, deps=["goedel_source_proofs", *raw_inputs("rename_table", *LEAN_ENV_INPUTS)],

@@ -9,6 +9,7 @@ with the Goedel proofs, labelled `recorded`; benchmark compile checks report "no
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,19 @@ def _env(settings: Settings, env: LeanEnv | None) -> tuple[LeanEnv, bool]:
 
 
 # ---------------------------------------------------------------------------- M.1 source
-def goedel_source(settings: Settings) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SourceProofs:
+    """What M.1 wrote: the normalised proofs file, how many proofs, and the unreadable input rows."""
+
+    path: Path
+    input: Path
+    proofs: int
+    rows_read: int
+    bad_lines: int
+    bad_line_examples: tuple[str, ...]
+
+
+def goedel_source(settings: Settings) -> SourceProofs:
     """Normalise the Goedel source proofs into one JSONL (`problem_id`, `full_proof`, ...)."""
     settings.require_inputs("goedel_proofs")
     report = LineReport()
@@ -54,7 +67,8 @@ def goedel_source(settings: Settings) -> dict[str, Any]:
     n = write_jsonl(dest, load_goedel_source(settings.inputs.goedel_proofs.path, report))
     for bad in report.bad[:20]:
         log.warning("bad Goedel source row: %s", bad)
-    return {"path": str(dest), "proofs": n, "input": str(settings.inputs.goedel_proofs.path), **report.as_metadata()}
+    return SourceProofs(path=dest, input=settings.inputs.goedel_proofs.path, proofs=n, rows_read=report.rows,
+                        bad_lines=report.bad_count, bad_line_examples=tuple(str(b) for b in report.bad[:10]))
 
 
 # ---------------------------------------------------------------------------- M.1–M.3 migration

@@ -40,9 +40,9 @@ def _home(tmp_path: Path) -> Path:
     return home
 
 
-@pytest.mark.parametrize("yaml_name", ["dagster.yaml", "dagster-postgres.yaml"])
-def test_shipped_configs_limit_gpu_runs_to_one(yaml_name):
-    config = yaml.safe_load((REPO_ROOT / "deploy" / yaml_name).read_text())
+@pytest.mark.parametrize("yaml_path", ["deploy/dagster.yaml", "deploy/dagster-postgres.yaml", "dagster.yaml"])
+def test_shipped_configs_limit_gpu_runs_to_one(yaml_path):
+    config = yaml.safe_load((REPO_ROOT / yaml_path).read_text())
     rc = config["run_coordinator"]
     assert (rc["module"], rc["class"]) == ("burnqed_assets.run_coordinator", "GpuRunCoordinator")
     assert {"key": GPU_RUN_TAG_KEY, "value": "true", "limit": 1} in rc["config"]["tag_concurrency_limits"]

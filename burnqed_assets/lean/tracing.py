@@ -438,36 +438,49 @@ def proof_tree_depths(tactics: Sequence[dict[str, Any]], afters: Sequence[str | 
 
 
 class LeanDojoTracer:
-    """Full profile: LeanDojo traces the migrated Lean project once (its own cache), then each
-    theorem's `traced_tactics` become pairs. lean-dojo is the `full` extra, imported here only."""
+    """The alternative M.5 tracer: LeanDojo traces the migrated Lake project (a git repository,
+    see `lake_project.py`) ONCE, in `prepare()` in the parent; the traced tactics are turned
+    into plain rows right there, and only those rows travel to the workers (pickling drops the
+    heavy traced repo), so no worker re-loads the trace inside its theorem timeout. Depth is the
+    depth in the proof tree (`proof_tree_depths`), not the tactic's list index. lean-dojo is
+    the `full` extra, imported here only."""
 
     def __init__(self, repo_dir: Path, source: str = GOEDEL_SOURCE):
         self.repo_dir = Path(repo_dir)
         self.source = source
-        self._traced: Any = None
+        self._rows: dict[str, list[dict[str, Any]]] | None = None  # "<file>::<name>" and name -> rows
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"repo_dir": self.repo_dir, "source": self.source, "_traced": None}
+        return {"repo_dir": self.repo_dir, "source": self.source, "_rows": self._rows}
 
     def prepare(self) -> None:
-        """Trace the repository once in the parent (LeanDojo caches it; workers then hit the cache)."""
-        self._index()
-
-    def _index(self) -> dict[str, Any]:
-        if self._traced is None:
-            try:
-                from lean_dojo import LeanGitRepo, trace  # the `full` extra
-            except ImportError as exc:
-                raise TraceFailure("lean-dojo is not installed: `pip install -e .[full]` (see docs/lean.md)") from exc
-            traced_repo = trace(LeanGitRepo.from_path(str(self.repo_dir)))
-            self._traced = {thm.theorem.full_name: thm for thm in traced_repo.get_traced_theorems()}
-        return self._traced
+        """Trace the repository once (LeanDojo caches it) and extract every theorem's rows."""
+        if self._rows is not None:
+            return
+        try:
+            from lean_dojo import LeanGitRepo, trace  # the `full` extra
+        except ImportError as exc:
+            raise TraceFailure("lean-dojo is not installed: `pip install -e .[full]` (see docs/lean.md)") from exc
+        traced_repo = trace(LeanGitRepo.from_path(str(self.repo_dir)))
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for thm in traced_repo.get_traced_theorems():
+            tactics = [{"tactic": t.tactic, "goals": t.state_before} for t in thm.get_traced_tactics()]
+            afters = [t.state_after for t in thm.get_traced_tactics()]
+            extracted = [{"state": t["goals"], "tactic": t["tactic"], "state_after": a, "depth": d}
+                         for t, a, d in zip(tactics, afters, proof_tree_depths(tactics, afters))]
+            name = thm.theorem.full_name
+            rows[f"{thm.theorem.file_path}::{name}"] = extracted
+            rows.setdefault(name, extracted)
+        self._rows = rows
 
     def __call__(self, theorem: dict[str, Any]) -> list[dict[str, Any]]:
+        if self._rows is None:
+            self.prepare()
+        assert self._rows is not None
         bare = theorem["name"].split("::", 1)[-1]
-        thm = self._index().get(bare)
-        if thm is None:
+        module = theorem.get("module")
+        key = f"{Path(*str(module).split('.')).with_suffix('.lean')}::{bare}" if module else bare
+        found = self._rows.get(key, self._rows.get(bare))
+        if found is None:
             raise TraceFailure(f"{bare} not found in the LeanDojo trace of {self.repo_dir}")
-        return [{"theorem": prefixed(self.source, bare), "state": t.state_before, "tactic": t.tactic,
-                 "state_after": t.state_after, "depth": depth, "source": self.source}
-                for depth, t in enumerate(thm.get_traced_tactics())]
+        return [{"theorem": prefixed(self.source, bare), **r, "source": self.source} for r in found]

@@ -219,3 +219,18 @@ def test_pool_tracing_survives_a_killed_worker_and_a_killed_run(tmp_path):
     assert report["chunks_skipped_resumed"] == 2
     assert report["lake_project"]["commit"] and report["lake_project"]["modules"] > 50  # traced from the Lake project
     assert settings.paths.tracing.pairs.read_bytes() == want  # none lost, none duplicated, same order
+
+
+def test_leandojo_rows_travel_to_workers_without_the_trace(tmp_path):
+    """After `prepare()` (the one trace, in the parent) a pickled tracer carries plain rows only."""
+    import pickle
+
+    tracer = LeanDojoTracer(tmp_path)
+    rows = [{"state": "⊢ A", "tactic": "intro", "state_after": "⊢ B", "depth": 0},
+            {"state": "⊢ B", "tactic": "simp", "state_after": "no goals", "depth": 1}]
+    tracer._rows = {"GoedelMigrated/P_t.lean::t": rows, "t": rows}  # what prepare() extracts
+    clone = pickle.loads(pickle.dumps(tracer))
+    got = clone({"name": "goedel::t", "full_proof": "", "module": "GoedelMigrated.P_t"})
+    assert [r["tactic"] for r in got] == ["intro", "simp"] and got[0]["theorem"] == "goedel::t"
+    with pytest.raises(TraceFailure, match="not found"):
+        clone({"name": "goedel::u", "full_proof": ""})

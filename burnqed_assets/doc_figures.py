@@ -20,9 +20,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from burnqed_assets.paths import REPO_ROOT
+from burnqed_assets.paths import DEMO_FIGURES_DOC, REPO_ROOT
 
-DOC = REPO_ROOT / "docs" / "demo_figures.md"
+DOC = DEMO_FIGURES_DOC
 
 # (asset, label, numerator metadata key, optional denominator key, format)
 FIGURES: tuple[tuple[str, str, str, str | None, str], ...] = (

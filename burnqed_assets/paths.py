@@ -30,6 +30,7 @@ def default_data_root(profile: str) -> Path:
 # --- repository files (not under the data root) ------------------------------------------------
 K8S_EXECUTOR_CONFIG = REPO_ROOT / "deploy" / "k8s" / "executor.yaml"
 CATALOGUE_DOC = REPO_ROOT / "docs" / "catalogue.md"
+DEMO_FIGURES_DOC = REPO_ROOT / "docs" / "demo_figures.md"
 
 # --- demo raw inputs shipped under data/demo -----------------------------------------------------
 DEMO_GOEDEL_PROOFS = DEMO_INPUTS / "goedel" / "goedel_workbook_proofs.jsonl"

@@ -5,7 +5,8 @@
 group, waits until `GET /health` answers 200, then confirms through `GET /model_info` (SGLang
 >= 0.5; `/get_model_info` on older servers) that the server holds the model it was asked for,
 before any request is sent. `stop()` ends the whole process group (SGLang's scheduler and
-detokenizer are child processes): SIGTERM, then SIGKILL after a grace period.
+detokenizer are child processes): SIGTERM, then SIGKILL after a grace period. The server also
+gets the parent-death signal, so a step process killed outright (SIGKILL, OOM) leaves no server.
 
 The launcher is a setting (`settings.search.sglang_launcher`), so tests run this same code
 against `burnqed_assets.search.serving_standin`, a stand-in that speaks SGLang's HTTP API.
@@ -156,7 +157,11 @@ class ManagedServer:
         t0 = time.monotonic()
         try:
             # Own session: stop() signals the whole group (SGLang forks scheduler/detokenizer).
-            self.process = subprocess.Popen(argv, stdout=self._log_file, stderr=subprocess.STDOUT,
+            # Parent-death signal (forked from a long-lived thread): a step process that is killed
+            # outright takes the server with it; SGLang's own children follow their parent.
+            from burnqed_assets.lean.repl_client import spawn_supervised
+
+            self.process = spawn_supervised(argv, stdout=self._log_file, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         except OSError as exc:
             self._close_log()

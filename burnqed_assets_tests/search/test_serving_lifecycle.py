@@ -150,3 +150,31 @@ def test_crash_mid_run_fails_at_once_with_exit_code_and_no_orphan(tmp_path):
     assert time.monotonic() - t0 < 30  # no retry storm against a dead server
     pids = json.loads(pid_file.read_text())
     assert wait_gone(pids["server"]) and wait_gone(pids["child"])
+
+
+def test_server_dies_with_a_killed_step_process(tmp_path):
+    """A step process killed outright (no stop()) leaves no server behind: parent-death signal."""
+    import signal
+    import subprocess
+
+    pid_file = tmp_path / "pids.json"
+    code = f"""
+import sys, time
+from burnqed_assets.search.serving import STANDIN_LAUNCHER, ManagedServer, ServerSpec
+spec = ServerSpec(launcher=(*STANDIN_LAUNCHER, "--pid-file", {str(pid_file)!r}), port=0, startup_timeout_s=60,
+                  poll_interval_s=0.1)
+ManagedServer(spec, {str(tmp_path)!r}).start()
+print("ready", flush=True)
+time.sleep(600)
+"""
+    step = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert step.stdout.readline().strip() == "ready"
+        server_pid = json.loads(pid_file.read_text())["server"]
+        assert alive(server_pid)
+        step.send_signal(signal.SIGKILL)
+        step.wait(timeout=10)
+        assert wait_gone(server_pid), "the server outlived its killed step process"
+    finally:
+        if step.poll() is None:
+            step.kill()

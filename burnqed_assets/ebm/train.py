@@ -175,7 +175,6 @@ def train_decoupled_ebm(data: EmbeddedTrajectories, train_theorems: set[str], va
 def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: set[str], config: EbmTrainConfig,
            say: Callable[[str], None], allow_untrained: bool) -> EbmTrainResult:
     torch.manual_seed(config.train_seed)
-    rng = np.random.default_rng(config.train_seed)
     device = torch.device(config.device)
     head = GoalConditionedEnergyHead(d_model=data.d_model,
                                      hidden_dims=config.hidden_dims or default_hidden_dims(data.d_model)).to(device)
@@ -197,7 +196,7 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
     pager = BatchPager(data, device)
     try:
         history, train_positives, hard_total, hard_slots, at_bound = _epochs(
-            head, optimizer, data, pager, train_rows, val_rows, val_batch, config, rng, say)
+            head, optimizer, data, pager, train_rows, val_rows, val_batch, config, say)
     finally:
         pager.close()
     head.eval()
@@ -209,11 +208,14 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
 
 def _epochs(head: GoalConditionedEnergyHead, optimizer: torch.optim.Optimizer, data: EmbeddedTrajectories,
             pager: BatchPager, train_rows: np.ndarray, val_rows: np.ndarray, val_batch: ContrastiveBatch,
-            config: EbmTrainConfig, rng: np.random.Generator,
+            config: EbmTrainConfig,
             say: Callable[[str], None]) -> tuple[list[dict[str, float]], int, int, int, int]:
     history: list[dict[str, float]] = []
     hard_total = hard_slots = at_bound = train_positives = 0
     for epoch in range(1, config.epochs + 1):
+        # negatives and order of an epoch come from a generator keyed by (seed, epoch), not from
+        # one stream shared across epochs: the same epoch draws the same batches in any run
+        rng = np.random.default_rng([int(config.train_seed), epoch])
         batch = sample_contrastive(data, train_rows, config.k_negatives, config.hard_ratio, rng)
         train_positives = len(batch)
         hard_total += int(batch.hard_count.sum())

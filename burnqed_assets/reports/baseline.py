@@ -7,7 +7,6 @@ shown as "n/a" with its reason, never invented. The report names the profile tha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 # (metric key, row label, old reference, note) — the plan's Task 2.7 tables.
@@ -80,9 +79,11 @@ def render_baseline_report(*, profile: str, data: Mapping[str, Any], embedding: 
                            iteration: int = 0, generated_at: str | None = None,
                            ebm_training: Mapping[str, Any] | None = None) -> str:
     """Markdown of the baseline report. `search` maps llm_only / llm_ebm to {proved, attempted, rate}."""
-    when = generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # No wall-clock time in the body: the same inputs give the same bytes (the materialization
+    # event records when it ran); a caller may still stamp one explicitly.
+    when = f" {generated_at}" if generated_at else ""
     lines = [f"# v2 Iter {iteration} Baseline Report", "",
-             f"Profile: **{profile}** · generated {when} from asset metadata and the JSON artefacts.", ""]
+             f"Profile: **{profile}** · generated{when} from asset metadata and the JSON artefacts.", ""]
     if profile != "full":
         lines += [(f"> The `{profile}` profile runs on small shipped samples, a tiny model and a replay Lean backend: "
                   "its numbers test the pipeline and are **not research results**."), ""]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 OLD_ITER4_LLM_RATE = 0.35  # plan: old iter_4 miniF2F, LLM-only (~35%)
@@ -220,11 +219,11 @@ def build_comparison(*, profile: str, rows: Mapping[str, ConfigResult], iter0_ll
 
 
 def render_comparison_report(comparison: Mapping[str, Any], generated_at: str | None = None) -> str:
-    when = generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = f" {generated_at}" if generated_at else ""  # no wall-clock time: same inputs, same bytes
     profile = comparison["profile"]
     rows = comparison["rows"]
     lines = ["# Iter 1 comparison report: configs A / B / C", "",
-             f"Profile: **{profile}** · generated {when} from the metrics JSON of the Phase 2 and Phase 4 assets.", ""]
+             f"Profile: **{profile}** · generated{when} from the metrics JSON of the Phase 2 and Phase 4 assets.", ""]
     if profile == "demo":
         lines += [("> **Demo profile:** tiny model, toy data and a replay Lean backend. These numbers exercise "
                    "the pipeline end to end; they are **not research results** and support no conclusion about "

@@ -1,0 +1,146 @@
+"""Compare two data roots of the same graph run from the same inputs: every number must repeat.
+
+`python -m burnqed_assets.reports.rerun_compare ROOT_A ROOT_B` exits 1 and lists each difference.
+Compared, under both roots:
+- reports (`*.md`) byte for byte;
+- metrics and stats JSON (`*.json`) value for value, with the wall-clock keys in `TIMING_KEYS`
+  (durations and throughputs, which no re-run can repeat) left out;
+- trajectories and other Parquet tables row for row, the wall-clock columns left out.
+Files that exist under one root only are differences too. Model weights, logs, plots and
+caches (`IGNORED_SUFFIXES`, `IGNORED_PARTS`) are not compared: weights are checked through the
+metrics they produce; PNG files embed nothing but are rendered from the compared numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# Keys (anywhere in a JSON document) and Parquet columns that measure wall-clock time.
+TIMING_KEYS = frozenset({
+    "elapsed_s", "policy_s", "lean_s", "scorer_s", "mean_elapsed_s", "seconds", "build_seconds", "merge_seconds",
+    "train_seconds", "step_seconds", "loop_s", "tokens_per_s", "tokens_per_second", "samples_per_second",
+    "steps_per_second", "train_runtime", "train_samples_per_second", "train_steps_per_second",
+    "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "texts_per_s", "encode_seconds",
+    "started_s", "wall_s", "throughput", "generated_at", "timestamp", "time",
+})
+IGNORED_SUFFIXES = (".safetensors", ".bin", ".pt", ".png", ".log", ".lock", ".npy", ".tmp")
+IGNORED_PARTS = ("logs", ".parts", "__pycache__", "storage", "schedules", "history", ".dagster_home")
+
+
+def _files(root: Path) -> dict[str, Path]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if not p.is_file() or p.suffix in IGNORED_SUFFIXES or any(part in IGNORED_PARTS for part in rel.parts):
+            continue
+        if p.suffix in (".md", ".json", ".jsonl", ".parquet"):
+            out[str(rel)] = p
+    return out
+
+
+def strip_timings(obj: Any) -> Any:
+    """`obj` without the wall-clock keys, recursively."""
+    if isinstance(obj, dict):
+        return {k: strip_timings(v) for k, v in obj.items() if k not in TIMING_KEYS and not k.endswith("_seconds")}
+    if isinstance(obj, list):
+        return [strip_timings(v) for v in obj]
+    return obj
+
+
+def _first_difference(a: Any, b: Any, path: str = "$") -> str | None:
+    if type(a) is not type(b):
+        return f"{path}: {a!r} != {b!r}"
+    if isinstance(a, dict):
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                return f"{path}.{k}: only in {'B' if k not in a else 'A'}"
+            if (d := _first_difference(a[k], b[k], f"{path}.{k}")) is not None:
+                return d
+        return None
+    if isinstance(a, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} items != {len(b)} items"
+        for i, (x, y) in enumerate(zip(a, b)):
+            if (d := _first_difference(x, y, f"{path}[{i}]")) is not None:
+                return d
+        return None
+    return None if a == b else f"{path}: {a!r} != {b!r}"
+
+
+def _compare_parquet(a: Path, b: Path) -> str | None:
+    import pyarrow.parquet as pq
+
+    ta, tb = pq.read_table(a), pq.read_table(b)
+    drop = [c for c in ta.column_names if c in TIMING_KEYS]
+    ta = ta.drop(drop)
+    tb = tb.drop([c for c in tb.column_names if c in TIMING_KEYS])
+    if ta.schema.remove_metadata() != tb.schema.remove_metadata():
+        return f"schema differs: {ta.schema} != {tb.schema}"
+    if ta.num_rows != tb.num_rows:
+        return f"{ta.num_rows} rows != {tb.num_rows} rows"
+    ra, rb = ta.to_pylist(), tb.to_pylist()
+    for i, (x, y) in enumerate(zip(ra, rb)):
+        if x != y:
+            return f"row {i}: " + (_first_difference(x, y) or "differs")
+    return None
+
+
+def _compare_jsonl(a: Path, b: Path) -> str | None:
+    la = a.read_text(encoding="utf-8").splitlines()
+    lb = b.read_text(encoding="utf-8").splitlines()
+    if len(la) != len(lb):
+        return f"{len(la)} lines != {len(lb)} lines"
+    for i, (x, y) in enumerate(zip(la, lb), start=1):
+        if x != y and strip_timings(json.loads(x)) != strip_timings(json.loads(y)):
+            return f"line {i}: " + (_first_difference(strip_timings(json.loads(x)), strip_timings(json.loads(y)))
+                                    or "differs")
+    return None
+
+
+def compare_roots(root_a: str | Path, root_b: str | Path) -> Iterator[str]:
+    """Every difference between two data roots, as `relative/path: what differs`."""
+    fa, fb = _files(Path(root_a)), _files(Path(root_b))
+    for rel in sorted(set(fa) ^ set(fb)):
+        yield f"{rel}: only under {'A' if rel in fa else 'B'}"
+    for rel in sorted(set(fa) & set(fb)):
+        a, b = fa[rel], fb[rel]
+        if a.read_bytes() == b.read_bytes():
+            continue
+        if a.suffix == ".md":
+            la, lb = a.read_text(encoding="utf-8").splitlines(), b.read_text(encoding="utf-8").splitlines()
+            first = next((i for i, (x, y) in enumerate(zip(la, lb)) if x != y), min(len(la), len(lb)))
+            yield (f"{rel}: line {first + 1}: {la[first] if first < len(la) else '<end>'!r} != "
+                   f"{lb[first] if first < len(lb) else '<end>'!r}")
+        elif a.suffix == ".json":
+            diff = _first_difference(strip_timings(json.loads(a.read_text(encoding="utf-8"))),
+                                     strip_timings(json.loads(b.read_text(encoding="utf-8"))))
+            if diff is not None:
+                yield f"{rel}: {diff}"
+        elif a.suffix == ".jsonl":
+            if (diff := _compare_jsonl(a, b)) is not None:
+                yield f"{rel}: {diff}"
+        elif a.suffix == ".parquet":
+            if (diff := _compare_parquet(a, b)) is not None:
+                yield f"{rel}: {diff}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root_a")
+    parser.add_argument("root_b")
+    args = parser.parse_args(argv)
+    diffs = list(compare_roots(args.root_a, args.root_b))
+    compared = len(_files(Path(args.root_a)))
+    for d in diffs:
+        print(d)
+    print(f"{compared} files compared, {len(diffs)} difference(s)")
+    return 1 if diffs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The re-run comparison used by CI: timings may differ, nothing else may."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from burnqed_assets.reports.rerun_compare import compare_roots, main
+
+
+def _root(tmp_path, name, metric=0.5, elapsed=1.0, tactic="simp", report="# Report\nrate 0.5\n"):
+    root = tmp_path / name
+    (root / "evals").mkdir(parents=True)
+    (root / "trajectories").mkdir()
+    (root / "evals" / "metrics.json").write_text(json.dumps(
+        {"centroid_l2": metric, "seconds": elapsed * 3, "nested": {"tokens_per_s": elapsed, "n": 3}}))
+    (root / "evals" / "report.md").write_text(report)
+    pq.write_table(pa.table({"theorem": ["t"], "tactic": [tactic], "elapsed_s": [elapsed]}),
+                   root / "trajectories" / "search.parquet")
+    (root / "model.safetensors").write_bytes(bytes([int(elapsed)]))  # weights are not compared
+    return root
+
+
+def test_timings_may_differ(tmp_path, capsys):
+    a, b = _root(tmp_path, "a"), _root(tmp_path, "b", elapsed=2.0)
+    assert list(compare_roots(a, b)) == []
+    assert main([str(a), str(b)]) == 0 and "3 files compared, 0 difference(s)" in capsys.readouterr().out
+
+
+def test_every_other_difference_is_reported(tmp_path):
+    a = _root(tmp_path, "a")
+    diffs = list(compare_roots(a, _root(tmp_path, "b", metric=0.6)))
+    assert diffs == ["evals/metrics.json: $.centroid_l2: 0.5 != 0.6"]
+    diffs = list(compare_roots(a, _root(tmp_path, "c", tactic="ring")))
+    assert diffs and diffs[0].startswith("trajectories/search.parquet: row 0: $.tactic")
+    diffs = list(compare_roots(a, _root(tmp_path, "d", report="# Report\nrate 0.6\n")))
+    assert diffs == ["evals/report.md: line 2: 'rate 0.5' != 'rate 0.6'"]
+    e = _root(tmp_path, "e")
+    (e / "evals" / "extra.json").write_text("{}")
+    assert list(compare_roots(a, e)) == ["evals/extra.json: only under B"]
+    assert main([str(a), str(e)]) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -115,18 +116,40 @@ def _transformed(select: str, transform: str | None) -> str:
     return select if transform is None else transform.replace("{rows}", f"({select})")
 
 
+def _typed(column: str, sql_type: str) -> str:
+    """A JSON column as `sql_type` (only called once every value has the right JSON type)."""
+    return f"({column} ->> '$') AS {column}" if sql_type == "VARCHAR" else f"CAST({column} AS {sql_type}) AS {column}"
+
+
 def _load_jsonl_fast(con, path: Path, table: str, columns: Mapping[str, str], required: Sequence[str],
                      transform: str | None = None) -> int | None:
     src = _sql_str(str(path))
-    spec = "{" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in columns.items()) + "}"
-    # row_number() OVER () is DuckDB's streaming window: line numbers in file order, no sort
-    select = f"""SELECT {src} AS _file, row_number() OVER () AS _line, {', '.join(columns)}
+    # Columns are read as JSON and their JSON types checked before the cast: read_json would
+    # silently turn a depth "3" into 3 or a tactic 5 into "5"; such a file takes the checked
+    # path, which names each line.
+    spec = "{" + ", ".join(f"{_sql_str(k)}: 'JSON'" for k in columns) + "}"
+    wrong = " OR ".join(
+        f"json_type({c}) NOT IN ({', '.join(_sql_str(t) for t in _JSON_TYPES[t] + ('NULL',))})"
+        for c, t in columns.items() if t in _JSON_TYPES) or "false"
+    typed = ", ".join(_typed(c, t) if t in _JSON_TYPES else f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())
+    try:
+        # row_number() OVER () is DuckDB's streaming window: line numbers in file order, no sort
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _fast_raw AS
+            SELECT row_number() OVER () AS _line, {', '.join(columns)}
             FROM read_json({src}, format='newline_delimited', columns={spec},
-                           maximum_object_size={MAX_LINE_BYTES})"""
+                           maximum_object_size={MAX_LINE_BYTES})""")
+    except duckdb.Error:
+        return None
+    if scalar(con, f"SELECT count(*) FILTER (WHERE {wrong}) FROM _fast_raw"):
+        con.execute("DROP TABLE _fast_raw")
+        return None
+    select = f"SELECT {src} AS _file, _line, {typed} FROM _fast_raw"
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_transformed(select, transform)}")
     except duckdb.Error:
+        con.execute("DROP TABLE _fast_raw")
         return None
+    con.execute("DROP TABLE _fast_raw")
     missing = " OR ".join(f"{c} IS NULL" for c in required) or "false"
     n, n_missing = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {missing}) FROM {table}").fetchall()[0]
     # every physical line became a row (no blank or skipped line): row_number is the line number
@@ -136,15 +159,46 @@ def _load_jsonl_fast(con, path: Path, table: str, columns: Mapping[str, str], re
     return int(n)
 
 
+def invalid_utf8_lines(path: str | os.PathLike[str]) -> list[BadLine]:
+    """Each line of a file that is not valid UTF-8, with the offending byte's column."""
+    bad = []
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad.append(BadLine(Path(path), lineno, f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
+                                                       f"column {exc.start + 1})"))
+    return bad
+
+
 def _load_jsonl_checked(con, path: Path, table: str, columns: Mapping[str, str], required: Sequence[str],
                         report: LineReport | None, transform: str | None = None) -> int:
     src = _sql_str(str(path))
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _raw AS
-        SELECT row_number() OVER () AS _line, line
-        FROM read_csv({src}, columns={{'line': 'VARCHAR'}}, delim='\\x01', quote='', escape='',
-                      header=false, auto_detect=false, max_line_size={MAX_LINE_BYTES})"""
-    )
+    read_from = path
+    encoding_bad = invalid_utf8_lines(path)
+    if encoding_bad:
+        # DuckDB stops at the first invalid byte: report every such line with its file:line, and
+        # read a copy where those lines are blank (blank lines carry no record; numbers stay)
+        if report is None:
+            raise BadInputError(encoding_bad)
+        report.bad.extend(encoding_bad)
+        skip = {b.line for b in encoding_bad}
+        fd, tmp = tempfile.mkstemp(prefix=".utf8-", suffix=".jsonl")
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                out.write(b"\n" if lineno in skip else raw)
+        read_from = Path(tmp)
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _raw AS
+            SELECT row_number() OVER () AS _line, line
+            FROM read_csv({_sql_str(str(read_from))}, columns={{'line': 'VARCHAR'}}, delim='\\x01', quote='',
+                          escape='', header=false, auto_detect=false, max_line_size={MAX_LINE_BYTES})"""
+        )
+    finally:
+        if read_from != path:
+            read_from.unlink()
     names = list(columns)
     # one parse per line gives the root type and every field's JSON type (NULL list = not JSON)
     paths = "[" + ", ".join(["'$'"] + [_sql_str("$." + k) for k in names]) + "]"

@@ -112,8 +112,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # name the place, not just the byte offset
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise BadInputError([BadLine(Path(path), line, f"invalid UTF-8 (byte 0x{data[exc.start]:02x} at byte "
+                                                       f"column {column})")]) from None
+    return json.loads(text)
 
 
 def iter_jsonl(
@@ -128,16 +135,22 @@ def iter_jsonl(
     Blank lines are skipped (they carry no record).
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
+    with open(path, "rb") as fh:  # decoded per line: invalid UTF-8 is that line's error, with its number
+        for lineno, raw_bytes in enumerate(fh, start=1):
             reason: str | None
             try:
-                rec = json.loads(raw)
-                reason = None if isinstance(rec, dict) else f"expected a JSON object, got {type(rec).__name__}"
-            except json.JSONDecodeError as exc:
-                rec, reason = None, f"malformed JSON ({exc.msg} at column {exc.colno})"
+                raw = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                rec, reason = None, (f"invalid UTF-8 (byte 0x{raw_bytes[exc.start]:02x} at byte column "
+                                     f"{exc.start + 1})")
+            else:
+                if not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw)
+                    reason = None if isinstance(rec, dict) else f"expected a JSON object, got {type(rec).__name__}"
+                except json.JSONDecodeError as exc:
+                    rec, reason = None, f"malformed JSON ({exc.msg} at column {exc.colno})"
             if reason is None and validate is not None:
                 reason = validate(rec)
             if reason is not None:

@@ -97,7 +97,8 @@ def build_ebm_metrics_asset(name: str, *, config: str, ebm_asset: str, embedding
             paths.search_trajectories(TRAJECTORIES_ITERATION), paths.embeddings_dir(embeddings_iteration),
             config_paths.head, out,
             val_fraction=e.val_fraction, split_seed=e.split_seed, k_negatives=e.k_negatives, hard_ratio=e.hard_ratio,
-            margin=e.active_margin, seed=e.split_seed, device=_device(settings))
+            margin=e.active_margin, seed=e.split_seed, device=_device(settings),
+            max_val_states=e.metrics_max_val_states)
         for metric, reason in report.not_available.items():
             context.log.warning(f"{metric} not available: {reason}")
         meta = metric_metadata(report.values, report.not_available)

@@ -37,6 +37,7 @@ class EbmConfig:
     # either way; the sample's upward bias of effective_dimension is about effective_dimension / size).
     spectrum_sample_size: int = 20_000
     embedding_dtype: str = "float16"  # on-disk embeddings (ebm.store): 1.6M x 4096 is 13 GB in float16
+    metrics_max_val_states: int = 0  # EBM metrics: 0 = every validation state, else a seeded theorem sample
     cpu_threads: int = 0  # torch threads for EBM work on CPU (0 = torch default; demo 1, see models.loading)
     # Encoder of EBM-guided search (encode server): "nf4" (bitsandbytes, CUDA; falls back to
     # unquantised on CPU) keeps a second 7B copy out of the GPU the SGLang server holds. "none": full dtype.

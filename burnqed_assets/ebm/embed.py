@@ -130,7 +130,7 @@ def extract_embeddings(trajectories_path: str | Path, out_dir: str | Path, encod
             unique = list(dict.fromkeys(texts))
             position = {t: i for i, t in enumerate(unique)}
             encoded = _encode_unique(unique, encoder, batch_size)
-            vectors = encoded[[position[t] for t in texts]]
+            vectors = encoded if len(unique) == len(texts) else encoded[[position[t] for t in texts]]
             summary.unique_texts_encoded += len(unique)
             writer.append(cols["theorem"], cols["state_id"], vectors)
             for i, (theorem, depth) in enumerate(zip(cols["theorem"], cols["depth"])):

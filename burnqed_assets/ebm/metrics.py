@@ -18,6 +18,7 @@ import torch
 from burnqed_assets.data.io import write_json
 from burnqed_assets.ebm.dataset import (
     EmbeddedTrajectories,
+    _stable_rank,
     load_embedded_trajectories,
     sample_contrastive,
     theorem_split,
@@ -455,17 +456,42 @@ def compute_ebm_metrics(head: GoalConditionedEnergyHead, data: EmbeddedTrajector
     return report
 
 
+def sample_theorems(frame: pd.DataFrame, theorems: set[str], max_states: int, seed: int) -> set[str]:
+    """Whole theorems in a seeded order until about `max_states` states (sibling groups stay whole);
+    all of them when max_states is 0 or they hold no more states than that."""
+    sizes = frame.loc[frame["theorem"].isin(theorems), "theorem"].value_counts()
+    if not max_states or int(sizes.sum()) <= max_states:
+        return set(theorems)
+    chosen, total = set(), 0
+    for name in sorted(sizes.index, key=lambda t: _stable_rank(t, seed)):
+        if total >= max_states:
+            break
+        chosen.add(name)
+        total += int(sizes[name])
+    return chosen
+
+
 def ebm_metrics_from_files(trajectories_path: str | Path, embeddings_dir: str | Path, head_path: str | Path,
                            out_json: str | Path, *, val_fraction: float, split_seed: int, k_negatives: int,
                            hard_ratio: float, margin: float = 1.0, seed: int = 0, device: str = "cpu",
+                           max_val_states: int = 0,
                            head_loader: Callable[[str], GoalConditionedEnergyHead] | None = None) -> MetricReport:
-    """Score the validation theorems (the same theorem-level split as training) and write the JSON."""
+    """Score the validation theorems (the same theorem-level split as training) and write the JSON.
+    `max_val_states` > 0 scores a seeded sample of whole validation theorems of about that many
+    states (for CPU runs at plan scale); the report's sampling entry says what was scored."""
     data = load_embedded_trajectories(trajectories_path, embeddings_dir)
     _, val = theorem_split(data.frame, val_fraction, split_seed)
+    scored = sample_theorems(data.frame, val, max_val_states, seed)
     head = (head_loader or load_head)(str(head_path))
-    report = compute_ebm_metrics(head, data, data.subset(val), k_negatives=k_negatives, hard_ratio=hard_ratio,
+    rows = data.subset(scored)
+    report = compute_ebm_metrics(head, data, rows, k_negatives=k_negatives, hard_ratio=hard_ratio,
                                  margin=margin, seed=seed, device=device)
     report.counts["val_theorems"] = len(val)
+    if len(scored) < len(val):
+        report.details["sampling"] = {
+            "sampled": True, "states_scored": len(rows), "theorems_scored": len(scored), "val_theorems": len(val),
+            "population_states": int(data.frame["theorem"].isin(val).sum()), "seed": seed,
+            "note": f"seeded sample of whole validation theorems, about max_val_states={max_val_states} states"}
     write_json(out_json, report.to_json(sibling_discrimination_chance=report.details["sibling_discrimination_chance"],
                                         sampling=report.details["sampling"], margin=margin, head_path=str(head_path)))
     return report

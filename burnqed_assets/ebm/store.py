@@ -84,7 +84,7 @@ class MatrixWriter:
             raise ValueError(f"block width {block.shape[1]} != {self.d}")
         if self.written + len(block) > self.rows:
             raise ValueError(f"more rows than announced ({self.written + len(block)} > {self.rows})")
-        self.fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        self.fh.write(np.ascontiguousarray(block, dtype=self.dtype).data)  # the buffer itself, no bytes copy
         self.written += len(block)
 
     def close(self, d_if_empty: int = 0) -> None:

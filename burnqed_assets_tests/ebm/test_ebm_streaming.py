@@ -24,11 +24,16 @@ from burnqed_assets.ebm.train import EbmTrainConfig, default_hidden_dims, train_
 
 
 @pytest.fixture(scope="module")
-def stored(tmp_path_factory):
-    """~1,300 states (d=16) on disk as float32, loaded as a memmap, plus the same data in memory."""
+def stored_files(tmp_path_factory):
+    """~1,300 states (d=16) on disk as float32: (trajectories path, embeddings dir)."""
     root = tmp_path_factory.mktemp("stream")
-    traj, emb = write_synthetic(root, synthetic_rows(n_theorems=64, depth=5, branch=4, proved_every=2), dim=16)
-    data = load_embedded_trajectories(traj, emb)
+    return write_synthetic(root, synthetic_rows(n_theorems=64, depth=5, branch=4, proved_every=2), dim=16)
+
+
+@pytest.fixture(scope="module")
+def stored(stored_files):
+    """The stored data loaded (memmap), and the same data in memory."""
+    data = load_embedded_trajectories(*stored_files)
     in_memory = EmbeddedTrajectories(frame=data.frame, states=np.array(data.states), goals=np.array(data.goals),
                                      goal_theorems=data.goal_theorems)
     return data, in_memory
@@ -177,3 +182,28 @@ def test_sibling_pass_with_shuffled_rows_and_groups_across_chunks(stored, chunk_
     ref = np.concatenate([pdist(in_memory.states[children.index.to_numpy()[idx]])
                           for idx in children.groupby(["theorem", "sibling_group"]).indices.values() if len(idx) >= 2])
     assert np.array_equal(got, ref)
+
+
+def test_ebm_metrics_on_a_seeded_theorem_sample_say_so(stored, stored_files, tmp_path):
+    """max_val_states: whole validation theorems in a seeded order, the same ones on every run, and
+    the sampling entry says how many of how many; 0 scores everything."""
+    from burnqed_assets.ebm.head import save_head
+    from burnqed_assets.ebm.metrics import ebm_metrics_from_files, sample_theorems
+
+    data, _ = stored
+    _, val = theorem_split(data.frame, 0.5, 42)
+    picked = sample_theorems(data.frame, val, 60, seed=1)
+    assert picked < val and picked == sample_theorems(data.frame, val, 60, seed=1)
+    assert 60 <= int(data.frame["theorem"].isin(picked).sum()) < 60 + 21  # whole theorems of 21 states
+    assert sample_theorems(data.frame, val, 0, seed=1) == val
+    torch.manual_seed(0)
+    head_path = tmp_path / "head.pt"
+    save_head(GoalConditionedEnergyHead(16, default_hidden_dims(16)), str(head_path))
+    traj, emb = stored_files
+    common = dict(val_fraction=0.5, split_seed=42, k_negatives=3, hard_ratio=0.6, seed=1)
+    sampled = ebm_metrics_from_files(traj, emb, head_path, tmp_path / "s.json", max_val_states=60, **common)
+    note = sampled.details["sampling"]
+    assert note["sampled"] and note["theorems_scored"] == len(picked) and note["val_theorems"] == len(val)
+    assert sampled.counts["states"] == note["states_scored"] == int(data.frame["theorem"].isin(picked).sum())
+    full = ebm_metrics_from_files(traj, emb, head_path, tmp_path / "f.json", **common)
+    assert not full.details["sampling"]["sampled"] and full.counts["states"] > sampled.counts["states"]

@@ -221,7 +221,10 @@ def measure_nf4_encoder(args: argparse.Namespace, device: Any, dtype_name: str) 
     from burnqed_assets.models.embedding import EmbeddingExtractor
     from burnqed_assets.models.loading import load_causal_lm
 
-    qconfig, used = encoder_quantization("nf4", device, dtype_name)
+    try:
+        qconfig, used = encoder_quantization("nf4", device, dtype_name)
+    except ImportError as exc:
+        return {"phase": "nf4_encoder", "skipped": str(exc)}
     if qconfig is None:
         return {"phase": "nf4_encoder", "skipped": f"quantization {used!r} on {device}"}
     with tempfile.TemporaryDirectory(dir=args.tmp_dir) as tmp:
@@ -262,6 +265,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--phases", default="sft,joint,nf4")
     parser.add_argument("--tmp-dir", default=None, help="where --nf4 writes the 14 GB random checkpoint")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--isolation", choices=("auto", "process", "none"), default="auto",
+                        help="process: every phase in a fresh process, so one phase's leftovers never count "
+                             "in the next one's peak; auto = process on a GPU, none on CPU")
     args = parser.parse_args(argv)
     if args.max_length is None:
         from burnqed_assets.data.token_geometry import recommended_max_length
@@ -280,22 +286,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "torch": torch.__version__, "scale": args.scale, "config": str(args.config), "dtype": dtype_name,
         "attn_implementation": attn, "phases": []}
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    isolate = args.isolation == "process" or (args.isolation == "auto" and device.type == "cuda")
+    if isolate and len(phases) > 1:
+        import subprocess
+
+        for phase in phases:
+            with tempfile.NamedTemporaryFile(suffix=".json") as part:
+                child = [sys.executable, __file__, "--phases", phase, "--out", part.name, "--isolation", "none",
+                         "--config", str(args.config), "--scale", args.scale, "--device", args.device,
+                         "--max-length", str(args.max_length), "--encode-max-length", str(args.encode_max_length),
+                         "--warmup", str(args.warmup), "--steps", str(args.steps)]
+                if args.tmp_dir:
+                    child += ["--tmp-dir", args.tmp_dir]
+                code = subprocess.run(child).returncode
+                text = Path(part.name).read_text()
+                phase_results = json.loads(text)["phases"] if text.strip() else []
+            report["phases"].extend(phase_results or [{"phase": phase, "error": f"process exited {code}"}])
+            if args.out:
+                Path(args.out).write_text(json.dumps(report, indent=2))
+        return report
+    measures = {"sft": lambda: measure_sft(args, device, dtype_name, attn),
+                "joint": lambda: measure_joint(args, device, dtype_name, attn),
+                "nf4": lambda: measure_nf4_encoder(args, device, dtype_name)}
+    unknown = [p for p in phases if p not in measures]
+    if unknown:
+        raise SystemExit(f"unknown phase(s) {unknown}; choose from {sorted(measures)}")
     for phase in phases:
         t0 = time.perf_counter()
-        if phase == "sft":
-            res = measure_sft(args, device, dtype_name, attn)
-        elif phase == "joint":
-            res = measure_joint(args, device, dtype_name, attn)
-        elif phase == "nf4":
-            res = measure_nf4_encoder(args, device, dtype_name)
-        else:
-            raise SystemExit(f"unknown phase {phase!r}")
+        try:
+            res = measures[phase]()
+        except Exception as exc:  # noqa: BLE001 - one phase failing (e.g. OOM) keeps the others' numbers
+            if device.type == "cpu" and args.scale == "tiny":
+                raise  # the CPU check must not hide a broken phase
+            res = {"phase": phase, "error": f"{type(exc).__name__}: {exc}"[:2000]}
         res["wall_s"] = round(time.perf_counter() - t0, 1)
         report["phases"].append(res)
         print(json.dumps(res), flush=True)
+        if args.out:  # after every phase: a later crash keeps what was measured
+            Path(args.out).write_text(json.dumps(report, indent=2))
         _reset_peak(device)
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2))
     return report
 
 

@@ -37,8 +37,10 @@ def test_shipped_config_is_the_7b_architecture():
 def test_script_measures_both_steps_on_a_tiny_model(tmp_path):
     module = _load()
     out = tmp_path / "shape.json"
+    # one process per phase, as on a GPU (the child processes run the same script)
     report = module.main(["--scale", "tiny", "--device", "cpu", "--warmup", "0", "--steps", "1",
-                          "--max-length", "128", "--encode-max-length", "32", "--out", str(out)])
+                          "--max-length", "128", "--encode-max-length", "32", "--out", str(out),
+                          "--isolation", "process"])
     assert json.loads(out.read_text()) == report
     assert report["card"] == "cpu" and report["attn_implementation"] == "sdpa"
     sft, joint, nf4 = report["phases"]

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from burnqed_assets.models.loading import cpu_threads
+from burnqed_assets.progress import ProgressMeter
 from burnqed_assets.data.prompt import PROMPT_PREFIX, PROMPT_SUFFIX, format_example
 from burnqed_assets.paths import DEMO_TOKENIZER_CORPUS_DIRNAMES
 
@@ -199,6 +200,7 @@ def _warmup(model, tokenizer, texts: list[str], spec: DemoModelSpec) -> float | 
     opt = torch.optim.AdamW(model.parameters(), lr=spec.warmup_lr, weight_decay=0.0)
     model.train()
     loss_value = None
+    meter = ProgressMeter(log.info, spec.warmup_steps, "base model warm-up", unit="step")
     for step in range(spec.warmup_steps):
         idx = torch.randint(0, n_blocks, (min(spec.warmup_batch_size, n_blocks),), generator=gen)
         batch = data[idx]
@@ -211,8 +213,7 @@ def _warmup(model, tokenizer, texts: list[str], spec: DemoModelSpec) -> float | 
         opt.step()
         opt.zero_grad(set_to_none=True)
         loss_value = float(loss.detach())
-        if step % 20 == 0 or step == spec.warmup_steps - 1:
-            log.info("base model warm-up step %d/%d loss %.3f", step + 1, spec.warmup_steps, loss_value)
+        meter.update(step + 1, loss=loss_value)
     model.eval()
     return loss_value
 

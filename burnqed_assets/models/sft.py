@@ -38,6 +38,7 @@ from burnqed_assets.models.loading import (
     require_model_dir,
 )
 from burnqed_assets.models.config import SftConfig
+from burnqed_assets.progress import ProgressMeter
 from burnqed_assets.data.prompt import is_well_formed_prompt
 
 log = logging.getLogger(__name__)
@@ -244,11 +245,14 @@ def _progress_callback(total_steps_hint: int):
         """Training progress as log lines (Dagster captures python logging), and a NaN guard."""
 
         non_finite = False
+        meter: ProgressMeter | None = None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
-            parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items()]
-            log.info("sft step %d/%d %s", state.global_step, state.max_steps or total_steps_hint, " ".join(parts))
+            if self.meter is None:
+                self.meter = ProgressMeter(log.info, state.max_steps or total_steps_hint, "sft", unit="step")
+            shown = {k: v for k, v in logs.items() if k in ("loss", "eval_loss", "learning_rate", "grad_norm")}
+            self.meter.update(state.global_step, force="eval_loss" in logs, **shown)
             for key in ("loss", "eval_loss"):
                 if key in logs and not math.isfinite(float(logs[key])):
                     self.non_finite = True

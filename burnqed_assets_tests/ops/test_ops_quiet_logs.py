@@ -63,3 +63,18 @@ def test_failed_step_shows_the_actionable_text_and_not_the_domain_traceback(tmp_
     assert run.returncode != 0
     assert "profiles never share a data root" in out and "dagster._core.definitions.events.Failure" in out
     assert "ProfileMismatchError" not in out and "raise ProfileMismatchError" not in out
+
+
+def test_progress_meter_prints_tqdm_lines_at_most_every_interval():
+    from burnqed_assets.progress import ProgressMeter
+
+    now = [0.0]
+    said: list[str] = []
+    meter = ProgressMeter(said.append, 300, "sft", unit="step", min_interval_s=10.0, clock=lambda: now[0])
+    for step in range(1, 301):
+        now[0] = step * 0.5  # 2 steps/s: 150 s in all
+        meter.update(step, loss=1.0 / step)
+    assert 14 <= len(said) <= 17  # first, then one per 10 s, then the last
+    assert said[0].startswith("sft:") and "1/300" in said[0]
+    assert "300/300" in said[-1] and "100%" in said[-1] and "step/s" in said[-1] and "loss=" in said[-1]
+    assert meter.update(300, force=True)  # forced (an eval line) always prints

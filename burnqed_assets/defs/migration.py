@@ -34,6 +34,17 @@ def goedel_source_proofs(context: dg.AssetExecutionContext, burnqed: BurnqedConf
         "bad_line_examples": list(src.bad_line_examples)})
 
 
+@dg.asset_check(asset=goedel_source_proofs,
+                description="Every Goedel source row was readable: a bad row is named file:line where it enters.")
+def goedel_source_rows_readable(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    event = context.instance.get_latest_materialization_event(goedel_source_proofs.key)
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    n = int(getattr(meta.get("bad_lines"), "value", 0) or 0)
+    examples = list(getattr(meta.get("bad_line_examples"), "value", None) or [])
+    return target(n == 0, f"{n} unreadable Goedel source row(s)" + (f": {'; '.join(examples[:5])}" if n else ""),
+                  bad_lines=n)
+
+
 @dg.asset(group_name=GROUP, deps=["goedel_source_proofs", *raw_inputs("rename_table", *LEAN_ENV_INPUTS)],
           description="Tasks M.1–M.3: compile each Goedel proof on Lean 4.27, auto-fix with the rename table "
           "(data/demo/migration/rename_table.json), re-compile, triage the rest; writes one .lean per survivor, "
@@ -161,5 +172,5 @@ def tracing_failure_rate(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
 
 defs = dg.Definitions(
     assets=[goedel_source_proofs, goedel_427_proofs, *BENCHMARK_ASSETS, goedel_traced_pairs],
-    asset_checks=[migration_survival_red_line, migration_survival_target, *BENCHMARK_CHECKS, tracing_failure_rate],
+    asset_checks=[goedel_source_rows_readable, migration_survival_red_line, migration_survival_target, *BENCHMARK_CHECKS, tracing_failure_rate],
 )

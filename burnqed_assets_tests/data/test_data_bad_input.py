@@ -64,3 +64,27 @@ def test_clean_files_still_take_the_fast_path_with_exact_values(tmp_path):
     assert duck.load_jsonl(con, path, "t", PAIR_COLUMNS, PAIR_REQUIRED) == 2
     assert con.execute("SELECT _line, theorem, state, tactic, depth FROM t ORDER BY _line").fetchall() == [
         (1, "goedel::a", GOOD["state"], "le_refl x", 0), (2, "goedel::b", GOOD["state"], 'exact "q"', None)]
+
+
+def test_a_bad_goedel_source_row_is_reported_by_the_asset_that_reads_it(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from burnqed_assets.defs import migration
+    from burnqed_assets.lean import phase_m
+    from burnqed_assets.resources import BurnqedConfig
+    from burnqed_assets.settings import DEMO_INPUTS
+
+    src = DEMO_INPUTS / "goedel" / "goedel_workbook_proofs.jsonl"
+    bad = tmp_path / "goedel_with_bad_row.jsonl"
+    lines = src.read_bytes().splitlines(keepends=True)
+    bad.write_bytes(b"".join(lines[:3]) + b'{"problem_id": "x", "full_proof": \n' + b"".join(lines[3:6]))
+    real = phase_m.load_goedel_source
+    monkeypatch.setattr(phase_m, "load_goedel_source", lambda path, report: real(bad, report))
+    result = dg.materialize([migration.goedel_source_proofs, migration.goedel_source_rows_readable],
+                            resources={"burnqed": BurnqedConfig(profile="demo", data_root=str(tmp_path / "d"))},
+                            raise_on_error=False)
+    meta = result.asset_materializations_for_node("goedel_source_proofs")[0].metadata
+    assert meta["bad_lines"].value == 1 and meta["proofs"].value == 6
+    check = {e.check_name: e for e in result.get_asset_check_evaluations()}["goedel_source_rows_readable"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert f"{bad}:4: malformed JSON" in check.description

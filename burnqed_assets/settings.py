@@ -228,7 +228,9 @@ def _demo(data_root: Path) -> Settings:
         # enough for the tiny model to reproduce its training tactics, so demo search finds proofs.
         sft=SftConfig(epochs=1.0, max_steps=300, batch_size=8, grad_accumulation=1, learning_rate=6e-3,
                       eval_steps=25, save_steps=25, logging_steps=6, warmup_ratio=0.05, cpu_threads=1),
-        search=SearchConfig(max_nodes=40, timeout_s=30.0, eval_max_nodes=24, num_candidates=8,
+        # timeout_s is only a safety net here: max_nodes ends every demo search, so a loaded
+        # machine cannot cut a search short and change the numbers (same inputs, same results)
+        search=SearchConfig(max_nodes=40, timeout_s=600.0, eval_max_nodes=24, num_candidates=8,
                               concurrency=2, max_theorems=30, max_eval_theorems=40,
                               policy_backend="transformers", max_new_tokens=96, cpu_threads=1),
         ebm=EbmConfig(epochs=30, learning_rate=1e-3, k_negatives=3, batch_size=16,

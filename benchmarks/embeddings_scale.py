@@ -20,9 +20,9 @@ counts mapped file pages too):
             stays loaded and every batch is paged from it); validation on a seeded subset of the
             validation theorems. A full epoch over 1.6M states is ~10^4 batches of ~43 GFLOP each:
             hours on 2 cores, minutes on a GPU; the subset sizes are printed.
-The old path is the code of OLD_COMMIT (list<float32> Parquet, combine_chunks, states moved to the
-device whole), loaded from git history, run on the same synthetic data at --baseline-n; the new
-path runs at --baseline-n too, and the ratios compare those two. Then the new path runs at --n.
+The new path runs at --n first. Then the old path, the code of OLD_COMMIT (list<float32> Parquet,
+combine_chunks, states moved to the device whole) loaded from git history, and the new path run on
+the same synthetic data at --baseline-n, and the ratios compare those two.
 Data lives under --workdir and is deleted at the end (unless --keep).
 """
 
@@ -329,21 +329,21 @@ def main() -> None:
     results: dict = {}
     started = time.perf_counter()
     try:
+        run_path("new@n", "new", args.n, workdir, args, results)  # the plan-scale numbers first
+        staged = [r for (label, _), r in results.items() if label == "new@n" and not r.get("failed")]
+        if staged:
+            print(f"\nnew@n={args.n}: stage time {sum(r['seconds'] for r in staged):.1f} s, "
+                  f"max peak RSS {max(r['peak_rss_gb'] for r in staged):.2f} GB\n", flush=True)
         if args.baseline_n:
             run_path("old@baseline", "old", args.baseline_n, workdir, args, results)
             run_path("new@baseline", "new", args.baseline_n, workdir, args, results)
-            print("\nnew vs old at baseline n (time ratio old/new, peak RSS old -> new):")
+            print(f"\nnew vs old at baseline n={args.baseline_n} (time ratio old/new, peak RSS old -> new):")
             for stage in STAGES:
                 old, new = results.get(("old@baseline", stage)), results.get(("new@baseline", stage))
                 if old and new and not old.get("failed") and not new.get("failed"):
                     print(f"  {stage:12s} time {old['seconds']:.1f}/{new['seconds']:.1f} s = "
                           f"{old['seconds'] / new['seconds']:.2f}x   peak RSS {old['peak_rss_gb']:.2f} -> "
                           f"{new['peak_rss_gb']:.2f} GB ({old['peak_rss_gb'] / new['peak_rss_gb']:.2f}x)")
-        run_path("new@n", "new", args.n, workdir, args, results)
-        staged = [r for (label, _), r in results.items() if label == "new@n" and not r.get("failed")]
-        if staged:
-            print(f"\nnew@n={args.n}: stage time {sum(r['seconds'] for r in staged):.1f} s, "
-                  f"max peak RSS {max(r['peak_rss_gb'] for r in staged):.2f} GB")
     finally:
         print(f"total wall time {time.perf_counter() - started:.1f} s, load now {os.getloadavg()}")
         if not args.keep:

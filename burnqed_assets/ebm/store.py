@@ -7,10 +7,11 @@ One embeddings directory holds, per kind (`state`, `goal`):
 
 A `.npy` file is read with `numpy.load(mmap_mode="r")`: a zero-copy `numpy.memmap` of any size
 (no 32-bit list offsets as with Parquet `list<float>`, no decode and no copy on load). Writers
-append rows as they come (`MatrixWriter`), so extraction memory stays flat. Readers take rows
-through `RowSource`, which gathers in file order, converts to float32 and drops the pages it
-touched from this process's mapping (`madvise(MADV_DONTNEED)`): the file stays in the page
-cache, but a pass over 13 GB does not show up as 13 GB of resident memory.
+append rows as they come (`MatrixWriter`), so extraction memory stays flat. Readers take float32
+rows through `RowSource`: `blocks` streams consecutive rows with `os.preadv` into a reused buffer
+(nothing mapped), `gather` reads rows in file order from the memmap and drops the pages it touched
+from this process's mapping (`madvise(MADV_DONTNEED)`). The file stays in the page cache, but a
+pass over 13 GB does not show up as 13 GB of resident memory.
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def test_paged_training_equals_in_memory_training(stored, monkeypatch):
     and no gather ever holds more than one batch (or one validation chunk)."""
     data, in_memory = stored
     train, val = theorem_split(data.frame, 0.25, 42)
-    config = EbmTrainConfig(epochs=3, learning_rate=3e-3, k_negatives=3, batch_size=8)
+    config = EbmTrainConfig(epochs=2, learning_rate=3e-3, k_negatives=3, batch_size=16, cpu_threads=1)
     sizes: list[int] = []
     gather = ebm_train.BatchPager._gather
 
@@ -142,7 +142,7 @@ def test_paged_training_equals_in_memory_training(stored, monkeypatch):
     assert paged.history == memory.history
     for (name, p), (_, m) in zip(paged.head.state_dict().items(), memory.head.state_dict().items()):
         assert torch.equal(p, m), name
-    assert max(sizes) <= max(8, ebm_train.VAL_CHUNK_POSITIVES) * 4 and max(sizes) < len(data.frame)
+    assert max(sizes) <= max(16, ebm_train.VAL_CHUNK_POSITIVES) * 4 and max(sizes) < len(data.frame)
     assert sum(sizes) > len(data.frame)  # and every batch was paged in
 
 
@@ -207,3 +207,18 @@ def test_ebm_metrics_on_a_seeded_theorem_sample_say_so(stored, stored_files, tmp
     assert sampled.counts["states"] == note["states_scored"] == int(data.frame["theorem"].isin(picked).sum())
     full = ebm_metrics_from_files(traj, emb, head_path, tmp_path / "f.json", **common)
     assert not full.details["sampling"]["sampled"] and full.counts["states"] > sampled.counts["states"]
+
+
+def test_validation_loss_in_chunks_equals_one_batch(stored):
+    from burnqed_assets.ebm.dataset import sample_contrastive
+
+    data, _ = stored
+    batch = sample_contrastive(data, np.arange(len(data.frame)), 3, 0.6, np.random.default_rng(0))
+    torch.manual_seed(0)
+    head = GoalConditionedEnergyHead(16, default_hidden_dims(16)).eval()
+    pager = ebm_train.BatchPager(data, torch.device("cpu"))
+    with torch.no_grad():
+        whole = ebm_train._val_loss(head, pager, batch, chunk=10**6)
+        chunked = ebm_train._val_loss(head, pager, batch, chunk=7)
+    pager.close()
+    assert len(batch) > 7 and chunked == pytest.approx(whole, rel=1e-6)

@@ -101,6 +101,31 @@ class LeanSettings:
     @property
     def recycle_threshold_mb(self) -> float:
         return self.recycle_rss_mb if self.recycle_rss_mb is not None else 0.75 * self.memory_cap_mb
+    # Dagster partitions of goedel_traced_pairs: chunk_000 .. chunk_<trace_partitions-1>, each
+    # `trace_chunk_size` migrated theorems in order (capacity = partitions x chunk size).
+    trace_partitions: int = 64
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Where the warm Lean worker pool runs (docs/operations.md); its size is
+    `lean.pool_workers`, its REPL limits and recycling are the `lean` settings.
+
+    backend "ray": one Ray actor per warm `LeanWorker`. mode "local" joins `RAY_ADDRESS` when it
+    is set, else starts a Ray instance on this machine; mode "cluster" requires `RAY_ADDRESS` /
+    `ray_address`. backend "local" (also the fallback when Ray is not installed): the workers
+    run on threads of the step's process (`LocalLeanPool`). Each actor reserves CPU and memory
+    with Ray's scheduler, so a node never carries more REPLs than fit (a Mathlib REPL holds ~6.5 GB).
+    """
+
+    backend: str = "ray"  # "ray" | "local"
+    mode: str = "local"  # "local" | "cluster"
+    ray_address: str | None = None  # overrides RAY_ADDRESS
+    actor_num_cpus: float = 1.0
+    actor_memory_mb: int | None = None  # None: lean.memory_cap_mb + 512 (the actor's own Python)
+    max_restarts: int = 2  # Ray restarts a dead actor this often and retries its in-flight item
+    object_store_mb: int = 200  # a Ray started here: items and rows are small, never tensors
+
 
 @dataclass(frozen=True)
 class ExecutorSettings:
@@ -177,6 +202,7 @@ class Settings:
     data: DataSettings = DataSettings()
     sft: SftConfig = SftConfig()
     search: SearchConfig = SearchConfig()
+    pool: PoolSettings = PoolSettings()
     ebm: EbmConfig = EbmConfig()
     joint: JointConfig = JointConfig()
     thresholds: Thresholds = Thresholds()
@@ -221,7 +247,9 @@ def _demo(data_root: Path) -> Settings:
             how_to_obtain="built by the `base_model` asset (materialize it first)",
         ),
         lean=LeanSettings(backend="standin", command_timeout_s=10.0, theorem_timeout_s=20.0,
-                          trace_chunk_size=25, memory_cap_mb=2048, standin_import_latency_s=0.2),
+                          trace_chunk_size=50, trace_partitions=3, memory_cap_mb=2048, standin_import_latency_s=0.2),
+        # the demo's Phase M runs through Ray actors like the full profile; half a CPU each on 2 cores
+        pool=PoolSettings(actor_num_cpus=0.5),
         executor=ExecutorSettings(kind="in_process", max_concurrent=2),
         data=DataSettings(contrastive_min_theorems=20),
         # demo SFT: 300 steps at lr 6e-3 on one thread (docs/models.md: val loss 2.88 -> 1.76, ~1 min);

@@ -8,12 +8,14 @@ full: the supervised Lean 4.27 REPL.
 # No `from __future__ import annotations` in defs/: Dagster inspects the context annotation.
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from burnqed_assets.data.io import read_json
 from burnqed_assets.defs.checks import gate, not_run, target
 from burnqed_assets.defs.inputs import LEAN_ENV_INPUTS, raw_inputs
 from burnqed_assets.lean import phase_m
 from burnqed_assets.resources import BurnqedConfig
+from burnqed_assets.settings import get_settings
 
 GROUP = "phase_m_migration"
 
@@ -140,22 +142,42 @@ BENCHMARK_ASSETS = [minif2f_v2s_427, minif2f_v2c_427, minif2f_v1]
 BENCHMARK_CHECKS = [_compile_check(a, a.key.to_user_string()) for a in BENCHMARK_ASSETS]
 
 
+# One partition per tracing chunk (settings.lean.trace_chunk_size theorems each): a failed chunk
+# re-runs alone, the UI shows progress per chunk. The single-run backfill policy makes a range of
+# chunks (a backfill, or `materialize_all`) one run whose step traces the chunks on the warm pool.
+TRACE_CHUNKS = dg.StaticPartitionsDefinition(phase_m.trace_chunk_keys(get_settings()))
+
+
+def all_trace_chunks_tags() -> dict[str, str]:
+    """Run tags that select every tracing chunk in one run (jobs over the whole graph use them)."""
+    keys = TRACE_CHUNKS.get_partition_keys()
+    return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+
+
 @dg.asset(group_name=GROUP, deps=["goedel_427_proofs", *raw_inputs(*LEAN_ENV_INPUTS)],
+          partitions_def=TRACE_CHUNKS,
+          backfill_policy=dg.BackfillPolicy.single_run(),
           description="Task M.5: traced (state, tactic) pairs of the migrated Goedel proofs → "
-          "data/traced/goedel_427_pairs.jsonl; resumable chunks (checkpoints under data/traced/checkpoints), "
-          "per-theorem timeout, whole-theorem rejection on banned constructs. Tracer: the REPL's allTactics "
-          "through the warm Lean pool (one header import per worker, pool counters in metadata). "
+          "data/traced/goedel_427_pairs.jsonl. One partition per chunk of `lean.trace_chunk_size` theorems "
+          "(checkpoints under data/traced/checkpoints; a finished chunk is never redone); the pairs file is "
+          "rebuilt from every finished chunk, in order. Tracer: the REPL's allTactics through the warm Lean "
+          "pool (Ray actors or in-process, settings.pool; one header import per worker, pool counters in "
+          "metadata); per-theorem timeout, whole-theorem rejection on banned constructs. "
           "Demo: the REPL stand-in answers from the recorded traces (data/demo/traced/*_traces.jsonl), no Lean run.")
 def goedel_traced_pairs(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.MaterializeResult:
     settings = burnqed.settings()
-    info = phase_m.goedel_tracing(settings, progress=context.log.info)
+    chunks = [phase_m.trace_chunk_index(k) for k in context.partition_keys]
+    info = phase_m.goedel_tracing(settings, progress=context.log.info, chunks=chunks)
     return dg.MaterializeResult(metadata={
         "path": info["paths"]["pairs"], "report": info["paths"]["report"], "tracer": info["tracer"],
+        "chunks_this_run": ", ".join(context.partition_keys),
         "theorems": info["theorems"], "traced_ok": info["traced_ok"], "failed": info["failed"],
         "timeouts": info["timeouts"], "rejected_banned": info["rejected_banned"], "rows": info["rows"],
         "chunks": info["chunks"], "chunks_skipped_resumed": info["chunks_skipped_resumed"],
+        "missing_chunks": [phase_m.trace_chunk_key(i) for i in info["missing_chunks"]],
         "zombies_killed": info["zombies_killed"], "workers": info["workers"],
         "lean_pool": dg.MetadataValue.json(info.get("lean_pool") or {}),
+        "pool_backend": str((info.get("lean_pool") or {}).get("pool", "none")),
         "failure_rate": dg.MetadataValue.float(float(info["failure_rate"])),
         "failure_examples": [f"{f['theorem']}: {f['status']}: {f['reason']}" for f in info["failures"][:10]]})
 
@@ -170,7 +192,19 @@ def tracing_failure_rate(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
                 failure_rate=rate, limit=limit, theorems=report["theorems"], rejected_banned=report["rejected_banned"])
 
 
+@dg.asset_check(asset=goedel_traced_pairs, blocking=True,
+                description="Every tracing chunk that holds theorems is finished, so downstream assets read the "
+                "whole corpus (a failed or never-run chunk partition blocks them).")
+def tracing_chunks_complete(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
+    report = read_json(burnqed.settings().paths.tracing.report)
+    missing = [phase_m.trace_chunk_key(i) for i in report["missing_chunks"]]
+    return gate(not missing, f"{report['chunks'] - len(missing)}/{report['chunks']} chunks traced"
+                + (f"; re-run partition(s) {', '.join(missing)}" if missing else ""),
+                missing_chunks=missing, chunks=report["chunks"])
+
+
 defs = dg.Definitions(
     assets=[goedel_source_proofs, goedel_427_proofs, *BENCHMARK_ASSETS, goedel_traced_pairs],
-    asset_checks=[goedel_source_rows_readable, migration_survival_red_line, migration_survival_target, *BENCHMARK_CHECKS, tracing_failure_rate],
+    asset_checks=[goedel_source_rows_readable, migration_survival_red_line, migration_survival_target,
+                  *BENCHMARK_CHECKS, tracing_failure_rate, tracing_chunks_complete],
 )

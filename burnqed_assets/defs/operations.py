@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from burnqed_assets.data.inputs import HASH_LIMIT_BYTES, fingerprint_path, observe_input  # noqa: F401
 from burnqed_assets.defs.inputs import (
@@ -46,6 +47,8 @@ K8S_CONFIG_PATH = K8S_EXECUTOR_CONFIG
 DATA_GROUP_PREFIXES = ("phase_m", "phase_0")
 DATA_REFRESH_CRON = "0 3 * * 1"  # Mondays 03:00 UTC: after upstream dataset drops, before the week's runs
 INPUT_SENSOR_NAME = "raw_input_change_sensor"
+# README command 1: the whole graph, every partition of the chunked assets, in one run.
+MATERIALIZE_ALL_JOB = "materialize_all"
 INPUT_SENSOR_INTERVAL_S = 60
 
 AUTOMATION_LABEL = "eager_after_blocking_checks"
@@ -140,6 +143,7 @@ def build_input_change_sensor(
     watched_inputs: Callable[[], Mapping[str, Path]] = settings_input_paths,
     name: str = INPUT_SENSOR_NAME,
     minimum_interval_seconds: int = INPUT_SENSOR_INTERVAL_S,
+    range_tags: Callable[[Iterable[dg.AssetKey]], dict[str, str]] = lambda keys: {},
 ) -> dg.SensorDefinition:
     """A sensor whose cursor holds each raw input's fingerprint; a change requests the
     input's readers and everything downstream, in one run (union over changed inputs).
@@ -181,7 +185,8 @@ def build_input_change_sensor(
         request = dg.RunRequest(
             run_key=f"inputs-{run_key}",
             asset_selection=keys,
-            tags={"burnqed/trigger": "raw_input_change", "burnqed/changed_inputs": ",".join(changed)},
+            tags={"burnqed/trigger": "raw_input_change", "burnqed/changed_inputs": ",".join(changed),
+                  **range_tags(keys)},
         )
         context.log.info(f"inputs changed: {changed}; requesting {len(keys)} assets")
         return dg.SensorResult(run_requests=[request], cursor=cursor, asset_events=events)
@@ -189,16 +194,45 @@ def build_input_change_sensor(
     return _sensor
 
 
+def partition_range_tags(defs: dg.Definitions, keys: Iterable[dg.AssetKey]) -> dict[str, str]:
+    """Run tags covering every partition of the partitioned assets among `keys` (one run; their
+    single-run backfill policy lets one step take the whole range). Empty when none is partitioned."""
+    wanted = set(keys)
+    parts = {spec.partitions_def for spec in iter_specs(defs) if spec.key in wanted} - {None}
+    if not parts:
+        return {}
+    if len(parts) > 1:
+        raise ValueError("assets selected for one run have different PartitionsDefinitions: "
+                         + ", ".join(sorted(str(p) for p in parts)))
+    names = next(iter(parts)).get_partition_keys()
+    return {ASSET_PARTITION_RANGE_START_TAG: names[0], ASSET_PARTITION_RANGE_END_TAG: names[-1]}
+
+
+def build_materialize_all(defs: dg.Definitions) -> Any:
+    """The whole graph, every chunk partition included, in one run (README command 1):
+    `dagster job execute -m burnqed_assets.definitions -j materialize_all`."""
+    keys = [k for a in _materializable(defs) for k in a.keys]
+    return dg.define_asset_job(
+        MATERIALIZE_ALL_JOB,
+        selection=dg.AssetSelection.assets(*keys),
+        description="Every asset and check of the graph in one run, all partitions of the chunked Phase M "
+        "assets included (README command 1). Re-runs skip finished work (chunks, checkpoints).",
+        tags={"burnqed/trigger": "materialize_all", **partition_range_tags(defs, keys)},
+    )
+
+
 def build_data_refresh(defs: dg.Definitions) -> tuple[list[Any], list[dg.ScheduleDefinition]]:
     """The Phase M / 0 data assets as a job, and a weekly schedule for it (stopped by default)."""
     groups = data_groups(defs)
     if not groups:
         return [], []
+    selection = dg.AssetSelection.groups(*groups)
     job = dg.define_asset_job(
         "data_refresh_job",
-        selection=dg.AssetSelection.groups(*groups),
+        selection=selection,
         description=f"Re-materializes the data assets (groups {', '.join(groups)}) with their checks.",
-        tags={"burnqed/trigger": "data_refresh"},
+        tags={"burnqed/trigger": "data_refresh",
+              **partition_range_tags(defs, [s.key for s in iter_specs(defs) if s.group_name in groups])},
     )
     schedule = dg.ScheduleDefinition(
         name="weekly_data_refresh",
@@ -233,8 +267,9 @@ def build_operations(defs: dg.Definitions, settings: Optional[Settings] = None) 
     names = list(settings.inputs.all())
     affected = affected_assets(defs, names)
     jobs, schedules = build_data_refresh(defs)
+    jobs.append(build_materialize_all(defs))
     sensors: list[dg.SensorDefinition] = [
-        build_input_change_sensor(affected),
+        build_input_change_sensor(affected, range_tags=lambda keys: partition_range_tags(defs, keys)),
         dg.AutomationConditionSensorDefinition(
             "default_automation_condition_sensor",
             target=dg.AssetSelection.all(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ from burnqed_assets.lean.migration import (
     migrate_proofs,
     pool_check_many,
 )
-from burnqed_assets.lean.pool import make_pool
-from burnqed_assets.lean.tracing import LeanDojoTracer, ReplTraceJob, trace_corpus
+from burnqed_assets.lean.ray_pool import make_lean_pool
+from burnqed_assets.lean.tracing import LeanDojoTracer, ReplTraceJob, finished_marker, plan_chunks, trace_corpus
 from burnqed_assets.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -219,43 +219,84 @@ def standin_extra_theorems(settings: Settings, known: set[str]) -> list[dict[str
     return out
 
 
-def goedel_tracing(settings: Settings, tracer: Any = None, tracer_label: str | None = None,
-                   progress: Callable[[str], None] | None = None, pool: Any = None) -> dict[str, Any]:
+def trace_chunk_key(index: int) -> str:
+    """Dagster partition key of tracing chunk `index`."""
+    return f"chunk_{index:03d}"
+
+
+def trace_chunk_keys(settings: Settings) -> list[str]:
+    return [trace_chunk_key(i) for i in range(settings.lean.trace_partitions)]
+
+
+def trace_chunk_index(key: str) -> int:
+    if not key.startswith("chunk_") or not key[6:].isdigit():
+        raise ValueError(f"not a tracing chunk partition key: {key!r} (chunk_000, chunk_001, ...)")
+    return int(key[6:])
+
+
+def tracing_theorems(settings: Settings) -> tuple[list[dict[str, Any]], Any]:
+    """The theorems to trace, in chunk order, and the migrated Lake project they come from:
+    one module per migrated proof, plus (stand-in only) the recorded theorems without a Goedel
+    source proof. Theorems the migration dropped stay out."""
     project_dir = settings.paths.migration.lake_project
     if not lake_project_exists(project_dir):
         raise FileNotFoundError(f"{project_dir} is missing: materialize goedel_427_proofs first")
     project = read_lake_project(project_dir)  # the migrated Lake project: one module per proof
     theorems = [{"name": prefixed(GOEDEL_SOURCE, pid), "full_proof": project.module_file(mod).read_text(encoding="utf-8"),
                  "module": mod} for mod, pid in project.modules.items()]
-    if tracer is None:
-        tracer, tracer_label = make_tracer(settings)
     if settings.lean.backend == "standin":
-        # Theorems the migration dropped stay out.
         dropped_path = settings.paths.migration.dropped
         dropped = {prefixed(GOEDEL_SOURCE, r["problem_id"]) for _, r in iter_jsonl(dropped_path)} \
             if dropped_path.exists() else set()
         theorems += standin_extra_theorems(settings, {t["name"] for t in theorems} | dropped)
+    capacity = settings.lean.trace_partitions * settings.lean.trace_chunk_size
+    if len(theorems) > capacity:
+        raise ValueError(
+            f"{len(theorems)} theorems to trace exceed the {settings.lean.trace_partitions} tracing partitions of "
+            f"{settings.lean.trace_chunk_size} theorems ({capacity}): raise settings.lean.trace_partitions "
+            f"in the {settings.profile!r} profile")
+    return theorems, project
+
+
+def goedel_tracing(settings: Settings, tracer: Any = None, tracer_label: str | None = None,
+                   progress: Callable[[str], None] | None = None, pool: Any = None,
+                   chunks: Iterable[int] | None = None) -> dict[str, Any]:
+    """Trace the chunks `chunks` (default: all; Dagster partitions) and rebuild the pairs file
+    from every finished chunk. The pool (settings.pool: Ray actors or local threads) is only
+    started when an asked chunk is unfinished. A chunk that fails is reported in
+    `chunk_errors` while the others finish, and this raises after writing the report, so the
+    failed chunk's partition is re-run alone."""
+    theorems, project = tracing_theorems(settings)
+    if tracer is None:
+        tracer, tracer_label = make_tracer(settings)
     prepare = getattr(tracer, "prepare", None)
     if callable(prepare):
         prepare()
     paths = settings.paths.tracing
+    size = settings.lean.trace_chunk_size
+    planned = plan_chunks(theorems, size)
+    wanted = range(len(planned)) if chunks is None else [i for i in chunks if i < len(planned)]
+    needs_work = any(finished_marker(paths.checkpoints, i, planned[i]) is None for i in wanted)
     use_pool = isinstance(tracer, ReplTraceJob)
-    own_pool = use_pool and pool is None
+    own_pool = use_pool and pool is None and needs_work  # no pool start when every asked chunk is done
     if own_pool:
-        pool = make_pool(settings)
+        pool = make_lean_pool(settings)
     try:
-        run = trace_corpus(theorems, tracer, paths.pairs, paths.checkpoints,
-                           chunk_size=settings.lean.trace_chunk_size, workers=settings.lean.pool_workers,
-                           timeout_s=settings.lean.theorem_timeout_s, progress=progress,
-                           pool=pool if use_pool else None)
-        pool_stats = pool.stats() if use_pool else {}
+        run = trace_corpus(theorems, tracer, paths.pairs, paths.checkpoints, chunk_size=size,
+                           workers=settings.lean.pool_workers, timeout_s=settings.lean.theorem_timeout_s,
+                           progress=progress, pool=pool if use_pool else None, only_chunks=chunks)
+        pool_stats = pool.stats() if use_pool and pool is not None else {}
     finally:
         if own_pool:
             pool.close()
-    report = {**run.as_metadata(), "tracer": tracer_label, "workers": pool.size if use_pool else
-              settings.lean.pool_workers, "chunk_size": settings.lean.trace_chunk_size,
+    report = {**run.as_metadata(), "tracer": tracer_label,
+              "workers": pool.size if use_pool and pool is not None else settings.lean.pool_workers,
+              "chunk_size": size, "partitions": settings.lean.trace_partitions, "chunks_with_theorems": len(planned),
+              "chunks_this_run": sorted(set(range(len(planned)) if chunks is None else chunks)),
               "timeout_s": settings.lean.theorem_timeout_s, "failures": run.failures, "profile": settings.profile,
-              "lean_backend": settings.lean.backend, "lean_pool": pool_stats,
-              "lake_project": project.as_metadata()}
+              "lean_backend": settings.lean.backend, "lean_pool": pool_stats, "lake_project": project.as_metadata()}
     write_json(paths.report, report)
+    if run.chunk_errors:
+        raise RuntimeError("tracing chunk(s) failed; finished chunks are kept, re-run the failed partition(s): "
+                           + "; ".join(run.chunk_errors))
     return {**report, "paths": {k: str(v) for k, v in paths.as_dict().items()}}

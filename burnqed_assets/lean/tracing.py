@@ -162,6 +162,8 @@ class TraceRun:
     chunks_skipped: int = 0
     zombies_killed: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    missing_chunks: list[int] = field(default_factory=list)  # not finished (yet)
+    chunk_errors: list[str] = field(default_factory=list)  # chunks that failed in this run
 
     @property
     def failure_rate(self) -> float:
@@ -173,69 +175,117 @@ class TraceRun:
         return {"theorems": self.theorems, "traced_ok": self.ok, "failed": self.failed, "timeouts": self.timeouts,
                 "rejected_banned": self.rejected, "rows": self.rows, "chunks": self.chunks,
                 "chunks_skipped_resumed": self.chunks_skipped, "zombies_killed": self.zombies_killed,
-                "failure_rate": round(self.failure_rate, 6)}
+                "failure_rate": round(self.failure_rate, 6), "missing_chunks": list(self.missing_chunks),
+                "chunk_errors": list(self.chunk_errors)}
 
 
 def _chunk_id(names: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest()[:16]
 
 
-def trace_corpus(theorems: Sequence[dict[str, Any]], tracer: Any, output: Path, checkpoint_dir: Path,
-                 chunk_size: int = 500, workers: int = 1, timeout_s: float = 120.0,
-                 progress: Callable[[str], None] | None = None, pool: Any = None) -> TraceRun:
-    """Trace every theorem in resumable chunks; write all pairs to `output` (atomic).
+def plan_chunks(theorems: Sequence[dict[str, Any]], chunk_size: int) -> list[list[dict[str, Any]]]:
+    """Consecutive chunks of `chunk_size` theorems (chunk i = Dagster partition i)."""
+    return [list(theorems[s:s + chunk_size]) for s in range(0, len(theorems), chunk_size)]
 
-    With `pool` (a `LeanPool`), `tracer` is a pool job (`ReplTraceJob`): the chunk's theorems
-    run on the pool's warm workers and come back in input order; per-theorem timeouts are the
-    workers' (no signals). Without it, `tracer(theorem)` runs under `trace_one`'s alarm."""
+
+def chunk_files(checkpoint_dir: Path, index: int) -> tuple[Path, Path]:
+    """(rows file, done marker) of chunk `index`."""
+    return checkpoint_dir / f"chunk_{index:05d}.jsonl", checkpoint_dir / f"chunk_{index:05d}.done.json"
+
+
+def finished_marker(checkpoint_dir: Path, index: int, chunk: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The marker of a chunk finished with exactly these theorems, else None."""
+    rows_path, done_path = chunk_files(checkpoint_dir, index)
+    marker = _read_marker(done_path)
+    if marker and marker.get("chunk_id") == _chunk_id([t["name"] for t in chunk]) and rows_path.exists():
+        return marker
+    return None
+
+
+def trace_chunk(index: int, chunk: Sequence[dict[str, Any]], tracer: Any, checkpoint_dir: Path,
+                workers: int = 1, timeout_s: float = 120.0, pool: Any = None) -> tuple[dict[str, Any], bool]:
+    """Trace one chunk into its checkpoint files unless it is already finished; (marker, skipped).
+
+    The marker is written last, so a crash mid-chunk leaves no marker and the chunk is traced
+    again, whole, next time. With `pool` (a `LeanPool`), `tracer` is a pool job (`ReplTraceJob`)
+    run on the pool's warm workers (their own per-theorem timeouts, no signals); without it,
+    `tracer(theorem)` runs under `trace_one`'s alarm."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    marker = finished_marker(checkpoint_dir, index, chunk)
+    if marker is not None:
+        return marker, True
+    rows_path, done_path = chunk_files(checkpoint_dir, index)
+    if pool is not None:
+        outcomes = _trace_chunk_pool(chunk, tracer, pool)
+    else:
+        outcomes = _trace_chunk(chunk, tracer, workers, timeout_s)
+    counts = {"ok": 0, "failed": 0, "timeout": 0, "rejected": 0, "rows": 0}
+    failures = []
+    with atomic_open(rows_path) as fh:
+        for o in outcomes:
+            counts[o.status] += 1
+            if o.status == "ok":
+                for r in o.rows:
+                    fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+                counts["rows"] += len(o.rows)
+            else:
+                failures.append({"theorem": o.theorem, "status": o.status, "reason": o.reason})
+    # Chunk boundary: no zombie survives into the next chunk. A pool supervises (and keeps
+    # warm) its own REPLs, so there is nothing of ours to sweep then.
+    killed = cleanup_lean_processes() if pool is None else 0
+    marker = {"chunk_id": _chunk_id([t["name"] for t in chunk]), "theorems": len(chunk), **counts,
+              "failures": failures, "zombies_killed": killed}
+    write_json(done_path, marker)  # written last: its presence means the rows file is complete
+    return marker, False
+
+
+def merge_chunks(chunks: Sequence[Sequence[dict[str, Any]]], checkpoint_dir: Path, output: Path) -> TraceRun:
+    """Rebuild `output` from every finished chunk, in chunk order (atomic), and total their
+    markers. Chunks not finished yet are listed in `missing_chunks`, never half-included;
+    stale chunk files of an earlier, longer corpus are not read."""
     run = TraceRun(output=output)
-    chunk_files: list[Path] = []
-    for start in range(0, len(theorems), chunk_size):
-        chunk = theorems[start:start + chunk_size]
-        index = start // chunk_size
-        names = [t["name"] for t in chunk]
-        rows_path = checkpoint_dir / f"chunk_{index:05d}.jsonl"
-        done_path = checkpoint_dir / f"chunk_{index:05d}.done.json"
-        chunk_files.append(rows_path)
-        run.chunks += 1
-        marker = _read_marker(done_path)
-        if marker and marker.get("chunk_id") == _chunk_id(names) and rows_path.exists():
-            run.chunks_skipped += 1
-            _add_counts(run, marker)
-            if progress:
-                progress(f"chunk {index}: already done, skipped")
-            continue
-        if pool is not None:
-            outcomes = _trace_chunk_pool(chunk, tracer, pool)
-        else:
-            outcomes = _trace_chunk(chunk, tracer, workers, timeout_s)
-        counts = {"ok": 0, "failed": 0, "timeout": 0, "rejected": 0, "rows": 0}
-        failures = []
-        with atomic_open(rows_path) as fh:
-            for o in outcomes:
-                counts[o.status] += 1
-                if o.status == "ok":
-                    for r in o.rows:
-                        fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-                    counts["rows"] += len(o.rows)
-                else:
-                    failures.append({"theorem": o.theorem, "status": o.status, "reason": o.reason})
-        # Chunk boundary: no zombie survives into the next chunk. A pool supervises (and keeps
-        # warm) its own REPLs, so there is nothing of ours to sweep then.
-        killed = cleanup_lean_processes() if pool is None else 0
-        marker = {"chunk_id": _chunk_id(names), "theorems": len(chunk), **counts, "failures": failures,
-                  "zombies_killed": killed}
-        write_json(done_path, marker)  # written last: its presence means the rows file is complete
-        _add_counts(run, marker)
-        if progress:
-            progress(f"chunk {index}: {counts}")
-    # Stale chunks of an earlier, longer run are not part of this output.
     with atomic_open(output) as out:
-        for path in chunk_files:
-            with open(path, encoding="utf-8") as fh:
+        for index, chunk in enumerate(chunks):
+            run.chunks += 1
+            marker = finished_marker(checkpoint_dir, index, chunk)
+            if marker is None:
+                run.missing_chunks.append(index)
+                continue
+            _add_counts(run, marker)
+            with open(chunk_files(checkpoint_dir, index)[0], encoding="utf-8") as fh:
                 for line in fh:
                     out.write(line)
+    return run
+
+
+def trace_corpus(theorems: Sequence[dict[str, Any]], tracer: Any, output: Path, checkpoint_dir: Path,
+                 chunk_size: int = 500, workers: int = 1, timeout_s: float = 120.0,
+                 progress: Callable[[str], None] | None = None, pool: Any = None,
+                 only_chunks: Iterable[int] | None = None) -> TraceRun:
+    """Trace every theorem (or only the chunks `only_chunks`: Dagster partitions) in resumable
+    chunks, then rebuild `output` (atomic) from all finished chunks. A chunk that raises (e.g.
+    its pool worker was lost) is recorded in `chunk_errors` and the other chunks go on."""
+    chunks = plan_chunks(theorems, chunk_size)
+    wanted = set(range(len(chunks))) if only_chunks is None else set(only_chunks)
+    skipped = 0
+    errors: list[str] = []
+    for index, chunk in enumerate(chunks):
+        if index not in wanted:
+            continue
+        try:
+            marker, was_done = trace_chunk(index, chunk, tracer, checkpoint_dir, workers, timeout_s, pool)
+        except Exception as exc:  # noqa: BLE001 - this chunk is re-run alone; the others go on
+            errors.append(f"chunk {index}: {type(exc).__name__}: {exc}"[:500])
+            if progress:
+                progress(f"chunk {index}: FAILED ({errors[-1]})")
+            continue
+        skipped += was_done
+        if progress:
+            progress(f"chunk {index}: already done, skipped" if was_done else
+                     f"chunk {index}: " + str({k: marker[k] for k in ("ok", "failed", "timeout", "rejected", "rows")}))
+    run = merge_chunks(chunks, checkpoint_dir, output)
+    run.chunks_skipped = skipped
+    run.chunk_errors = errors
     return run
 
 

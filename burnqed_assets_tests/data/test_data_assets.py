@@ -27,7 +27,7 @@ def test_demo_graph_materializes_with_gates_passing(tmp_path):
                                        migration.goedel_traced_pairs.key, sft.base_model.key]
                             + [a.key for a in DATA_ASSETS],
                             resources={"burnqed": BurnqedConfig(profile="demo", data_root=str(tmp_path))},
-                            raise_on_error=False)
+                            raise_on_error=False, tags=migration.all_trace_chunks_tags())
     assert result.success
     checks = _checks(result)
     blocking = ["clean_pool_contamination", "clean_pool_survival", "traced_lines_readable", "sft_no_theorem_leak",

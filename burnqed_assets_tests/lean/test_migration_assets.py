@@ -12,12 +12,15 @@ from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import get_settings
 
 ASSETS = [m.goedel_source_proofs, m.goedel_427_proofs, *m.BENCHMARK_ASSETS, m.goedel_traced_pairs]
-CHECKS = [m.migration_survival_red_line, m.migration_survival_target, *m.BENCHMARK_CHECKS, m.tracing_failure_rate]
+CHECKS = [m.migration_survival_red_line, m.migration_survival_target, *m.BENCHMARK_CHECKS, m.tracing_failure_rate,
+          m.tracing_chunks_complete]
 
 
-def _run(tmp_path, selection=None):
+def _run(tmp_path, selection=None, partition_key=None):
+    # Every tracing chunk in one run (single-run backfill policy), unless one partition is asked for.
+    tags = {} if partition_key else m.all_trace_chunks_tags()
     return dg.materialize(ASSETS + CHECKS, resources={"burnqed": BurnqedConfig(data_root=str(tmp_path))},
-                          raise_on_error=False, selection=selection)
+                          raise_on_error=False, selection=selection, tags=tags, partition_key=partition_key)
 
 
 def test_demo_materializes_with_checks(tmp_path):
@@ -28,7 +31,7 @@ def test_demo_materializes_with_checks(tmp_path):
                     "minif2f_v1", "goedel_traced_pairs"}
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["migration_survival_red_line"].passed
-    assert checks["tracing_failure_rate"].passed
+    assert checks["tracing_failure_rate"].passed and checks["tracing_chunks_complete"].passed
     for key in ("minif2f_v2s_427", "minif2f_v2c_427", "minif2f_v1"):
         c = checks[f"{key}_statements_compile"]
         # No Lean in the demo: the gate says it did not run, and is not a pass.

@@ -1,0 +1,170 @@
+"""The warm Lean pool on a real local Ray cluster (one actor per LeanWorker, each with its own
+REPL stand-in process): demo tracing and proof verification through Ray actors give the
+LocalLeanPool results; a killed actor is restarted by Ray and its theorem retried; an actor
+lost past its restarts fails only its chunk, and re-running that chunk (its partition) alone
+yields the same rows.
+
+Uses `RAY_ADDRESS` when set (CI starts a head on 127.0.0.1), else starts one for this module.
+Heavy (a Ray head, ~1 GB): run under the heavy lock.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is the `ray` extra (part of `test`)")
+
+from burnqed_assets.lean import phase_m  # noqa: E402
+from burnqed_assets.lean.pool import CheckJob, LocalLeanPool, WorkerConfig  # noqa: E402
+from burnqed_assets.lean.ray_pool import RayLeanPool, make_lean_pool, shutdown_local_ray  # noqa: E402
+from burnqed_assets.settings import get_settings  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_address(tmp_path_factory):
+    """A running Ray head: CI's (RAY_ADDRESS) or one started here, on 127.0.0.1 with 2 CPUs."""
+    shutdown_local_ray()
+    if os.environ.get("RAY_ADDRESS"):
+        yield os.environ["RAY_ADDRESS"]
+        ray.shutdown()
+        return
+    port = _free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    head = subprocess.Popen(
+        ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", "--object-store-memory=200000000", "--disable-usage-stats",
+         f"--temp-dir={temp}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while subprocess.run(["ray", "status", f"--address={address}"], capture_output=True).returncode != 0:
+        assert head.poll() is None, "ray start --head exited"
+        assert time.monotonic() < deadline, "the Ray head did not come up in 120 s"
+        time.sleep(2)
+    os.environ["RAY_ADDRESS"] = address
+    try:
+        yield address
+    finally:
+        ray.shutdown()
+        os.environ.pop("RAY_ADDRESS", None)
+        head.terminate()  # `ray start --block` stops the processes it started
+        head.wait(timeout=60)
+
+
+def _demo(tmp_path, workers: int = 2, **pool):
+    settings = get_settings("demo", tmp_path)
+    settings = replace(settings, lean=replace(settings.lean, pool_workers=workers),
+                       pool=replace(settings.pool, **pool))
+    phase_m.goedel_source(settings)
+    phase_m.goedel_migration(settings)
+    return settings
+
+
+def _pairs(settings) -> bytes:
+    return settings.paths.tracing.pairs.read_bytes()
+
+
+def _baseline(tmp_path) -> bytes:
+    settings = _demo(tmp_path / "baseline", backend="local")
+    info = phase_m.goedel_tracing(settings)
+    assert info["lean_pool"]["pool"] == "local" and info["rows"] > 100
+    return _pairs(settings)
+
+
+def _kill_after(pool: RayLeanPool, items: int, no_restart: bool = False) -> threading.Thread:
+    """Kill actor 0's process once `items` results came back (mid-chunk, work in flight)."""
+
+    def watch():
+        deadline = time.monotonic() + 120
+        while pool.completed < items and time.monotonic() < deadline:
+            time.sleep(0.005)
+        ray.kill(pool.actors[0], no_restart=no_restart)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_demo_tracing_through_ray_actors_matches_the_local_pool(ray_address, tmp_path):
+    expected = _baseline(tmp_path)
+    settings = _demo(tmp_path / "ray")
+    info = phase_m.goedel_tracing(settings)
+    stats = info["lean_pool"]
+    assert stats["pool"] == "ray" and stats["workers"] == 2 and stats["ray_address"]
+    assert stats["theorems"] == info["theorems"] > settings.lean.trace_chunk_size  # several chunks
+    assert stats["imports"] == 2  # one header import per actor, kept warm across the chunks
+    assert info["chunks"] >= 2 and not info["missing_chunks"]
+    assert _pairs(settings) == expected
+
+
+def test_verification_through_ray_actors_matches_the_local_pool(ray_address, tmp_path):
+    settings = _demo(tmp_path)
+    proofs = [r["full_proof"] for _, r in phase_m.iter_jsonl(settings.paths.migration.proofs)][:20]
+    config = WorkerConfig.from_settings(settings)
+    local = LocalLeanPool(config, 1)
+    remote = make_lean_pool(settings, size=2)
+    try:
+        assert isinstance(remote, RayLeanPool)
+        here = sorted(local.map_unordered(CheckJob(), proofs), key=lambda r: r.index)
+        there = sorted(remote.map_unordered(CheckJob(), proofs), key=lambda r: r.index)
+        assert remote.stats()["theorems"] == len(proofs)
+    finally:
+        remote.close()
+        local.close()
+    verdict = lambda r: (r.status, r.value.ok, tuple(r.value.reasons), r.value.verified_by)  # noqa: E731
+    assert [verdict(r) for r in there] == [verdict(r) for r in here]
+    assert all(r.ok for r in there) and {r.value.verified_by for r in there} == {"stand-in"}
+
+
+def test_killed_actor_is_restarted_and_its_theorem_retried(ray_address, tmp_path):
+    expected = _baseline(tmp_path)
+    settings = _demo(tmp_path / "ray", max_restarts=2)
+    pool = make_lean_pool(settings, extra_standin_args=("--tactic-latency", "0.01"))
+    try:
+        watcher = _kill_after(pool, items=10)
+        info = phase_m.goedel_tracing(settings, pool=pool)
+        watcher.join(timeout=10)
+        stats = pool.stats()
+    finally:
+        pool.close()
+    assert stats["actor_restarts"] >= 1 and stats["actors_lost"] == 0
+    assert stats["items"] == info["theorems"]
+    assert _pairs(settings) == expected  # nothing lost, nothing duplicated
+
+
+def test_lost_actor_fails_its_chunk_and_the_partition_rerun_gives_the_same_rows(ray_address, tmp_path):
+    expected = _baseline(tmp_path)
+    settings = _demo(tmp_path / "ray", max_restarts=0)
+    size = settings.lean.trace_chunk_size
+    pool = make_lean_pool(settings, extra_standin_args=("--tactic-latency", "0.01"))
+    try:
+        watcher = _kill_after(pool, items=size + 10, no_restart=True)  # in the middle of chunk 1
+        with pytest.raises(RuntimeError, match="chunk 1: WorkerLost"):
+            phase_m.goedel_tracing(settings, pool=pool)
+        watcher.join(timeout=10)
+        assert pool.stats()["actors_lost"] == 1
+    finally:
+        pool.close()
+    report = phase_m.read_json(settings.paths.tracing.report)
+    assert report["missing_chunks"] == [1] and report["chunks_this_run"] == list(range(report["chunks"]))
+    # The failed chunk's partition re-run alone (a fresh pool): only its theorems are traced.
+    rerun = phase_m.goedel_tracing(settings, chunks=[1])
+    assert rerun["chunks_skipped_resumed"] == 0 and not rerun["missing_chunks"]
+    assert rerun["lean_pool"]["theorems"] == size
+    assert _pairs(settings) == expected

@@ -34,6 +34,7 @@ from burnqed_assets.search.engine import (
     SearchResult,
     Theorem,
     Verifier,
+    _LockedEnv,
     search_many,
     trajectory_rows,
 )
@@ -201,13 +202,74 @@ class RunOutput:
         return trajectory_stats(self.results, self.depth_counts, self.label_counts)
 
 
-def run_search(theorems: Sequence[Theorem], env: EnvSource, policy: Policy, cfg: SearchConfig,
+@dataclass(frozen=True)
+class PolicyEndpoint:
+    """One policy (an SGLang server's client, or an in-process model) and how many searches
+    it serves at once."""
+
+    policy: Policy
+    concurrency: int = 1
+    name: str = ""
+
+
+def as_endpoints(policy: Policy | Sequence[PolicyEndpoint], concurrency: int = 1) -> list[PolicyEndpoint]:
+    if isinstance(policy, (list, tuple)):
+        if not policy:
+            raise ValueError("no policy endpoint given")
+        return [e if isinstance(e, PolicyEndpoint) else PolicyEndpoint(e, concurrency) for e in policy]
+    return [PolicyEndpoint(policy, concurrency)]
+
+
+def assign_to_endpoints(theorems: Sequence[Theorem], endpoints: Sequence[PolicyEndpoint]) -> list[list[Theorem]]:
+    """Deterministic weighted round-robin: each endpoint gets theorems in proportion to its
+    concurrency. Which endpoint searches a theorem does not change its result (sampling is
+    seeded per theorem and node), only where the time is spent."""
+    weights = [max(1, e.concurrency) for e in endpoints]
+    credit = [0] * len(endpoints)  # smooth weighted round-robin: shares stay proportional at every prefix
+    shares: list[list[Theorem]] = [[] for _ in endpoints]
+    for th in theorems:
+        credit = [c + w for c, w in zip(credit, weights)]
+        best = max(range(len(endpoints)), key=lambda i: (credit[i], -i))
+        credit[best] -= sum(weights)
+        shares[best].append(th)
+    return shares
+
+
+def _fan_out(todo: Sequence[Theorem], env: EnvSource, endpoints: Sequence[PolicyEndpoint], cfg: SearchConfig,
+             scorer: EnergyScorer | None, verifier_factory: Callable[[LeanEnv], Verifier] | None,
+             on_result: Callable[[SearchResult], None]) -> None:
+    """Search `todo` spread over several policy endpoints at once, each with its own concurrency.
+    A shared env (not a factory) is serialised once across every endpoint's workers."""
+    if not isinstance(env, type) and (isinstance(env, LeanEnv) or not callable(env)):
+        env = _LockedEnv(env)  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+
+    def serve(endpoint: PolicyEndpoint, share: list[Theorem]) -> None:
+        try:
+            search_many(share, env, endpoint.policy, cfg, concurrency=endpoint.concurrency, scorer=scorer,
+                        verifier_factory=verifier_factory, on_result=on_result)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other endpoints finished
+            errors.append(exc)
+
+    threads = [threading.Thread(target=serve, args=(e, share), name=f"endpoint-{e.name or i}", daemon=True)
+               for i, (e, share) in enumerate(zip(endpoints, assign_to_endpoints(todo, endpoints))) if share]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def run_search(theorems: Sequence[Theorem], env: EnvSource, policy: Policy | Sequence[PolicyEndpoint],
+               cfg: SearchConfig,
                out_path: Path, concurrency: int = 1, scorer: EnergyScorer | None = None,
                verifier_factory: Callable[[LeanEnv], Verifier] | None = None,
                fingerprint: dict[str, Any] | None = None, keep_parts: bool = False,
                progress: Callable[[int, int, SearchResult], None] | None = None) -> RunOutput:
     """Search every theorem (resuming an interrupted run), then write the merged trajectory
-    Parquet to `out_path` atomically. Duplicate theorem names are searched once."""
+    Parquet to `out_path` atomically. Duplicate theorem names are searched once. `policy` may
+    be a list of `PolicyEndpoint`s: the theorems are then spread over them (fan-out)."""
     unique: dict[str, Theorem] = {}
     for th in theorems:
         unique.setdefault(th.name, th)
@@ -232,8 +294,12 @@ def run_search(theorems: Sequence[Theorem], env: EnvSource, policy: Policy, cfg:
                 log.info("[%d/%d] %s proved=%s nodes=%d %.1fs %s", done[0], len(order), res.theorem,
                          res.proved, len(res.nodes), res.elapsed_s, res.error or "")
 
-    search_many(todo, env, policy, cfg, concurrency=concurrency, scorer=scorer,
-                verifier_factory=verifier_factory, on_result=on_result)
+    endpoints = as_endpoints(policy, concurrency)
+    if len(endpoints) == 1:
+        search_many(todo, env, endpoints[0].policy, cfg, concurrency=endpoints[0].concurrency, scorer=scorer,
+                    verifier_factory=verifier_factory, on_result=on_result)
+    else:
+        _fan_out(todo, env, endpoints, cfg, scorer, verifier_factory, on_result)
 
     # Stream the parts into one file (a full run holds ~10^6 rows: never all in memory at once).
     results: list[dict[str, Any]] = []

@@ -105,3 +105,34 @@ def test_full_profile_without_lean_fails_clearly(tmp_path):
 
     with pytest.raises(LeanSetupError, match="docs/lean.md"):
         make_lean_env(get_settings("full", tmp_path))
+
+
+def test_a_tracing_chunk_partition_runs_alone_and_the_rest_completes_the_same_pairs(tmp_path):
+    """Partition = chunk: one chunk re-runs alone (the others untouched), the completeness gate
+    blocks until every chunk is traced, and the pairs equal those of a one-run materialization."""
+    whole = tmp_path / "whole"
+    assert _run(whole).success
+    expected = get_settings("demo", whole).paths.goedel_traced_pairs.read_bytes()
+
+    root = tmp_path / "chunked"
+    resources = {"burnqed": BurnqedConfig(data_root=str(root))}
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([m.goedel_source_proofs, m.goedel_427_proofs], resources=resources,
+                          instance=instance).success
+    keys = m.TRACE_CHUNKS.get_partition_keys()
+    one = dg.materialize([m.goedel_traced_pairs, m.tracing_chunks_complete], resources=resources, instance=instance,
+                         partition_key=keys[1], raise_on_error=False)
+    assert instance.get_materialized_partitions(m.goedel_traced_pairs.key) == {keys[1]}
+    settings = get_settings("demo", root)
+    done = sorted(p.name for p in settings.paths.tracing.checkpoints.glob("*.done.json"))
+    assert done == ["chunk_00001.done.json"]
+    gate = {e.check_name: e for e in one.get_asset_check_evaluations()}["tracing_chunks_complete"]
+    assert not gate.passed and gate.metadata["missing_chunks"].value == [keys[0], *keys[2:]]
+
+    rest = dg.materialize([m.goedel_traced_pairs, m.tracing_chunks_complete], resources=resources, instance=instance,
+                          tags=m.all_trace_chunks_tags())
+    assert rest.success
+    mat = rest.get_asset_materialization_events()[0].materialization.metadata
+    assert mat["chunks_skipped_resumed"].value == 1  # the finished chunk was not redone
+    assert instance.get_materialized_partitions(m.goedel_traced_pairs.key) == set(keys)
+    assert settings.paths.goedel_traced_pairs.read_bytes() == expected

@@ -1,7 +1,8 @@
 """The web UI in a real browser: `dagster dev` on 127.0.0.1, headless Debian Chromium via
-Playwright. Opens the asset graph, launches a materialization of a demo asset and its
-upstream, and checks that the run succeeds and the check results and a plot appear.
-Screenshots go to test-output/browser/.
+Playwright. Materializes the chunked tracing asset per partition through the CLI, opens the
+asset graph, launches a materialization of a demo asset and the rest of its upstream, and
+checks that the run succeeds, the check results and a plot appear, and the tracing asset's
+partition view shows every chunk. Screenshots go to test-output/browser/.
 """
 
 import os
@@ -27,6 +28,10 @@ SHOTS = REPO_ROOT / "test-output" / "browser"
 # The asset whose plots we look for, and the check-bearing asset whose checks we look for.
 PLOT_ASSET_CANDIDATES = ("exploration_report", "token_geometry")
 CHECK_ASSET = "clean_pool"
+# The chunked (partitioned) tracing asset: materialized per chunk through the CLI before the UI run.
+PARTITIONED_ASSET = "goedel_traced_pairs"
+PARTITION_STATS_QUERY = """query($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode {
+  partitionKeys partitionStats { numMaterialized numPartitions numFailed } } } }"""
 RUN_TIMEOUT_S = 420
 
 RUNS_QUERY = "{ runsOrError(limit: 50) { ... on Runs { results { runId status } } } }"
@@ -107,9 +112,32 @@ def dagster_ui(tmp_path_factory):
             if time.time() > deadline:
                 pytest.fail(f"dagster dev did not serve the asset graph in 240 s:\n{log_path.read_text()[-4000:]}")
             time.sleep(2)
-        yield base, log_path
+        yield base, log_path, env
     finally:
         _stop_group(proc)
+
+
+def _cli_materialize(env: dict, *args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "burnqed_assets.definitions",
+                           *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"dagster asset materialize {' '.join(args)}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+
+
+def _materialize_tracing_chunks(env: dict) -> list[str]:
+    """The tracing asset's upstream, then its chunks: one partition alone, then the rest as a
+    range (one run, single-run backfill policy). Returns the partition keys."""
+    from burnqed_assets.definitions import defs
+    from burnqed_assets.defs import migration
+
+    keys = migration.TRACE_CHUNKS.get_partition_keys()
+    assert len(keys) >= 2, "the demo must have at least two tracing chunks"
+    executable = {k.to_user_string() for k in defs.resolve_asset_graph().executable_asset_keys}
+    upstream = [k for k in _upstream_closure(PARTITIONED_ASSET) if k != PARTITIONED_ASSET and k in executable]
+    _cli_materialize(env, "--select", ",".join(upstream))
+    _cli_materialize(env, "--select", PARTITIONED_ASSET, "--partition", keys[0])
+    _cli_materialize(env, "--select", PARTITIONED_ASSET, "--partition-range", f"{keys[1]}...{keys[-1]}")
+    return keys
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -151,9 +179,11 @@ def _wait_for_new_run(base: str, known: set[str], timeout_s: float) -> dict:
 def test_materialize_from_asset_graph_shows_checks_and_plots(dagster_ui):
     from playwright.sync_api import expect, sync_playwright
 
-    base, log_path = dagster_ui
+    base, log_path, env = dagster_ui
     target = _plot_asset()
-    selection = _upstream_closure(target)
+    chunk_keys = _materialize_tracing_chunks(env)
+    done = set(_upstream_closure(PARTITIONED_ASSET))
+    selection = [k for k in _upstream_closure(target) if k not in done]
     query = " or ".join(f'key:"{k}"' for k in selection)
     SHOTS.mkdir(parents=True, exist_ok=True)
 
@@ -214,5 +244,17 @@ def test_materialize_from_asset_graph_shows_checks_and_plots(dagster_ui):
             expect(plot).to_be_visible()
             assert plot.evaluate("img => img.complete && img.naturalWidth > 0"), "the plot PNG did not decode"
             page.screenshot(path=str(SHOTS / "4_plot.png"))
+
+            # 5. The chunked tracing asset: every chunk partition materialized, shown per partition.
+            stats = _graphql(base, PARTITION_STATS_QUERY, {"path": [PARTITIONED_ASSET]})["assetNodeOrError"]
+            assert stats["partitionKeys"] == chunk_keys
+            assert stats["partitionStats"]["numMaterialized"] == len(chunk_keys), stats
+            assert stats["partitionStats"]["numFailed"] == 0, stats
+            page.goto(f"{base}/assets/{PARTITIONED_ASSET}?view=partitions", wait_until="domcontentloaded")
+            _dismiss_dialogs(page)
+            for key in chunk_keys:
+                expect(page.get_by_text(key, exact=True).first).to_be_visible()
+            expect(page.get_by_text(re.compile(rf"{len(chunk_keys)}\s+Materialized")).first).to_be_visible()
+            page.screenshot(path=str(SHOTS / "5_partitions.png"), full_page=True)
         finally:
             browser.close()

@@ -21,7 +21,20 @@ def test_ci_runs_the_readme_test_command_and_demo_materialization():
     assert test_commands, "README has no `pip install ... && python -m pytest` command"
     for command in test_commands:
         assert re.search(rf"^{re.escape(command)}$", script, flags=re.M), f".ci/run does not run `{command}`"
-    assert "dagster asset materialize -m burnqed_assets.definitions --select '*'" in script
+    materialize = [c.split("&&", 1)[1].strip() for c in commands if "pytest" not in c and "&&" in c]
+    assert materialize, "README has no `pip install -e . && <materialize the demo graph>` command"
+    for command in materialize:
+        assert re.search(rf"^{re.escape(command)}$", script, flags=re.M), f".ci/run does not run `{command}`"
+
+
+def test_ci_runs_the_tests_against_a_local_ray_head_and_stops_it():
+    script = CI.read_text()
+    start = re.search(r"^.*ray start --head --block --node-ip-address=127\.0\.0\.1.*$", script, flags=re.M)
+    assert start and "--num-cpus=2" in start.group(0)
+    assert 'export RAY_ADDRESS="127.0.0.1:$ray_port"' in script
+    assert script.index("export RAY_ADDRESS") < script.index("python -m pytest")
+    cleanup = script[script.index("cleanup() {"):script.index("trap cleanup EXIT")]
+    assert 'kill "$ray_pid"' in cleanup
 
 
 def test_ci_script_is_strict_and_treats_no_tests_as_failure():

@@ -7,6 +7,8 @@ import pytest
 
 from burnqed_assets.search.engine import SearchConfig, Theorem, make_verifier, search_theorem
 from burnqed_assets.search.run import (
+    PolicyEndpoint,
+    assign_to_endpoints,
     evaluate_benchmark,
     hardness_tier,
     load_benchmark,
@@ -179,3 +181,34 @@ def test_policy_server_down_stops_the_run_and_a_rerun_resumes(tmp_path):
 
     with pytest.raises(SearchInfrastructureError, match="could not start the Lean env.*not found"):
         search_many(theorems, broken_factory, policy, CFG, concurrency=2)
+
+
+TIMING = {"elapsed_s", "policy_s", "lean_s", "scorer_s"}
+
+
+def _untimed(results):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in results]
+
+
+@pytest.mark.parametrize("shared_env", [True, False])
+def test_fan_out_over_endpoints_gives_the_single_endpoint_results(tmp_path, shared_env):
+    theorems, roots, tr, _ = world(9)
+    single = TablePolicy({}, default=[("junk", -0.1), ("step", -0.5)])
+    one = run_search(theorems, FakeEnv(roots, tr), single, CFG, tmp_path / "one.parquet", concurrency=2)
+    a, b = (TablePolicy({}, default=[("junk", -0.1), ("step", -0.5)]) for _ in range(2))
+    env = FakeEnv(roots, tr) if shared_env else (lambda: FakeEnv(roots, tr))
+    fan = run_search(theorems, env, [PolicyEndpoint(a, 2, "gpu0"), PolicyEndpoint(b, 1, "gpu1")], CFG,
+                     tmp_path / "fan.parquet")
+    assert a.calls > 0 and b.calls > 0 and a.calls + b.calls == single.calls  # both endpoints served
+    assert _untimed(fan.results) == _untimed(one.results)
+    fan_rows, one_rows = (pq.read_table(tmp_path / f"{n}.parquet").drop_columns(["elapsed_s"]) for n in ("fan", "one"))
+    assert fan_rows.num_rows > 0 and fan_rows.equals(one_rows)  # the same trees, row for row
+
+
+def test_endpoint_assignment_is_deterministic_and_weighted_by_concurrency():
+    theorems = [Theorem(f"t{i}", f"t{i}") for i in range(12)]
+    endpoints = [PolicyEndpoint(None, 2, "a"), PolicyEndpoint(None, 1, "b")]
+    shares = assign_to_endpoints(theorems, endpoints)
+    assert [len(s) for s in shares] == [8, 4]
+    assert sorted(t.name for s in shares for t in s) == sorted(t.name for t in theorems)  # each once
+    assert shares == assign_to_endpoints(theorems, endpoints)

@@ -35,6 +35,10 @@ class SearchConfig:
     # batching or thread timing.
     sglang_extra_args: tuple[str, ...] = ("--enable-deterministic-inference",)
     sglang_url: str = "http://127.0.0.1:30000"
+    # Fan-out (unmanaged servers): several policy servers, e.g. one per GPU; the theorems are
+    # spread over them, `endpoint_concurrency` searches each (0: `concurrency`). Empty: sglang_url.
+    sglang_urls: tuple[str, ...] = ()
+    endpoint_concurrency: int = 0
     encode_server_host: str = "127.0.0.1"
     encode_server_port: int = 8081
     # Policy backend: "sglang" (HTTP to sglang_url, full) | "transformers" (in process, demo CPU).

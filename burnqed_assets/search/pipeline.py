@@ -18,6 +18,7 @@ from burnqed_assets.search.engine import make_verifier
 from burnqed_assets.search.policy import BatchingPolicy, Policy, SGLangPolicy, TransformersPolicy
 from burnqed_assets.search.serving import ManagedServer, ServerSpec, confirm_served_model
 from burnqed_assets.search.run import (
+    PolicyEndpoint,
     evaluate_benchmark,
     load_benchmark,
     run_search,
@@ -42,14 +43,27 @@ def make_policy(settings: Settings, model_dir: Path | None = None) -> Policy:
             seed=settings.data.seed, how_to_obtain="materialize the `merged_iter0` asset first",
             cpu_threads=s.cpu_threads)
     if s.policy_backend == "sglang":
-        client = SGLangPolicy(s.sglang_url, max_new_tokens=s.max_new_tokens, timeout_s=s.http_timeout_s,
-                              retries=s.http_retries, max_batch=s.http_max_batch, seed=settings.data.seed)
-        if not client.health():
-            raise ConnectionError(f"no SGLang server answers at {s.sglang_url}/health; start it as docs/search.md "
-                                  "explains (bound to 127.0.0.1) with the merged model")
-        return BatchingPolicy(client, max_batch=s.http_max_batch)
+        return _sglang_policy(settings, s.sglang_url)
     raise ValueError(f"unknown settings.search.policy_backend {s.policy_backend!r}; "
                      "choose 'transformers' or 'sglang'")
+
+
+def _sglang_policy(settings: Settings, url: str) -> Policy:
+    s = settings.search
+    client = SGLangPolicy(url, max_new_tokens=s.max_new_tokens, timeout_s=s.http_timeout_s,
+                          retries=s.http_retries, max_batch=s.http_max_batch, seed=settings.data.seed)
+    if not client.health():
+        raise ConnectionError(f"no SGLang server answers at {url}/health; start it as docs/search.md "
+                              "explains (bound to 127.0.0.1) with the merged model")
+    return BatchingPolicy(client, max_batch=s.http_max_batch)
+
+
+def policy_endpoints(settings: Settings) -> list[PolicyEndpoint]:
+    """One endpoint per URL of `search.sglang_urls` (unmanaged servers), each serving
+    `endpoint_concurrency` (or `concurrency`) searches at once."""
+    s = settings.search
+    per = s.endpoint_concurrency or s.concurrency
+    return [PolicyEndpoint(_sglang_policy(settings, url), per, url) for url in s.sglang_urls]
 
 
 @contextmanager
@@ -66,12 +80,14 @@ def policy_session(settings: Settings, model_dir: Path, launcher: Sequence[str] 
         yield make_policy(settings, model_dir)
         return
     if not s.sglang_managed:
-        policy = make_policy(settings, model_dir)
         import httpx
 
+        urls = s.sglang_urls or (s.sglang_url,)
         with httpx.Client() as client:
-            confirm_served_model(client, s.sglang_url, model_dir)
-        yield policy
+            for url in urls:  # every endpoint must serve the model this step evaluates
+                confirm_served_model(client, url, model_dir)
+        # Several servers: the theorems are spread over them (run.run_search fans out).
+        yield policy_endpoints(settings) if s.sglang_urls else make_policy(settings, model_dir)  # type: ignore[misc]
         return
     spec = ServerSpec.from_settings(s, log_file=settings.paths.server_log, launcher=launcher)
     with ManagedServer(spec, model_dir) as server:

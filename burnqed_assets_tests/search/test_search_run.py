@@ -212,3 +212,46 @@ def test_endpoint_assignment_is_deterministic_and_weighted_by_concurrency():
     assert [len(s) for s in shares] == [8, 4]
     assert sorted(t.name for s in shares for t in s) == sorted(t.name for t in theorems)  # each once
     assert shares == assign_to_endpoints(theorems, endpoints)
+
+
+def test_fan_out_over_two_policy_servers_gives_the_one_server_results(tmp_path):
+    """Two serving stand-ins (SGLang's HTTP API; not SGLang) as unmanaged endpoints in
+    settings.search.sglang_urls: the same trees as through one server, and both served."""
+    import dataclasses
+
+    from burnqed_assets.search.pipeline import policy_session
+    from burnqed_assets.search.serving import STANDIN_LAUNCHER, ManagedServer, ServerSpec
+    from burnqed_assets.search.serving_standin import CANNED_TACTICS
+    from burnqed_assets.settings import with_overrides
+
+    names = [f"thm{i}" for i in range(8)]
+    roots = {n: f"⊢ r{i}" for i, n in enumerate(names)}
+    tr: dict[str, dict[str, str]] = {}
+    for i in range(len(names)):
+        tr[f"⊢ r{i}"] = {t: f"⊢ m{i}_{k}" for k, t in enumerate(CANNED_TACTICS)}
+        for k in range(len(CANNED_TACTICS)):
+            tr[f"⊢ m{i}_{k}"] = {t: PROVED for t in CANNED_TACTICS} if (i + k) % 3 == 0 else {}
+    theorems = [Theorem(n, n) for n in names]
+    model = tmp_path / "model"
+    model.mkdir()
+    spec = ServerSpec(launcher=tuple(STANDIN_LAUNCHER), port=0, startup_timeout_s=60.0, poll_interval_s=0.1,
+                      stop_timeout_s=5.0)
+    base = get_settings("demo", tmp_path)
+
+    def settings_for(**search):
+        return with_overrides(base, search=dataclasses.replace(
+            base.search, policy_backend="sglang", sglang_managed=False, http_retries=1, **search))
+
+    with ManagedServer(spec, model) as a, ManagedServer(spec, model) as b:
+        with policy_session(settings_for(sglang_url=a.url), model) as policy:
+            one = run_search(theorems, FakeEnv(roots, tr), policy, CFG, tmp_path / "one.parquet", concurrency=2)
+        fan_settings = settings_for(sglang_urls=(a.url, b.url), endpoint_concurrency=2)
+        with policy_session(fan_settings, model) as endpoints:
+            assert [e.name for e in endpoints] == [a.url, b.url] and all(e.concurrency == 2 for e in endpoints)
+            fan = run_search(theorems, FakeEnv(roots, tr), endpoints, CFG, tmp_path / "fan.parquet")
+            served = [e.policy.inner.requests_sent for e in endpoints]
+    assert any(r["proved"] for r in one.results) and not all(r["proved"] for r in one.results)
+    assert _untimed(fan.results) == _untimed(one.results)
+    fan_rows, one_rows = (pq.read_table(tmp_path / f"{n}.parquet").drop_columns(["elapsed_s"]) for n in ("fan", "one"))
+    assert fan_rows.equals(one_rows)
+    assert all(n > 0 for n in served)  # both servers answered

@@ -222,8 +222,8 @@ def as_endpoints(policy: Policy | Sequence[PolicyEndpoint], concurrency: int = 1
 
 def assign_to_endpoints(theorems: Sequence[Theorem], endpoints: Sequence[PolicyEndpoint]) -> list[list[Theorem]]:
     """Deterministic weighted round-robin: each endpoint gets theorems in proportion to its
-    concurrency. Which endpoint searches a theorem does not change its result (sampling is
-    seeded per theorem and node), only where the time is spent."""
+    concurrency. With sampling seeded per theorem and node (not by server state), which endpoint
+    searches a theorem changes only where the time is spent, not the tree."""
     weights = [max(1, e.concurrency) for e in endpoints]
     credit = [0] * len(endpoints)  # smooth weighted round-robin: shares stay proportional at every prefix
     shares: list[list[Theorem]] = [[] for _ in endpoints]

@@ -45,8 +45,9 @@ def ray_address(tmp_path_factory):
         return
     port = _free_port()
     temp = tmp_path_factory.mktemp("ray")
-    # Token authentication (Ray's default once ~/.ray/auth_token exists), said explicitly so the
-    # head, `ray status` and the drivers agree.
+    # Token authentication, said explicitly for the head and `ray status`; the head writes
+    # ~/.ray/auth_token, which this process's ray.init then finds and uses (setting RAY_AUTH_MODE
+    # here, after Ray's config was loaded, would not reach the client).
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
     head = subprocess.Popen(
         ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
@@ -54,20 +55,17 @@ def ray_address(tmp_path_factory):
          f"--temp-dir={temp}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     address = f"127.0.0.1:{port}"
-    old_mode = os.environ.get("RAY_AUTH_MODE")
     try:
         deadline = time.monotonic() + 180
         while subprocess.run(["ray", "status", f"--address={address}"], capture_output=True, env=env).returncode:
             assert head.poll() is None, "ray start --head exited"
             assert time.monotonic() < deadline, "the Ray head did not come up in 180 s"
             time.sleep(2)
-        os.environ.update(RAY_ADDRESS=address, RAY_AUTH_MODE="token")
+        os.environ["RAY_ADDRESS"] = address
         yield address
     finally:
         ray.shutdown()
         os.environ.pop("RAY_ADDRESS", None)
-        if old_mode is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
         head.terminate()  # `ray start --block` stops the processes it started
         head.wait(timeout=60)
 

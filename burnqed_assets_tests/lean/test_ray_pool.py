@@ -71,6 +71,7 @@ def ray_address(tmp_path_factory):
 
 
 def _demo(tmp_path, workers: int = 2, **pool):
+    pool.setdefault("backend", "ray")
     settings = get_settings("demo", tmp_path)
     settings = replace(settings, lean=replace(settings.lean, pool_workers=workers),
                        pool=replace(settings.pool, **pool))

@@ -92,7 +92,7 @@ def goedel_migration(settings: Settings, env: LeanEnv | None = None,
         # edits are applied and logged for 4.27, labelled as not re-compiled.
         standin = settings.lean.backend == "standin"
         own = pool is None
-        pool = pool if pool is not None else make_pool(settings)
+        pool = pool if pool is not None else make_lean_pool(settings)  # Ray actors or local threads
         try:
             label = f"REPL stand-in: {RECORDED_LABEL}" if standin else f"lean {settings.lean.lean_version} (REPL pool)"
             result = migrate_batch(records, pool_check_many(pool, settings.lean.allowed_axioms, progress), rules,

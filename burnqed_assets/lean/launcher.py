@@ -32,6 +32,17 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SANDBOX_MODES = ("auto", "bwrap", "rlimits")
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the checkout the REPL program runs from
+
+
+def _under_tmp(*paths: str) -> list[str]:
+    """The given directories that lie under /tmp (the sandbox mounts a fresh /tmp), deduplicated."""
+    out: list[str] = []
+    for path in paths:
+        resolved = str(Path(path).resolve())
+        if (resolved == "/tmp" or resolved.startswith("/tmp/")) and resolved not in out:
+            out.append(resolved)
+    return out
 NOBODY = 65534
 
 
@@ -129,6 +140,9 @@ class LeanLauncher:
             "--dev", "/dev", "--proc", "/proc",
             "--tmpfs", "/tmp",
             "--bind", str(tmpdir), str(tmpdir),
+            # The fresh /tmp hides a checkout (or working directory) that lives under /tmp, the
+            # REPL program and its imports with it: show those again, read-only.
+            *[arg for path in _under_tmp(workdir, PACKAGE_ROOT) for arg in ("--ro-bind", path, path)],
             "--setenv", "TMPDIR", str(tmpdir),
             "--chdir", workdir,
             "--", *argv,

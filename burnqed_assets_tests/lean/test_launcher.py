@@ -106,3 +106,20 @@ def test_the_standin_repl_runs_inside_the_sandbox(tmp_path):
         assert Path(cmd[0]).name == "bwrap" and "--unshare-all" in cmd and "burnqed_assets.lean.repl_standin" in cmd
     finally:
         env.close()
+
+
+def test_a_working_directory_under_tmp_stays_visible_and_read_only(tmp_path):
+    """A checkout under /tmp (a fresh clone, the browser test's copy) must not vanish behind the
+    sandbox's private /tmp: the REPL program could not even start."""
+    works, why = bwrap_status()
+    if not works:
+        pytest.skip(f"bubblewrap cannot run here: {why}")
+    (tmp_path / "program.txt").write_text("visible")
+    launch = LeanLauncher(sandbox="bwrap").prepare(
+        [sys.executable, "-c", "import pathlib; p = pathlib.Path('program.txt'); print(p.read_text());"
+                               "\ntry:\n    p.write_text('x')\nexcept OSError as e:\n    print(type(e).__name__)"],
+        cwd=tmp_path)
+    out = subprocess.run(launch.argv, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["visible", "OSError"], out.stdout
+    assert (tmp_path / "program.txt").read_text() == "visible"  # read-only inside

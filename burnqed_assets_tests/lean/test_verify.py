@@ -302,12 +302,13 @@ def test_decoy_theorem_and_helper_axioms_count():
 
 
 def test_replay_backend_requires_the_target_last():
-    class ReplayLike(RecordedEnv):
-        verified_by = "replay"
+    for backend in ("replay", "stand-in"):
+        class ReplayLike(RecordedEnv):
+            verified_by = backend
 
-    code = HEADER + T + "  positivity\n\ntheorem decoy : True := trivial\n"
-    assert "not_last" in verify_proof(code, ReplayLike(), expected_statement=T).codes
-    assert verify_proof(HEADER + T + "  positivity\n", ReplayLike(), expected_statement=T).ok
+        code = HEADER + T + "  positivity\n\ntheorem decoy : True := trivial\n"
+        assert "not_last" in verify_proof(code, ReplayLike(), expected_statement=T).codes
+        assert verify_proof(HEADER + T + "  positivity\n", ReplayLike(), expected_statement=T).ok
 
 
 def _benchmark_statements() -> dict[str, list[str]]:

@@ -242,3 +242,21 @@ def test_standin_faults_through_the_launcher(tmp_path, fault, error, counter):
             proc.send({"cmd": "theorem demo_handwritten_1 : ∀ x : ℝ, 3 * x + 2 = 11 → x = 3 := by sorry", "env": 0})
         assert proc.counters[counter] == 1 and _wait_gone(first)
         assert proc.send({"cmd": "import Mathlib"})["env"] == 0 and proc.pid != first
+
+
+def test_verifier_call_mid_search_never_recycles_the_repl():
+    """A rejected proof mid-search (check_file) must leave the theorem's proof states alive,
+    even when the recycle condition is met; the next theorem is where the recycle happens."""
+    settings = get_settings("demo")
+    env = ReplLeanEnv.from_argv(fake_argv("--rules"), settings)
+    env.process.restart_every = 2
+    try:
+        root = env.open_theorem("theorem a (x : Nat) : x = x := by", header="import Mathlib\n")
+        gen = env.process.generation
+        assert not env.check_file("import Mathlib\n\ntheorem a (x : Nat) : x = x := by\n  FAKE_ERROR\n").ok
+        assert env.run_tactic(root, "open_goal").status == "open"  # not "proof state lost"
+        assert env.process.generation == gen and env.process.counters["recycles"] == 0
+        env.open_theorem("theorem b (x : Nat) : x = x := by", header="import Mathlib\n")
+        assert env.process.counters["recycles"] == 1  # between theorems
+    finally:
+        env.close()

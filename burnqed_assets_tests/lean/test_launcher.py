@@ -45,8 +45,9 @@ PROBE = textwrap.dedent("""
 def _need_bwrap() -> None:
     works, reason = bwrap_status()
     if not works:
-        if os.environ.get("CI"):
+        if os.environ.get("CI") and "not installed" in reason:
             pytest.fail(f"CI installs bubblewrap (.ci/run), but: {reason}")
+        # A host that forbids user namespaces: the launcher falls back to rlimits and says why.
         pytest.skip(reason)
 
 

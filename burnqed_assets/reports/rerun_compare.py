@@ -26,7 +26,7 @@ TIMING_KEYS = frozenset({
     "train_seconds", "step_seconds", "loop_s", "tokens_per_s", "tokens_per_second", "samples_per_second",
     "steps_per_second", "train_runtime", "train_samples_per_second", "train_steps_per_second",
     "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "texts_per_s", "encode_seconds",
-    "started_s", "wall_s", "throughput", "generated_at", "timestamp", "time",
+    "started_s", "wall_s", "throughput", "states_per_s", "duration_ms", "generated_at", "timestamp", "time",
 })
 IGNORED_SUFFIXES = (".safetensors", ".bin", ".pt", ".png", ".log", ".lock", ".npy", ".tmp")
 IGNORED_PARTS = ("logs", ".parts", "__pycache__", "storage", "schedules", "history", ".dagster_home")

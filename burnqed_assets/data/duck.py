@@ -343,6 +343,11 @@ def any_contains(column: str, words: Sequence[str]) -> str:
     return "(" + " OR ".join(f"contains({column}, {_sql_str(w)})" for w in needed) + ")"
 
 
+def blank(column: str) -> str:
+    """SQL for `trim(column) = ''` (DuckDB's trim strips spaces) without copying every string to trim it."""
+    return f"({column} = '' OR (starts_with({column}, ' ') AND trim({column}) = ''))"
+
+
 def sql_str(value: str) -> str:
     """A SQL string literal (for paths and constants built into a query)."""
     return _sql_str(value)

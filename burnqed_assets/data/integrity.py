@@ -85,11 +85,6 @@ class CleanPoolResult:
         }
 
 
-def _blank(column: str) -> str:
-    """`trim(column) = ''` (DuckDB's trim strips spaces) without copying every string to trim it."""
-    return f"({column} = '' OR (starts_with({column}, ' ') AND trim({column}) = ''))"
-
-
 def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLike[str],
                      con=None) -> CleanPoolResult:
     """Sweep `traced_path` and write the clean pairs to `dest` (JSONL, input order).
@@ -105,10 +100,10 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
     contaminated = f"{duck.any_contains('tactic', BANNED_TACTIC_WORDS)} OR {duck.any_contains('state', BANNED_STATE_WORDS)}"
     # = starts_with(ltrim(state), 'no goals'); ltrim only runs on the rare state that starts with a space
     no_goals = "(starts_with(state, 'no goals') OR (starts_with(state, ' ') AND starts_with(ltrim(state), 'no goals')))"
-    malformed = f"""CASE WHEN {_blank('state')} THEN 'empty_state'
+    malformed = f"""CASE WHEN {duck.blank('state')} THEN 'empty_state'
                WHEN {no_goals} THEN 'no_goals_state'
                WHEN NOT contains(state, {duck.sql_str(TURNSTILE)}) THEN 'no_turnstile'
-               WHEN {_blank('tactic')} THEN 'empty_tactic'
+               WHEN {duck.blank('tactic')} THEN 'empty_tactic'
                ELSE NULL END"""
     duck.load_jsonl(
         con, traced_path, "traced", TRACED_COLUMNS, TRACED_REQUIRED, report,

@@ -205,7 +205,7 @@ def verify_split(out_dir: str | os.PathLike[str], benchmark: set[str] | None = N
     pairs_both = [f"{t}: {c[:60]!r}" for t, c in con.execute(
         "SELECT v.theorem, v.completion FROM val v JOIN pairs_both b USING (prompt, completion) "
         "ORDER BY v._line LIMIT 10").fetchall()] if n_pairs_both else []
-    bad_sql = "NOT starts_with(prompt, ?) OR NOT ends_with(prompt, ?) OR trim(completion) = ''"
+    bad_sql = f"NOT starts_with(prompt, ?) OR NOT ends_with(prompt, ?) OR {duck.blank('completion')}"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE by_source AS
         SELECT source, count(*) AS n, count(*) FILTER (WHERE {bad_sql}) AS bad

@@ -389,6 +389,21 @@ def floor(stage: str, w: Path) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- driver
 
 
+def _warm(w: Path, side: str, stage: str) -> None:
+    """Read a stage's input files once, untimed: both sides start from the page cache, not the disk
+    (on a shared machine other jobs' writes evict it at random)."""
+    d = w / side
+    inputs = {"M.6": [w / "traced.jsonl"], "M.9": [w / "github.jsonl"],
+              "M.7": [d / "clean.jsonl", d / "clean.parquet"], "M.8": [d / "clean.jsonl", d / "clean.parquet"],
+              "M.10": [d / f for f in ("clean.jsonl", "clean.parquet", "github_pairs.jsonl", "github_pairs.parquet")],
+              "duckdb": [w / "traced.jsonl"], "pyarrow": [w / "traced.jsonl"]}[stage]
+    for f in inputs:
+        if f.is_file():
+            with open(f, "rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+
+
 def run_child(side: str, stage: str, w: Path, m7_plain_limit: int = 0, repeat: int = 1) -> tuple[float, float, float]:
     """(wall s, peak RSS MB, CPU s) of one stage, each run in a fresh process; best wall and CPU of `repeat` runs."""
     res = w / f".result_{side}_{stage}.json"
@@ -396,6 +411,7 @@ def run_child(side: str, stage: str, w: Path, m7_plain_limit: int = 0, repeat: i
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO), "BENCH_M7_PLAIN_LIMIT": str(m7_plain_limit)}
     runs = []
     for _ in range(repeat):
+        _warm(w, side, stage)
         with open(w / ".child.log", "w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: its peak RSS alone

@@ -106,18 +106,3 @@ def test_bad_lines_raise_when_there_is_no_report_to_count_them(tmp_path):
     _write(src, [_pair("goedel::a"), "{oops"])
     with pytest.raises(BadInputError, match=r"p\.jsonl:2: malformed JSON"):
         duck.load_jsonl(duck.connect(), src, "t", {"theorem": "VARCHAR"}, ("theorem",))
-
-
-def test_copy_to_jsonl_writes_the_bytes_of_duckdbs_json_writer(tmp_path):
-    """The fast JSONL writer (SQL-built lines) must match `COPY ... (FORMAT JSON)` byte for byte."""
-    con = duck.connect()
-    con.execute('CREATE TEMP TABLE t ("the ""name""" VARCHAR, n BIGINT, b BOOLEAN, s VARCHAR)')
-    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", [
-        ['a"b\\c', 1, True, None], ["tab\there\nnl\r\x01\x1f/ \x7f", -5, False, "x"],
-        ["⊢ ℝ 😀 \u2028 \u2029 é", None, None, ""], ["", 2**62, True, "'quote'"]])
-    con.execute(f"COPY (SELECT * FROM t) TO '{tmp_path / 'ref.jsonl'}' (FORMAT JSON)")
-    assert duck.copy_to_jsonl(con, "SELECT * FROM t", tmp_path / "new.jsonl") == 4
-    assert (tmp_path / "new.jsonl").read_bytes() == (tmp_path / "ref.jsonl").read_bytes()
-    # other column types go through the JSON writer itself
-    assert duck.copy_to_jsonl(con, "SELECT 1.5 AS x, [1, 2] AS l", tmp_path / "other.jsonl") == 1
-    assert json.loads((tmp_path / "other.jsonl").read_text()) == {"x": 1.5, "l": [1, 2]}

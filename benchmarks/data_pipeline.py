@@ -14,7 +14,9 @@ lines, 69 % distinct states).
 
 Each stage of each side runs in its own child process (`os.wait4` gives that process's own
 peak RSS; the stage time excludes interpreter start-up, imports and tokenizer loading), reading
-the files the same side's previous stage wrote. Sides per stage:
+the files the same side's previous stage wrote, after an untimed read that puts them in the page
+cache. Wall time and CPU time (all threads) are printed; with `--repeat K` the best of K runs
+counts, since on a shared machine single runs slow down at random. Sides per stage:
   ours   burnqed_assets.data (M.6 integrity, M.7 token geometry, M.8 exploration, M.9 LEAN-GitHub
          filter, M.10 SFT merge/split + contrastive pool + 0.6 split verification)
   plain  the plan's scripts: `[json.loads(l) for l in open(...)]`, Python loops, `tok.encode` per
@@ -23,7 +25,8 @@ the files the same side's previous stage wrote. Sides per stage:
   floor  the parse floor: DuckDB `read_json` into a table, and `pyarrow.json.read_json`, of the
          traced file.
 M.7 uses one byte-level BPE tokenizer (4K vocab trained on the synthetic states, BOS added
-like DeepSeek's) loaded as a transformers fast tokenizer on both sides.
+like DeepSeek's) loaded as a transformers fast tokenizer on both sides; the plain loop is timed
+on the first `--m7-plain-limit` clean pairs (default 100K) and scaled, as it is linear in pairs.
 
 Goals (issue 18, item 7), checked per size: M.6+M.8+M.10 >= 3x faster than plain with a peak
 RSS (max over the three stages) no higher than plain's; M.7 >= 3x the per-text `tok.encode` loop.

@@ -124,6 +124,14 @@ def _typed(column: str, sql_type: str) -> str:
     return f"({column} ->> '$') AS {column}" if sql_type == "VARCHAR" else f"CAST({column} AS {sql_type}) AS {column}"
 
 
+def _wrong_json_type(column: str, sql_type: str) -> str:
+    """SQL: a JSON value that is neither `sql_type` nor null."""
+    if sql_type == "VARCHAR":
+        # a JSON text is a string or null iff it starts with '"' or 'n': no parse of a long state
+        return f"left(CAST({column} AS VARCHAR), 1) NOT IN ('\"', 'n')"
+    return f"json_type({column}) NOT IN ({', '.join(_sql_str(t) for t in _JSON_TYPES[sql_type] + ('NULL',))})"
+
+
 def _load_jsonl_fast(con, path: Path, table: str, columns: Mapping[str, str], required: Sequence[str],
                      transform: str | None = None) -> int | None:
     src = _sql_str(str(path))
@@ -131,9 +139,7 @@ def _load_jsonl_fast(con, path: Path, table: str, columns: Mapping[str, str], re
     # silently turn a depth "3" into 3 or a tactic 5 into "5"; such a file takes the checked
     # path, which names each line.
     spec = "{" + ", ".join(f"{_sql_str(k)}: 'JSON'" for k in columns) + "}"
-    wrong = " OR ".join(
-        f"json_type({c}) NOT IN ({', '.join(_sql_str(t) for t in _JSON_TYPES[t] + ('NULL',))})"
-        for c, t in columns.items() if t in _JSON_TYPES) or "false"
+    wrong = " OR ".join(_wrong_json_type(c, t) for c, t in columns.items() if t in _JSON_TYPES) or "false"
     typed = ", ".join(_typed(c, t) if t in _JSON_TYPES else f"CAST({c} AS {t}) AS {c}" for c, t in columns.items())
     try:
         # row_number() OVER () is DuckDB's streaming window: line numbers in file order, no sort

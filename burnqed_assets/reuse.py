@@ -15,7 +15,9 @@ from. Anything else recomputes, and the file is removed first, so a failed or in
 step never leaves a fingerprint that vouches for half an output.
 
 `BURNQED_REUSE=0` turns reuse off (the test suite does, except the tests of reuse itself).
-Partitioned assets are always computed.
+A partitioned asset (static partitions) is reused only by a run over all its partitions (what
+`materialize_all` does); a run over some of them computes and removes the fingerprint, so its
+downstream assets recompute too.
 """
 
 from __future__ import annotations
@@ -139,8 +141,15 @@ def _with_metadata(result: dg.MaterializeResult, extra: dict[str, Any]) -> dg.Ma
                                 tags=result.tags)
 
 
+def _run_partitions(context: Any) -> tuple[str, ...]:
+    try:
+        return tuple(context.partition_keys)
+    except Exception:  # not a partitioned run
+        return ()
+
+
 def _reusing(fn: Callable[..., Any], key: str, code_version: str | None, materializable_deps: list[str],
-             raw_deps: list[str]) -> Callable[..., Any]:
+             raw_deps: list[str], all_partitions: tuple[str, ...] | None = None) -> Callable[..., Any]:
     if getattr(fn, "_burnqed_reuse", False):
         return fn
 
@@ -150,16 +159,22 @@ def _reusing(fn: Callable[..., Any], key: str, code_version: str | None, materia
         if burnqed is None or not reuse_enabled():
             return fn(*args, **kwargs)
         context = dg.AssetExecutionContext.get()
-        if context is not None and context.has_partition_key:
-            return fn(*args, **kwargs)
         settings = burnqed.settings()
         paths = settings.paths
+        partitions: tuple[str, ...] = ()
+        if all_partitions is not None:
+            partitions = _run_partitions(context) if context is not None else ()
+            if set(partitions) != set(all_partitions):  # some chunks only: compute, vouch for nothing
+                paths.fingerprint_file(key).unlink(missing_ok=True)
+                return fn(*args, **kwargs)
+        elif context is not None and context.has_partition_key:
+            return fn(*args, **kwargs)
         upstream: dict[str, str] = {}
         for dep in materializable_deps:
             stored = read_fingerprint(paths.fingerprint_file(dep))
             upstream[dep] = stored["fingerprint"] if stored else "unknown"
-        fingerprint = compute_fingerprint(key, code_version, settings, upstream,
-                                          raw_input_stamp(settings, raw_deps))
+        fingerprint = compute_fingerprint(key + (f"[{','.join(sorted(partitions))}]" if partitions else ""),
+                                          code_version, settings, upstream, raw_input_stamp(settings, raw_deps))
         fp_file = paths.fingerprint_file(key)
         stored = read_fingerprint(fp_file)
         known_upstream = "unknown" not in upstream.values()
@@ -210,8 +225,13 @@ def with_reuse(assets: Iterable[Any]) -> None:
     assets = [a for a in assets if isinstance(a, dg.AssetsDefinition)]
     materializable = {k for a in assets if a.is_materializable for k in a.keys}
     for a in assets:
-        if not a.is_materializable or len(a.keys) != 1 or a.partitions_def is not None:
+        if not a.is_materializable or len(a.keys) != 1:
             continue
+        all_partitions = None
+        if a.partitions_def is not None:
+            if not isinstance(a.partitions_def, dg.StaticPartitionsDefinition):
+                continue  # time windows and dynamic partitions: always computed
+            all_partitions = tuple(a.partitions_def.get_partition_keys())
         node = a.node_def
         if not isinstance(node, dg.OpDefinition) or not isinstance(node.compute_fn, DecoratedOpFunction):
             continue
@@ -220,5 +240,5 @@ def with_reuse(assets: Iterable[Any]) -> None:
         code_version = (a.code_versions_by_key or {}).get(key)
         wrapped = _reusing(node.compute_fn.decorated_fn, key.to_user_string(), code_version,
                            sorted(d.to_user_string() for d in deps if d in materializable),
-                           sorted(n for n in (input_name(d) for d in deps) if n))
+                           sorted(n for n in (input_name(d) for d in deps) if n), all_partitions)
         node._compute_fn = DecoratedOpFunction(wrapped)  # noqa: SLF001

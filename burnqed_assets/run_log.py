@@ -36,6 +36,8 @@ warnings.filterwarnings("ignore", message=r"Parameter `include_sources` of funct
 # - the raw inputs are observed with Dagster's beta `multi_observable_source_asset` (defs/inputs.py);
 warnings.filterwarnings("ignore", message=r"Function `multi_observable_source_asset` is currently in beta",
                         category=dg.BetaWarning)
+# - the chunked tracing asset's single-run backfill policy (defs/migration.py) is a beta parameter;
+warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy` of function `asset`", category=dg.BetaWarning)
 # - TRL reads `model.is_gradient_checkpointing`, an alias transformers 5 deprecates (our own code
 #   uses the new `activation_checkpointing` names).
 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)

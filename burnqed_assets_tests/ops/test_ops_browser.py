@@ -1,10 +1,14 @@
-"""The web UI in a real browser: `dagster dev` on 127.0.0.1, headless Debian Chromium via
-Playwright. Materializes the chunked tracing asset per partition through the CLI, opens the
-asset graph, launches a materialization of a demo asset and the rest of its upstream, and
-checks that the run succeeds, the check results and a plot appear, and the tracing asset's
-partition view shows every chunk. Screenshots go to test-output/browser/.
+"""A new user's first hour, in a real browser. In a fresh copy of the repository (tracked and
+new files, no data, no instance, DAGSTER_HOME unset) it runs exactly the README's commands:
+command 1 without its `pip install -e .` (the copy is imported through PYTHONPATH), twice (the
+second must reuse every unpartitioned asset), then the UI command the README names, on a free
+port. Headless Debian Chromium via Playwright then finds the README run, its checks and a plot;
+the chunked tracing asset is materialized per partition through the CLI, one more
+materialization is launched from the UI, and the partition view shows every chunk. Screenshots
+and the two README runs' wall times go to test-output/browser/.
 """
 
+import json
 import os
 import re
 import shutil
@@ -33,6 +37,7 @@ PARTITIONED_ASSET = "goedel_traced_pairs"
 PARTITION_STATS_QUERY = """query($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode {
   partitionKeys partitionStats { numMaterialized numPartitions numFailed } } } }"""
 RUN_TIMEOUT_S = 420
+README_RUN_TIMEOUT_S = 2400  # the whole demo graph: ~6 min on an idle 2-core box, ~20 min under load
 
 RUNS_QUERY = "{ runsOrError(limit: 50) { ... on Runs { results { runId status } } } }"
 ASSETS_QUERY = "{ assetNodes { assetKey { path } } }"
@@ -79,23 +84,78 @@ def _plot_asset() -> str:
     pytest.skip(f"none of {PLOT_ASSET_CANDIDATES} (downstream of {CHECK_ASSET}) is defined yet")
 
 
+def readme_commands() -> tuple[str, str]:
+    """README command 1 (install and materialize) and the UI command of its 'Then `...`' line."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    setup = [line.strip() for b in blocks for line in b.splitlines()
+             if line.strip().startswith("pip install -e . &&")]
+    assert len(setup) == 1, f"README must have exactly one `pip install -e . && ...` command, found {setup}"
+    ui = re.search(r"Then `([^`]+)`", readme)
+    assert ui, "README names no UI command ('Then `...`')"
+    return setup[0], ui.group(1)
+
+
+def fresh_copy(dest: Path) -> Path:
+    """The repository's tracked and untracked-but-not-ignored files (what a clone has, plus work
+    in progress), without generated data, instance or caches."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = REPO_ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def _user_env(repo: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DAGSTER_HOME", "BURNQED_DATA_ROOT", "BURNQED_PROFILE", "BURNQED_EXECUTOR", "BURNQED_REUSE")}
+    env["PYTHONPATH"] = str(repo)  # instead of `pip install -e .`: never re-point the shared install
+    return env
+
+
+def _run_readme_command(command: str, repo: Path, log_path: Path) -> float:
+    start = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.run(["bash", "-c", command], cwd=repo, env=_user_env(repo), stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=README_RUN_TIMEOUT_S)
+    took = time.monotonic() - start
+    assert proc.returncode == 0, f"`{command}` exited {proc.returncode}:\n{log_path.read_text()[-4000:]}"
+    return took
+
+
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: `apt-get install -y chromium` (.ci/run installs it)")
     pytest.importorskip("playwright.sync_api")
     work = tmp_path_factory.mktemp("ui")
-    home = work / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    repo = fresh_copy(work / "repo")
+    setup, ui_command = readme_commands()
+    install, _, materialize = setup.partition(" && ")
+    assert install == "pip install -e .", setup
+
+    # README command 1, twice: the second run must reuse every asset's output.
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    first_s = _run_readme_command(materialize, repo, work / "readme_run_1.log")
+    second_s = _run_readme_command(materialize, repo, work / "readme_run_2.log")
+    second_log = (work / "readme_run_2.log").read_text()
+    reused = second_log.count("reused its previous output")
+    computed = re.findall(r"^    (\S+): done in", second_log, flags=re.M)
+    (SHOTS / "readme_runs.json").write_text(json.dumps(
+        {"command": materialize, "first_s": round(first_s, 1), "second_s": round(second_s, 1),
+         "second_reused_assets": reused, "second_computed_assets": computed}, indent=2))
+    assert reused > 30 and not computed, f"second run recomputed {computed}:\n{second_log[-3000:]}"
+    assert (repo / ".dagster_home").is_dir(), "README command 1 left no project-local instance"
+
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "BURNQED_DATA_ROOT": str(work / "data"), "BURNQED_PROFILE": "demo"}
-    env.pop("BURNQED_EXECUTOR", None)
-    log_path = work / "dagster_dev.log"
+    log_path = work / "ui.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-m", "burnqed_assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            ["bash", "-c", f"exec {ui_command} -p {port}"], cwd=repo, env=_user_env(repo),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # own process group: the teardown ends the webserver, daemon and code server
         )
     base = f"http://127.0.0.1:{port}"
@@ -103,23 +163,23 @@ def dagster_ui(tmp_path_factory):
         deadline = time.time() + 240
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"dagster dev exited {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+                pytest.fail(f"{ui_command} exited {proc.returncode}:\n{log_path.read_text()[-4000:]}")
             try:
                 if _graphql(base, ASSETS_QUERY)["assetNodes"]:
                     break
             except Exception:
                 pass
             if time.time() > deadline:
-                pytest.fail(f"dagster dev did not serve the asset graph in 240 s:\n{log_path.read_text()[-4000:]}")
+                pytest.fail(f"{ui_command} did not serve the asset graph in 240 s:\n{log_path.read_text()[-4000:]}")
             time.sleep(2)
-        yield base, log_path, env
+        yield base, log_path, {**_user_env(repo), "BURNQED_REPO": str(repo)}
     finally:
         _stop_group(proc)
 
 
 def _cli_materialize(env: dict, *args: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "burnqed_assets.definitions",
-                           *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+                           *args], cwd=env.get("BURNQED_REPO", REPO_ROOT), env=env, capture_output=True, text=True, timeout=600,
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"dagster asset materialize {' '.join(args)}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
 
@@ -176,11 +236,18 @@ def _wait_for_new_run(base: str, known: set[str], timeout_s: float) -> dict:
     pytest.fail(f"no launched run finished within {timeout_s} s")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(2 * README_RUN_TIMEOUT_S + 1200)
 def test_materialize_from_asset_graph_shows_checks_and_plots(dagster_ui):
     from playwright.sync_api import expect, sync_playwright
 
     base, log_path, env = dagster_ui
     target = _plot_asset()
+    # The README's two runs are in the instance the UI reads, both succeeded, with their checks.
+    readme_runs = _graphql(base, RUNS_QUERY)["runsOrError"]["results"]
+    assert len(readme_runs) == 2 and all(r["status"] == "SUCCESS" for r in readme_runs), readme_runs
+    checks = _graphql(base, CHECKS_QUERY, {"path": [CHECK_ASSET]})["assetNodeOrError"]["assetChecksOrError"]["checks"]
+    assert checks and all(c["executionForLatestMaterialization"] for c in checks), checks
     chunk_keys = _materialize_tracing_chunks(env)
     done = set(_upstream_closure(PARTITIONED_ASSET))
     selection = [k for k in _upstream_closure(target) if k not in done]
@@ -192,6 +259,12 @@ def test_materialize_from_asset_graph_shows_checks_and_plots(dagster_ui):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.set_default_timeout(30_000)
+
+            # The first README run's page.
+            page.goto(f"{base}/runs/{readme_runs[-1]['runId']}", wait_until="domcontentloaded")
+            _dismiss_dialogs(page)
+            expect(page.get_by_text("Success").first).to_be_visible()
+            page.screenshot(path=str(SHOTS / "0_readme_run.png"))
 
             # 0. The operations: the raw-input sensor, the automation sensor and the data schedule.
             page.goto(f"{base}/automation", wait_until="domcontentloaded")

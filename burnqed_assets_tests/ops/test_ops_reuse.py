@@ -63,3 +63,32 @@ def test_reuse_off_always_computes(tmp_path, monkeypatch):
     _run(tmp_path)
     monkeypatch.setenv("BURNQED_REUSE", "0")
     assert _run(tmp_path)["goedel_427_proofs"].get("reused") is None  # not even looked at
+
+
+def test_partitioned_asset_is_reused_only_by_a_run_over_all_partitions(tmp_path):
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from burnqed_assets.reuse import with_reuse
+
+    calls = []
+
+    @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["c0", "c1", "c2"]),
+              backfill_policy=dg.BackfillPolicy.single_run())
+    def chunked(context, burnqed: BurnqedConfig) -> dg.MaterializeResult:
+        calls.append(tuple(context.partition_keys))
+        return dg.MaterializeResult(metadata={"chunks": len(context.partition_keys)})
+
+    with_reuse([chunked])
+    resources = {"burnqed": BurnqedConfig(profile="demo", data_root=str(tmp_path))}
+    everything = {ASSET_PARTITION_RANGE_START_TAG: "c0", ASSET_PARTITION_RANGE_END_TAG: "c2"}
+    fp_file = get_settings("demo", tmp_path).paths.fingerprint_file("chunked")
+
+    def run(**kw):
+        result = dg.materialize([chunked], resources=resources, **kw)
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        return metadata["reused"].value if "reused" in metadata else None
+
+    assert run(tags=everything) is False and fp_file.exists()
+    assert run(tags=everything) is True and len(calls) == 1  # all chunks, nothing changed: reused
+    assert run(partition_key="c1") is None and not fp_file.exists()  # one chunk: computed, vouches for nothing
+    assert run(tags=everything) is False and len(calls) == 3  # recomputed after the partial run

@@ -144,7 +144,7 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
         [w for ax in SUSPICIOUS_AXIOMS for w in (ax, ax)]).fetchall()[0]
     suspicious_counts = {ax: int(n) for ax, n in zip(SUSPICIOUS_AXIOMS, stats[4:]) if n}
 
-    clean = f"""traced WHERE NOT dropped"""
+    clean = "traced WHERE NOT dropped"
     clean_pairs = duck.export_jsonl_with_sidecar(
         con, clean, ["theorem", "state", "tactic", "state_after", "coalesce(depth, 0) AS depth",
                      f"coalesce(source, {duck.sql_str(GOEDEL_SOURCE)}) AS source"], None, dest)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 # First: its warning filters must be in place before the phase modules are imported.
-from burnqed_assets.run_log import fail_actionably  # isort: skip
+from burnqed_assets.run_log import burnqed_console, fail_actionably  # isort: skip
 from burnqed_assets.defs import (
     code_versions,
     ebm,
@@ -60,6 +60,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     base = dg.Definitions(
         resources=default_resources(),
         executor=executor_for(settings, operations.gpu_step_keys(assets)),
+        # Used by runs whose config names it (materialize_all: run_log.QUIET_RUN_CONFIG).
+        loggers={"console": burnqed_console},
     )
     return dg.Definitions.merge(base, assets, operations.build_operations(assets, settings))
 

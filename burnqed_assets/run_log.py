@@ -175,9 +175,37 @@ class StepProgressHandler(QuietRunHandler):
     def render(self, record: logging.LogRecord) -> str | None:
         meta = getattr(record, "dagster_meta", None) or {}
         event = meta.get("dagster_event")
+        if meta.get("run_id") in _CONSOLE_RUNS:
+            return None  # the run's own `burnqed_console` logger prints everything
         if event is None or event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE", "RUN_CANCELED"):
             return None  # printed by Dagster's console logger
         return self._render_event(event, meta.get("step_key") or "", meta.get("run_id") or "")
+
+
+# Runs (in this process) whose console is the `burnqed_console` logger.
+_CONSOLE_RUNS: set[str] = set()
+
+# Run config that makes `burnqed_console` a run's only console logger: Dagster then drops its
+# default console logger, so a failure prints once (`--config-json`, or the launchpad). A job
+# cannot carry it for its range-partitioned runs (Dagster ignores a partitioned job's config
+# there), so the README's materialize_all run keeps Dagster's console at INFO.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dg.logger(
+    config_schema={"log_level": dg.Field(str, default_value="INFO",
+                                         description="INFO: progress lines; DEBUG: every framework event")},
+    description="Quiet console: a line per step, per check and per run, the assets' own INFO lines, "
+                "a failure's text once (burnqed_assets/run_log.py).",
+)
+def burnqed_console(init_context: dg.InitLoggerContext) -> logging.Logger:
+    level = logging.getLevelName(str(init_context.logger_config["log_level"]).upper())
+    if init_context.run_id:
+        _CONSOLE_RUNS.add(init_context.run_id)
+    log = logging.Logger("burnqed_assets.run", level=logging.DEBUG)  # the handler decides what to print
+    log.addHandler(QuietRunHandler(level if isinstance(level, int) else logging.INFO))
+    log.propagate = False
+    return log
 
 
 def _failure_text(data: Any) -> str:

@@ -29,7 +29,7 @@ def test_missing_input_fails_with_a_dagster_failure_naming_the_fix(tmp_path):
     assert failure.user_failure_data.metadata["error"].value == "MissingInputError"
 
 
-def _launch(tmp_path, selection: str, data_root) -> subprocess.CompletedProcess:
+def _launch(tmp_path, selection: str, data_root, *extra: str) -> subprocess.CompletedProcess:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     shutil.copy(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
@@ -37,7 +37,7 @@ def _launch(tmp_path, selection: str, data_root) -> subprocess.CompletedProcess:
            "PYTHONPATH": str(REPO_ROOT), "BURNQED_PROFILE": "demo"}
     env.pop("BURNQED_EXECUTOR", None)
     dg_cli = shutil.which("dg") or pytest.skip("dg (dagster-dg-cli) is not installed: pip install -e .")
-    return subprocess.run([dg_cli, "launch", "--assets", selection], cwd=REPO_ROOT, env=env,
+    return subprocess.run([dg_cli, "launch", "--assets", selection, *extra], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
 
 
@@ -63,11 +63,17 @@ def test_failed_step_shows_the_actionable_text_and_not_the_domain_traceback(tmp_
     root = tmp_path / "data"
     root.mkdir()
     (root / ".burnqed_profile.json").write_text('{"profile": "full"}\n')
-    run = _launch(tmp_path, "goedel_source_proofs", root)
+    # With QUIET_RUN_CONFIG the run's console is burnqed_console alone (Dagster drops its default).
+    import json
+
+    from burnqed_assets.run_log import QUIET_RUN_CONFIG
+
+    run = _launch(tmp_path, "goedel_source_proofs", root, "--config-json", json.dumps(QUIET_RUN_CONFIG))
     out = run.stdout + run.stderr
     assert run.returncode != 0
-    assert "profiles never share a data root" in out and "dagster._core.definitions.events.Failure" in out
-    assert "ProfileMismatchError" not in out and "raise ProfileMismatchError" not in out
+    assert out.count("profiles never share a data root") == 1, out  # once, not per STEP/RUN_FAILURE
+    assert "goedel_source_proofs: FAILED" in out
+    assert "Stack Trace" not in out and "Traceback" not in out and "ProfileMismatchError" not in out, out
 
 
 def test_progress_meter_prints_tqdm_lines_at_most_every_interval():

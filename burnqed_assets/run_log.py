@@ -153,7 +153,10 @@ class QuietRunHandler(logging.Handler):
             status = "passed" if data.passed else (
                 "NOT RUN" if (data.description or "").lower().startswith("not run") else
                 f"FAILED ({data.severity.value})")
-            desc = f": {data.description}" if data.description else ""
+            text = data.description or ""
+            if status == "NOT RUN" and text.lower().startswith("not run:"):
+                text = text[len("not run:"):].strip()
+            desc = f": {text}" if text else ""
             run.checked_steps.add(step)
             return f"    check {data.check_name} {status}{desc}"
         if kind == "RUN_SUCCESS":

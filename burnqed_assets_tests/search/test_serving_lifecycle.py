@@ -178,3 +178,16 @@ time.sleep(600)
     finally:
         if step.poll() is None:
             step.kill()
+
+
+def test_port_in_use_is_refused_before_launching(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        server = ManagedServer(dataclasses.replace(spec(), port=port), tmp_path)
+        with pytest.raises(ServingError, match=rf"127\.0\.0\.1:{port} is already in use"):
+            server.start()
+        assert server.process is None  # nothing was launched

@@ -42,7 +42,7 @@ def main() -> None:
         settings = get_settings("demo", root / "data")
         phase_m.goedel_source(settings)
         phase_m.goedel_migration(settings)
-        theorems = phase_m.tracing_theorems(settings)
+        theorems, _ = phase_m.tracing_theorems(settings)
         size = settings.lean.trace_chunk_size
         job = ReplTraceJob()
         warm = theorems[:4]

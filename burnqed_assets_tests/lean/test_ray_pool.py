@@ -19,6 +19,9 @@ from dataclasses import replace
 
 import pytest
 
+# A driver joining a head by address uses token auth only when RAY_AUTH_MODE says so before Ray
+# loads its config (CI exports it); the head this module may start makes the token.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 ray = pytest.importorskip("ray", reason="Ray is the `ray` extra (part of `test`)")
 
 from burnqed_assets.lean import phase_m  # noqa: E402

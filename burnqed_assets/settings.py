@@ -248,8 +248,8 @@ def _demo(data_root: Path) -> Settings:
         ),
         lean=LeanSettings(backend="standin", command_timeout_s=10.0, theorem_timeout_s=20.0,
                           trace_chunk_size=50, trace_partitions=3, memory_cap_mb=2048, standin_import_latency_s=0.2),
-        # Ray actors take half a CPU each on 2 cores (with backend "ray")
-        pool=PoolSettings(backend="local", actor_num_cpus=0.5),
+        # With backend "ray": half a CPU and 512 MB reserved per actor (the stand-in REPL is small)
+        pool=PoolSettings(backend="local", actor_num_cpus=0.5, actor_memory_mb=512),
         executor=ExecutorSettings(kind="in_process", max_concurrent=2),
         data=DataSettings(contrastive_min_theorems=20),
         # demo SFT: 300 steps at lr 6e-3 on one thread (docs/models.md: val loss 2.88 -> 1.76, ~1 min);

@@ -288,7 +288,7 @@ def run_path(label: str, impl: str, n: int, workdir: Path, args, results: dict) 
         print(f"[{label}] generated {counts['rows']} trajectory rows, {counts['theorems']} theorems "
               f"in {time.perf_counter() - started:.1f}s", flush=True)
     emb = workdir / f"emb_{impl}_{n}"
-    for stage in STAGES:
+    for stage in [s for s in STAGES if s in args.stages.split(",")]:
         r = spawn(stage, impl, traj, emb, workdir, args)
         results[(label, stage)] = r
         if r.get("failed"):
@@ -312,6 +312,8 @@ def main() -> None:
     ap.add_argument("--ebm-metrics-max-states", type=int, default=20_000,
                     help="EBM metrics on a seeded sample of whole validation theorems of about this many states "
                          "(0: all; on 2 CPU cores the plan head scores ~10^3 states/s)")
+    ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES)
+                    + " (the later ones need write)")
     ap.add_argument("--workdir", default="/tmp/burnqed_embeddings_scale")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--stage", choices=STAGES)

@@ -265,39 +265,55 @@ class RowSource:
                 release_pages(self.matrix)
                 self._since_release = 0
 
+    def _pread(self, out: np.ndarray, runs: list[tuple[int, int, int]]) -> None:
+        """Read matrix rows into `out` (rows of the matrix dtype): each run is (first row, rows, row
+        of out). One preadv per run of consecutive rows; nothing is mapped into this process."""
+        path, offset = self._file  # type: ignore[misc]
+        row_bytes = self.d * self.matrix.dtype.itemsize
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        with open(path, "rb", buffering=0) as fh:
+            for first, count, at in runs:
+                target, done = view[at * row_bytes:(at + count) * row_bytes], 0
+                while done < len(target):
+                    got = os.preadv(fh.fileno(), [target[done:]], offset + first * row_bytes + done)
+                    if got <= 0:
+                        raise EmbeddingStoreError(f"{path}: short read at row {first}")
+                    done += got
+
     def _read_rows(self, start: int, stop: int) -> np.ndarray:
         """Matrix rows [start, stop) as a new float32 array."""
         if self._file is None:
             block = np.array(self.matrix[start:stop], dtype=np.float32)
             self._count(block.nbytes)
             return block
-        path, offset = self._file
-        n, row_bytes = stop - start, self.d * self.matrix.dtype.itemsize
+        n = stop - start
         if self._buffer is None or len(self._buffer) < n:
             self._buffer = np.empty((n, self.d), dtype=self.matrix.dtype)
         raw = self._buffer[:n]
-        view = memoryview(raw.reshape(-1).view(np.uint8))
-        with open(path, "rb", buffering=0) as fh:
-            done = 0
-            while done < len(view):
-                got = os.preadv(fh.fileno(), [view[done:]], offset + start * row_bytes + done)
-                if got <= 0:
-                    raise EmbeddingStoreError(f"{path}: short read at row {start}")
-                done += got
+        self._pread(raw, [(start, n, 0)])
         return raw.astype(np.float32)
 
     def gather(self, entries: np.ndarray) -> np.ndarray:
-        """float32 rows of the given entries (any order, repeats allowed), as a new array."""
+        """float32 rows of the given entries (any order, repeats allowed), as a new array.
+
+        From a file: one pread per run of consecutive rows, in file order (a page fault per row of a
+        memmap would map the kernel's fault-around and read-ahead windows too, and scattered samples
+        then pin most of a large file in this process's resident memory)."""
         rows = self.rows_of(entries)
         if len(rows) == 0:
             return np.zeros((0, self.d), dtype=np.float32)
-        if len(rows) > 1 and np.any(rows[1:] < rows[:-1]):  # file order, each row once
-            unique, inverse = np.unique(rows, return_inverse=True)
-            block = self.matrix[unique].astype(np.float32, copy=False)[inverse]
+        ordered = len(rows) == 1 or not np.any(rows[1:] <= rows[:-1])  # strictly increasing
+        unique, inverse = (rows, None) if ordered else np.unique(rows, return_inverse=True)
+        if self._file is not None:
+            raw = np.empty((len(unique), self.d), dtype=self.matrix.dtype)
+            cut = np.flatnonzero(np.diff(unique) != 1) + 1
+            starts, ends = np.r_[0, cut], np.r_[cut, len(unique)]
+            self._pread(raw, [(int(unique[a]), int(b - a), int(a)) for a, b in zip(starts, ends)])
+            block = raw.astype(np.float32, copy=False)
         else:
-            block = self.matrix[rows].astype(np.float32, copy=False)
-        self._count(block.nbytes)
-        return block
+            block = self.matrix[unique].astype(np.float32, copy=False)
+            self._count(block.nbytes)
+        return block if inverse is None else block[inverse]
 
     def blocks(self, entries: np.ndarray | None = None, chunk_rows: int | None = None,
                bounds: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:

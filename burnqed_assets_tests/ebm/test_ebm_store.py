@@ -157,6 +157,10 @@ def test_streaming_a_memmap_keeps_resident_memory_flat(tmp_path):
     total = sum(float(b[:, 0].sum()) for _, b in RowSource(m).blocks(chunk_rows=2048))
     assert total == n
     assert _rss_file_kb() - before < 64 * 1024
+    # scattered samples (probe, spectrum, silhouette, EBM batches) are read, not faulted in
+    sample = np.random.default_rng(0).choice(n, 4000, replace=False)
+    assert float(RowSource(m).gather(sample)[:, 0].sum()) == 4000
+    assert _rss_file_kb() - before < 64 * 1024
     plain = open_matrix(path)
     before = _rss_file_kb()
     assert float(plain[:, 0].astype(np.float32).sum()) == n  # column read touches every page

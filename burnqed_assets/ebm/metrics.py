@@ -205,11 +205,12 @@ def variance_spectrum(x: Vectors, chunk_rows: int | None = None) -> np.ndarray:
         chunks = lambda: ((None, x[s:s + step]) for s in range(0, n, step))  # noqa: E731
     else:
         n, d = len(x), x.d
+        step = chunk_rows or 8192  # large blocks: each one's d x d product is a fresh temporary
         mean = np.zeros(d, dtype=np.float64)
-        for _, block in x.blocks(chunk_rows=chunk_rows):
+        for _, block in x.blocks(chunk_rows=step):
             mean += block.sum(axis=0, dtype=np.float64)
         mean /= max(n, 1)
-        chunks = lambda: x.blocks(chunk_rows=chunk_rows)  # noqa: E731
+        chunks = lambda: x.blocks(chunk_rows=step)  # noqa: E731
     if n < d:
         xc = _take(x, None).astype(np.float64) - mean
         small = xc @ xc.T
@@ -292,7 +293,7 @@ def compute_embedding_metrics(frame: pd.DataFrame, states: Vectors, *, probe_fol
     if len(source) > spectrum_sample_size:
         spectrum_rows = np.sort(np.random.default_rng(seed).choice(len(source), spectrum_sample_size, replace=False))
     sampling["variance_spectrum"] = _sample_note(len(source), spectrum_sample_size, seed)
-    eig = variance_spectrum(source if spectrum_rows is None else source.gather(spectrum_rows), chunk_rows) \
+    eig = variance_spectrum(source if spectrum_rows is None else source.gather(spectrum_rows)) \
         if len(source) >= 2 else np.zeros(0)
     if eig.sum() > 0:
         total = eig.sum()

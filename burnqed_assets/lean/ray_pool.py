@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -42,6 +43,9 @@ def ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
+# Ray reads this once at import: "0" makes a single-node Ray bind every port to 127.0.0.1.
+LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
 _STARTED_HERE = False  # this process started its own Ray instance (stopped when its pool closes)
 
 
@@ -55,6 +59,10 @@ def connect_ray(pool: PoolSettings, num_cpus: float) -> str:
     local: join `RAY_ADDRESS` if set, else start Ray here with `num_cpus` for the actors.
     cluster: `RAY_ADDRESS` (or pool.ray_address) must name the head.
     """
+    if pool.mode == "local" and not ray_address(pool) and "ray" not in sys.modules:
+        # A Ray started here serves this machine only: keep every Ray port on loopback. On Linux
+        # Ray otherwise resolves 127.0.0.1 to the host's routable address and listens there.
+        os.environ.setdefault(LOOPBACK_ONLY_ENV, "0")
     import ray
 
     global _STARTED_HERE

@@ -23,6 +23,8 @@ import pytest
 # A driver joining a head by address uses token auth only when RAY_AUTH_MODE says so before Ray
 # loads its config (CI exports it); the head this module may start makes the token.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+# Every Ray port on loopback (the variable is read once, when Ray is imported): see ray_pool.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason="Ray is the `ray` extra (part of `test`)")
 
 from burnqed_assets.lean import phase_m  # noqa: E402
@@ -52,7 +54,8 @@ def ray_address(tmp_path_factory):
     # Token authentication, said explicitly for the head and `ray status`; the head writes
     # ~/.ray/auth_token, which this process's ray.init then finds and uses (setting RAY_AUTH_MODE
     # here, after Ray's config was loaded, would not reach the client).
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"]}
     head = subprocess.Popen(
         ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
          "--include-dashboard=false", "--object-store-memory=200000000", "--disable-usage-stats",
@@ -111,6 +114,33 @@ def _kill_after(pool: RayLeanPool, items: int, how: str) -> threading.Thread:
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
+
+
+_RAY_PROCESS_NAMES = ("gcs_server", "raylet", "ray::", "dashboard", "runtime_env", "log_monitor", "monitor.py")
+
+
+def test_ray_listens_on_loopback_only(ray_address, tmp_path):
+    """Every listening socket of the Ray head and its workers is on 127.0.0.1 (services bind to
+    loopback; unpatched, Ray on Linux listens on the host's routable address)."""
+    import psutil
+
+    pool = make_lean_pool(_demo(tmp_path, workers=1))  # a driver and an actor are up, too
+    try:
+        listeners = []
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.status != psutil.CONN_LISTEN or conn.pid is None:
+                continue
+            try:
+                cmd = " ".join(psutil.Process(conn.pid).cmdline())
+            except psutil.Error:
+                continue
+            if any(name in cmd for name in _RAY_PROCESS_NAMES):
+                listeners.append((conn.laddr.ip, conn.laddr.port, cmd[:80]))
+        assert listeners, "no Ray listener found"
+        public = [x for x in listeners if x[0] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
+        assert not public, f"Ray listens beyond loopback: {public}"
+    finally:
+        pool.close()
 
 
 def test_demo_tracing_through_ray_actors_matches_the_local_pool(ray_address, tmp_path):

@@ -40,13 +40,16 @@ def default_selection() -> list[str]:
     from burnqed_assets.defs import operations
 
     groups = set(operations.data_groups(defs))
-    executable = defs.resolve_asset_graph().executable_asset_keys
-    specs = {s.key: s for s in operations.iter_specs(defs) if s.group_name in groups and s.key in executable}
+    graph = defs.resolve_asset_graph()
+    executable = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
+    specs = {s.key: s for s in operations.iter_specs(defs) if s.group_name in groups and s.key in executable
+             and not graph.get(s.key).is_partitioned}  # a partitioned asset needs --partition
+    external = set(graph.get_all_asset_keys()) - executable  # raw inputs: observed, never materialized
     changed = True
     while changed:  # drop assets whose upstream is outside the subset, to a fixpoint
         changed = False
         for key in list(specs):
-            if any(d.asset_key not in specs for d in specs[key].deps):
+            if any(d.asset_key not in specs and d.asset_key not in external for d in specs[key].deps):
                 del specs[key]
                 changed = True
     return sorted(k.to_user_string() for k in specs)

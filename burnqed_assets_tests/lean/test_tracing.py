@@ -212,7 +212,10 @@ def test_pool_tracing_survives_a_killed_worker_and_a_killed_run(tmp_path):
         killer.join()
         assert killed, "the worker was not killed"
         stats = pool.stats()
-        assert stats["crashes"] + stats["repl_crashes"] >= 1 and stats["repl_starts"] >= 3  # 2 + the restart
+        # The killed REPL was replaced (2 + the restart). Whether the kill lands mid-request (a
+        # crash, the theorem retried) or between two theorems (a dead process found and restarted
+        # at the next one) depends on timing; either way no row may change.
+        assert stats["repl_starts"] >= 3, stats
     with make_pool(settings, size=2) as pool:
         report = phase_m.goedel_tracing(settings, pool=pool)
         assert pool.stats()["theorems"] < report["theorems"]  # finished chunks were not traced again

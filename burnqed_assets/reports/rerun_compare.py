@@ -27,16 +27,27 @@ TIMING_KEYS = frozenset({
     "steps_per_second", "train_runtime", "train_samples_per_second", "train_steps_per_second",
     "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "texts_per_s", "encode_seconds",
     "started_s", "wall_s", "throughput", "states_per_s", "duration_ms", "generated_at", "timestamp", "time",
+    "train_tokens_per_second",
+    # hashes of files that hold a wall-clock column (the trajectories' `elapsed_s`): the
+    # files themselves are compared row for row without that column
+    "trajectories_sha256",
 })
 IGNORED_SUFFIXES = (".safetensors", ".bin", ".pt", ".png", ".log", ".lock", ".npy", ".tmp")
 IGNORED_PARTS = ("logs", ".parts", "__pycache__", "storage", "schedules", "history", ".dagster_home")
+
+
+def _hf_model_card(rel: Path) -> bool:
+    """A README.md that transformers/TRL/PEFT write beside checkpoints: its tag list follows
+    Python's (per-process randomised) set order, and it holds no number of ours."""
+    return rel.name == "README.md" and rel.parts[0] == "checkpoints"
 
 
 def _files(root: Path) -> dict[str, Path]:
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
-        if not p.is_file() or p.suffix in IGNORED_SUFFIXES or any(part in IGNORED_PARTS for part in rel.parts):
+        if not p.is_file() or p.suffix in IGNORED_SUFFIXES or any(part in IGNORED_PARTS for part in rel.parts) \
+                or _hf_model_card(rel):
             continue
         if p.suffix in (".md", ".json", ".jsonl", ".parquet"):
             out[str(rel)] = p

@@ -259,6 +259,9 @@ def test_materialize_from_asset_graph_shows_checks_and_plots(dagster_ui):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.set_default_timeout(30_000)
+            # `expect` has its own 5 s default: the UI answers slowly while the daemon evaluates
+            # automation on a 2-core machine just after two whole-graph runs.
+            expect.set_options(timeout=90_000)
 
             # The first README run's page.
             page.goto(f"{base}/runs/{readme_runs[-1]['runId']}", wait_until="domcontentloaded")

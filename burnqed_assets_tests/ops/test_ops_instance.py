@@ -54,7 +54,9 @@ def _subset() -> list[str]:
     from burnqed_assets.defs import operations
 
     specs = {s.key: s for s in operations.iter_specs(defs)}
-    executable = defs.resolve_asset_graph().executable_asset_keys
+    graph = defs.resolve_asset_graph()
+    # Materializable only: the raw inputs are observable source assets (observed, never materialized).
+    executable = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
     seen: set[dg.AssetKey] = set()
     stack = [dg.AssetKey(k) for k in DEMO_TARGETS if dg.AssetKey(k) in executable]
     while stack:

@@ -31,9 +31,16 @@ TIMING_KEYS = frozenset({
     # hashes of files that hold a wall-clock column (the trajectories' `elapsed_s`): the
     # files themselves are compared row for row without that column
     "trajectories_sha256",
+    # memory as the OS measured it (allocator and page-cache state differ between runs)
+    "peak_memory_gb", "peak_rss_mb", "repl_peak_rss_mb", "seconds_per_step",
 })
+# Lists that libraries write from a Python set (per-process randomised order): compared as sets.
+UNORDERED_KEYS = frozenset({"target_modules"})
 IGNORED_SUFFIXES = (".safetensors", ".bin", ".pt", ".png", ".log", ".lock", ".npy", ".tmp")
-IGNORED_PARTS = ("logs", ".parts", "__pycache__", "storage", "schedules", "history", ".dagster_home")
+# `.fingerprints` is the reuse cache (it names the run that computed each asset) and
+# `run_fingerprint.json` the SFT resume key (weights' mtime): bookkeeping, not results.
+IGNORED_PARTS = ("logs", ".parts", "__pycache__", "storage", "schedules", "history", ".dagster_home",
+                 ".fingerprints", "run_fingerprint.json")
 
 
 def _hf_model_card(rel: Path) -> bool:
@@ -57,7 +64,8 @@ def _files(root: Path) -> dict[str, Path]:
 def strip_timings(obj: Any) -> Any:
     """`obj` without the wall-clock keys, recursively."""
     if isinstance(obj, dict):
-        return {k: strip_timings(v) for k, v in obj.items() if k not in TIMING_KEYS and not k.endswith("_seconds")}
+        return {k: sorted(v, key=str) if k in UNORDERED_KEYS and isinstance(v, list) else strip_timings(v)
+                for k, v in obj.items() if k not in TIMING_KEYS and not k.endswith("_seconds")}
     if isinstance(obj, list):
         return [strip_timings(v) for v in obj]
     return obj

@@ -41,3 +41,21 @@ def test_every_other_difference_is_reported(tmp_path):
     (e / "evals" / "extra.json").write_text("{}")
     assert list(compare_roots(a, e)) == ["evals/extra.json: only under B"]
     assert main([str(a), str(e)]) == 1
+
+
+def test_bookkeeping_and_set_ordered_lists_are_not_results(tmp_path):
+    """The reuse cache names its run, the SFT resume key holds weights' mtime, PEFT writes
+    target_modules from a set, and HF model cards list tags from a set: none is a result."""
+    a, b = _root(tmp_path, "a"), _root(tmp_path, "b")
+    for root, run, order, tags in ((a, "run-1", ["q_proj", "v_proj"], "- sft\n- trl\n"),
+                                   (b, "run-2", ["v_proj", "q_proj"], "- trl\n- sft\n")):
+        (root / ".fingerprints").mkdir()
+        (root / ".fingerprints" / "clean_pool.json").write_text(json.dumps({"run_id": run}))
+        (root / "checkpoints" / "lora").mkdir(parents=True)
+        (root / "checkpoints" / "lora" / "run_fingerprint.json").write_text(json.dumps({"fingerprint": run}))
+        (root / "checkpoints" / "lora" / "adapter_config.json").write_text(json.dumps({"target_modules": order}))
+        (root / "checkpoints" / "lora" / "README.md").write_text(tags)
+    assert list(compare_roots(a, b)) == []
+    (b / "checkpoints" / "lora" / "adapter_config.json").write_text(json.dumps({"target_modules": ["q_proj"]}))
+    diffs = list(compare_roots(a, b))  # a different set still is a difference
+    assert len(diffs) == 1 and diffs[0].startswith("checkpoints/lora/adapter_config.json: $.target_modules")

@@ -34,6 +34,8 @@ TIMING_KEYS = frozenset({
     # memory as the OS measured it (allocator and page-cache state differ between runs)
     "peak_memory_gb", "peak_rss_mb", "repl_peak_rss_mb", "seconds_per_step",
 })
+# Key endings that mark a duration or rate (TRL's trainer_state names them freely).
+TIMING_SUFFIXES = ("_seconds", "_time", "_runtime", "_per_second")
 # Lists that libraries write from a Python set (per-process randomised order): compared as sets.
 UNORDERED_KEYS = frozenset({"target_modules"})
 IGNORED_SUFFIXES = (".safetensors", ".bin", ".pt", ".png", ".log", ".lock", ".npy", ".tmp")
@@ -65,7 +67,7 @@ def strip_timings(obj: Any) -> Any:
     """`obj` without the wall-clock keys, recursively."""
     if isinstance(obj, dict):
         return {k: sorted(v, key=str) if k in UNORDERED_KEYS and isinstance(v, list) else strip_timings(v)
-                for k, v in obj.items() if k not in TIMING_KEYS and not k.endswith("_seconds")}
+                for k, v in obj.items() if k not in TIMING_KEYS and not k.endswith(TIMING_SUFFIXES)}
     if isinstance(obj, list):
         return [strip_timings(v) for v in obj]
     return obj

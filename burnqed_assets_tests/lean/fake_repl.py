@@ -23,6 +23,10 @@ import subprocess
 import sys
 import time
 
+# The REPL's framing (requests joined from non-blank lines, answers ended by a blank line) is
+# the stand-in's, so the contract tests exercise that code too.
+from burnqed_assets.lean.repl_standin import emit, read_requests
+
 BLOCK_SPLIT = re.compile(r"\n[ \t]*\n")
 
 
@@ -30,22 +34,6 @@ def read_blocks(path: str) -> list[str]:
     with open(path, encoding="utf-8") as fh:
         return [b for b in BLOCK_SPLIT.split(fh.read()) if b.strip()]
 
-
-def requests_from_stdin():
-    buf: list[str] = []
-    for line in sys.stdin:
-        if line.strip():
-            buf.append(line.rstrip("\n"))
-        elif buf:
-            yield "".join(buf)
-            buf = []
-    if buf:
-        yield "".join(buf)
-
-
-def emit(text: str) -> None:
-    sys.stdout.write(text.rstrip("\n") + "\n\n")
-    sys.stdout.flush()
 
 
 class Rules:
@@ -133,7 +121,7 @@ def main() -> None:
     expected_out = read_blocks(args.transcript[1]) if args.transcript else []
     rules = Rules()
     hog: list[bytes] = []
-    for n, raw in enumerate(requests_from_stdin(), start=1):
+    for n, raw in enumerate(read_requests(sys.stdin), start=1):
         if n == args.hang_on:
             time.sleep(3600)
         if n == args.crash_on:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from burnqed_assets.lean.verify import strip_comments_and_strings
+from burnqed_assets.lean.verify import strip_comments_and_strings, top_level_assign
 
 NO_GOALS = "no goals"
 # A line starting at column 0 with one of these ends the tactic block before it (a new command).
@@ -38,19 +38,11 @@ class ProofFile:
 
 def _by_position(clean: str, start: int) -> int | None:
     """Offset just after the `:= by` that opens the proof of the declaration at `start`."""
-    depth = 0
-    i = start
-    while i < len(clean):
-        c = clean[i]
-        if c in "([{⦃⟨":
-            depth += 1
-        elif c in ")]}⦄⟩":
-            depth -= 1
-        elif depth == 0 and clean.startswith(":=", i):
-            m = re.match(r":=\s*by(?![\w'])", clean[i:])
-            return i + m.end() if m else None
-        i += 1
-    return None
+    i = top_level_assign(clean, start)
+    if i is None:
+        return None
+    m = re.match(r":=\s*by(?![\w'])", clean[i:])
+    return i + m.end() if m else None
 
 
 def split_tactics(body: str) -> tuple[str, ...]:

@@ -493,8 +493,9 @@ def theorem_names(code: str) -> list[str]:
     return [d.name for d in declarations(code)]
 
 
-def _statement_end(clean: str, start: int) -> int:
-    """Offset of the top-level `:=` (or `|` / `where`) ending the statement that starts at `start`."""
+def top_level_assign(clean: str, start: int, alternatives: bool = False) -> int | None:
+    """Offset of the first `:=` outside brackets from `start` in comment/string-free text (with
+    `alternatives`, a line opening a `|` match alternative ends the search too); None if absent."""
     depth = 0
     i = start
     while i < len(clean):
@@ -505,10 +506,16 @@ def _statement_end(clean: str, start: int) -> int:
             depth -= 1
         elif depth == 0 and clean.startswith(":=", i):
             return i
-        elif depth == 0 and re.match(r"\n\s*\|", clean[i:i + 200]) is not None:
+        elif alternatives and depth == 0 and re.match(r"\n\s*\|", clean[i:i + 200]) is not None:
             return i
         i += 1
-    return len(clean)
+    return None
+
+
+def _statement_end(clean: str, start: int) -> int:
+    """Offset of the top-level `:=` (or `|` / `where`) ending the statement that starts at `start`."""
+    end = top_level_assign(clean, start, alternatives=True)
+    return len(clean) if end is None else end
 
 
 _WORD = re.compile(r"[\w'!?«»₀-₉.]")

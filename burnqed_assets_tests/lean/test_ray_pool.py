@@ -11,18 +11,25 @@ Heavy (a Ray head, ~1 GB): run under the heavy lock.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 # A driver joining a head by address uses token auth only when RAY_AUTH_MODE says so before Ray
 # loads its config (CI exports it); the head this module may start makes the token.
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+# `ray start --head` does not create a token (only ray.init does): on a fresh machine give this
+# module's head and driver one of their own, unless one is already configured (CI exports it).
+if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+        or (Path.home() / ".ray" / "auth_token").exists()):
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 # Every Ray port on loopback (the variable is read once, when Ray is imported): see ray_pool.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason="Ray is the `ray` extra (part of `test`)")

@@ -9,6 +9,9 @@ Compared, under both roots:
 Files that exist under one root only are differences too. Model weights, logs, plots and
 caches (`IGNORED_SUFFIXES`, `IGNORED_PARTS`) are not compared: weights are checked through the
 metrics they produce; PNG files embed nothing but are rendered from the compared numbers.
+The two runs may live in different places: in text files each root's own absolute path (and
+each `--alias PATH_A=PATH_B` pair, e.g. two checkouts of the repository) reads as one placeholder,
+so a path is a difference only when it points somewhere else relative to its run.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +114,23 @@ def _compare_parquet(a: Path, b: Path) -> str | None:
     return None
 
 
-def _compare_jsonl(a: Path, b: Path) -> str | None:
-    la = a.read_text(encoding="utf-8").splitlines()
-    lb = b.read_text(encoding="utf-8").splitlines()
+def _placeholders(pairs: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(path, placeholder) replacements for side A and side B, longest path first so a root inside
+    an aliased checkout is replaced before the checkout."""
+    named = [(a.rstrip("/"), b.rstrip("/"), f"<path{i}>") for i, (a, b) in enumerate(pairs)]
+    return ([(a, ph) for a, _, ph in sorted(named, key=lambda t: -len(t[0]))],
+            [(b, ph) for _, b, ph in sorted(named, key=lambda t: -len(t[1]))])
+
+
+def _read_text(path: Path, replacements: list[tuple[str, str]]) -> str:
+    text = path.read_text(encoding="utf-8")
+    for old, new in replacements:
+        # JSON writes "/" unescaped, so the plain path is what appears in every text format here
+        text = text.replace(old, new)
+    return text
+
+
+def _compare_jsonl(la: list[str], lb: list[str]) -> str | None:
     if len(la) != len(lb):
         return f"{len(la)} lines != {len(lb)} lines"
     for i, (x, y) in enumerate(zip(la, lb), start=1):
@@ -123,30 +140,37 @@ def _compare_jsonl(a: Path, b: Path) -> str | None:
     return None
 
 
-def compare_roots(root_a: str | Path, root_b: str | Path) -> Iterator[str]:
-    """Every difference between two data roots, as `relative/path: what differs`."""
+def compare_roots(root_a: str | Path, root_b: str | Path,
+                  aliases: Sequence[tuple[str, str]] = ()) -> Iterator[str]:
+    """Every difference between two data roots, as `relative/path: what differs`. `aliases` are
+    (path under run A, path under run B) pairs that mean the same place, beside the two roots."""
     fa, fb = _files(Path(root_a)), _files(Path(root_b))
+    subs_a, subs_b = _placeholders([(str(Path(root_a).resolve()), str(Path(root_b).resolve())),
+                                    (str(root_a), str(root_b)), *aliases])
     for rel in sorted(set(fa) ^ set(fb)):
         yield f"{rel}: only under {'A' if rel in fa else 'B'}"
     for rel in sorted(set(fa) & set(fb)):
         a, b = fa[rel], fb[rel]
         if a.read_bytes() == b.read_bytes():
             continue
+        if a.suffix == ".parquet":
+            if (diff := _compare_parquet(a, b)) is not None:
+                yield f"{rel}: {diff}"
+            continue
+        text_a, text_b = _read_text(a, subs_a), _read_text(b, subs_b)
+        if text_a == text_b:
+            continue
         if a.suffix == ".md":
-            la, lb = a.read_text(encoding="utf-8").splitlines(), b.read_text(encoding="utf-8").splitlines()
+            la, lb = text_a.splitlines(), text_b.splitlines()
             first = next((i for i, (x, y) in enumerate(zip(la, lb)) if x != y), min(len(la), len(lb)))
             yield (f"{rel}: line {first + 1}: {la[first] if first < len(la) else '<end>'!r} != "
                    f"{lb[first] if first < len(lb) else '<end>'!r}")
         elif a.suffix == ".json":
-            diff = _first_difference(strip_timings(json.loads(a.read_text(encoding="utf-8"))),
-                                     strip_timings(json.loads(b.read_text(encoding="utf-8"))))
+            diff = _first_difference(strip_timings(json.loads(text_a)), strip_timings(json.loads(text_b)))
             if diff is not None:
                 yield f"{rel}: {diff}"
         elif a.suffix == ".jsonl":
-            if (diff := _compare_jsonl(a, b)) is not None:
-                yield f"{rel}: {diff}"
-        elif a.suffix == ".parquet":
-            if (diff := _compare_parquet(a, b)) is not None:
+            if (diff := _compare_jsonl(text_a.splitlines(), text_b.splitlines())) is not None:
                 yield f"{rel}: {diff}"
 
 
@@ -154,8 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root_a")
     parser.add_argument("root_b")
+    parser.add_argument("--alias", action="append", default=[], metavar="PATH_A=PATH_B",
+                        help="a path in run A's files that means PATH_B in run B's (repeatable)")
     args = parser.parse_args(argv)
-    diffs = list(compare_roots(args.root_a, args.root_b))
+    aliases = []
+    for item in args.alias:
+        path_a, sep, path_b = item.partition("=")
+        if not sep or not path_a or not path_b:
+            parser.error(f"--alias wants PATH_A=PATH_B, got {item!r}")
+        aliases.append((path_a, path_b))
+    diffs = list(compare_roots(args.root_a, args.root_b, aliases))
     compared = len(_files(Path(args.root_a)))
     for d in diffs:
         print(d)

@@ -59,3 +59,21 @@ def test_bookkeeping_and_set_ordered_lists_are_not_results(tmp_path):
     (b / "checkpoints" / "lora" / "adapter_config.json").write_text(json.dumps({"target_modules": ["q_proj"]}))
     diffs = list(compare_roots(a, b))  # a different set still is a difference
     assert len(diffs) == 1 and diffs[0].startswith("checkpoints/lora/adapter_config.json: $.target_modules")
+
+
+def test_runs_in_different_places_compare_by_relative_paths(tmp_path, capsys):
+    """Two runs from different data roots and checkouts: a path to the run's own root or to its
+    own checkout is the same path; a path that points elsewhere is still a difference."""
+    a, b = _root(tmp_path, "a"), _root(tmp_path, "b")
+    repo_a, repo_b = tmp_path / "clone-a", tmp_path / "clone-b"
+    for root, repo in ((a, repo_a), (b, repo_b)):
+        (root / "evals" / "paths.json").write_text(json.dumps(
+            {"adapter": f"{root}/checkpoints/lora", "input": f"{repo}/data/demo/goedel.jsonl"}))
+    assert list(compare_roots(a, b)) == ["evals/paths.json: $.input: "
+                                         f"'{repo_a}/data/demo/goedel.jsonl' != '{repo_b}/data/demo/goedel.jsonl'"]
+    assert list(compare_roots(a, b, [(str(repo_a), str(repo_b))])) == []
+    assert main([str(a), str(b), "--alias", f"{repo_a}={repo_b}"]) == 0
+    (b / "evals" / "paths.json").write_text(json.dumps(
+        {"adapter": f"{a}/checkpoints/lora", "input": f"{repo_b}/data/demo/goedel.jsonl"}))
+    diffs = list(compare_roots(a, b, [(str(repo_a), str(repo_b))]))  # B points into A's root
+    assert len(diffs) == 1 and diffs[0].startswith("evals/paths.json: $.adapter")

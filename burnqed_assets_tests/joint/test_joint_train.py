@@ -90,28 +90,29 @@ def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path
     # Re-materialising a finished run trains nothing and re-exports.
     again, _ = _run(tmp_path, "resumed", tiny_model_dir, joint_files)
     assert again.resumed_from_step == 6 and again.steps_done == 6 and again.status == "completed"
-    assert again.smoke["from_earlier_run"]
+    assert again.smoke.from_earlier_run and again.as_dict()["smoke"]["from_earlier_run"] is True
 
 
 def test_abort_stops_with_reason_keeps_last_checkpoint_and_exports_nothing(tmp_path, tiny_model_dir, joint_files):
     strict = replace(LENIENT, sft_loss_max=0.0, abort_after_step=3)
     config = replace(CONFIG, log_every=1, save_every=2)
     result, root = _run(tmp_path, "abort", tiny_model_dir, joint_files, config=config, thresholds=strict)
-    assert result.status == "aborted" and result.abort["condition"] == "sft_loss_high"
-    assert result.abort["step"] == 4 and result.steps_done == 3
-    assert "decrease λ to 0.03" in result.abort["remedy"]
+    assert result.status == "aborted" and result.abort.condition == "sft_loss_high"
+    assert result.abort.step == 4 and result.steps_done == 3
+    assert "decrease λ to 0.03" in result.abort.remedy
     assert [s for s, _ in list_checkpoints(root / "lora")] == [2]
     assert not (root / "merged").exists() and not (root / "ebm").exists()
     summary = json.loads((root / "lora" / RUN_SUMMARY).read_text())
-    assert summary["status"] == "aborted" and summary["abort"]["condition"] == "sft_loss_high"
+    assert summary["status"] == "aborted" and summary["abort"] == {
+        "condition": "sft_loss_high", "step": 4, "message": result.abort.message, "remedy": result.abort.remedy}
     assert (root / "lora" / "monitoring.png").exists()
 
 
 def test_centroid_collapse_at_the_first_probe_aborts_before_training(tmp_path, tiny_model_dir, joint_files):
     strict = replace(LENIENT, centroid_l2_min=1e9)
     result, _root = _run(tmp_path, "collapse", tiny_model_dir, joint_files, thresholds=strict)
-    assert result.status == "aborted" and result.abort["condition"] == "centroid_l2_collapse"
-    assert result.steps_done == 0 and "increase λ to 0.3" in result.abort["remedy"]
+    assert result.status == "aborted" and result.abort.condition == "centroid_l2_collapse"
+    assert result.steps_done == 0 and "increase λ to 0.3" in result.abort.remedy
 
 
 def test_checkpoints_of_other_inputs_or_shape_are_superseded_not_resumed(tmp_path, tiny_model_dir, joint_files):

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,45 @@ def compute_fingerprint(asset_key: str, code_version: str | None, settings: Any,
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def read_fingerprint(path: Path) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class StoredCheck:
+    """An asset check result as the fingerprint file keeps it (metadata serialized by Dagster's serdes)."""
+
+    asset_key: str | None
+    check_name: str
+    passed: bool
+    severity: str
+    description: str | None
+    metadata: str
+
+
+@dataclass(frozen=True)
+class FingerprintRecord:
+    """`<data root>/.fingerprints/<asset>.json`: what a reused step gives back, and what vouches for it."""
+
+    fingerprint: str
+    asset: str
+    run_id: str | None
+    metadata: str  # the materialization's metadata, serialized by Dagster's serdes
+    checks: list[StoredCheck] = field(default_factory=list)
+    outputs: dict[str, int | None] = field(default_factory=dict)  # output path -> file size (None: a folder)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> FingerprintRecord:
+        raw = json.loads(text)
+        return cls(fingerprint=raw["fingerprint"], asset=raw["asset"], run_id=raw.get("run_id"),
+                   metadata=raw["metadata"], checks=[StoredCheck(**c) for c in raw.get("checks") or []],
+                   outputs=raw.get("outputs") or {})
+
+
+def read_fingerprint(path: Path) -> FingerprintRecord | None:
+    """The record, or None when it is missing or unreadable (then the asset computes)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return FingerprintRecord.from_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -104,8 +140,8 @@ def _output_files(metadata: dict[str, dg.MetadataValue], root: Path) -> dict[str
     return found
 
 
-def outputs_intact(stored: dict[str, Any]) -> bool:
-    for path, size in (stored.get("outputs") or {}).items():
+def outputs_intact(stored: FingerprintRecord) -> bool:
+    for path, size in stored.outputs.items():
         p = Path(path)
         if size is None and not p.is_dir():
             return False
@@ -114,25 +150,25 @@ def outputs_intact(stored: dict[str, Any]) -> bool:
     return True
 
 
-def _serialize_result(result: dg.MaterializeResult) -> tuple[str, list[dict[str, Any]]]:
+def _serialize_result(result: dg.MaterializeResult) -> tuple[str, list[StoredCheck]]:
     from dagster._core.definitions.metadata import normalize_metadata
     from dagster._serdes import serialize_value
 
     metadata = normalize_metadata(dict(result.metadata or {}), allow_invalid=True)
-    checks = [{"asset_key": c.asset_key.to_user_string() if c.asset_key else None, "check_name": c.check_name,
-               "passed": bool(c.passed), "severity": c.severity.value, "description": c.description,
-               "metadata": serialize_value(normalize_metadata(dict(c.metadata or {}), allow_invalid=True))}
+    checks = [StoredCheck(asset_key=c.asset_key.to_user_string() if c.asset_key else None, check_name=c.check_name,
+                          passed=bool(c.passed), severity=c.severity.value, description=c.description,
+                          metadata=serialize_value(normalize_metadata(dict(c.metadata or {}), allow_invalid=True)))
               for c in (result.check_results or ())]
     return serialize_value(metadata), checks
 
 
-def _restore_checks(checks: list[dict[str, Any]]) -> list[dg.AssetCheckResult]:
+def _restore_checks(checks: list[StoredCheck]) -> list[dg.AssetCheckResult]:
     from dagster._serdes import deserialize_value
 
     return [dg.AssetCheckResult(
-        asset_key=dg.AssetKey.from_user_string(c["asset_key"]) if c["asset_key"] else None,
-        check_name=c["check_name"], passed=c["passed"], severity=dg.AssetCheckSeverity(c["severity"]),
-        description=c["description"], metadata=deserialize_value(c["metadata"])) for c in checks]
+        asset_key=dg.AssetKey.from_user_string(c.asset_key) if c.asset_key else None,
+        check_name=c.check_name, passed=c.passed, severity=dg.AssetCheckSeverity(c.severity),
+        description=c.description, metadata=deserialize_value(c.metadata)) for c in checks]
 
 
 def _with_metadata(result: dg.MaterializeResult, extra: dict[str, Any]) -> dg.MaterializeResult:
@@ -172,22 +208,22 @@ def _reusing(fn: Callable[..., Any], key: str, code_version: str | None, materia
         upstream: dict[str, str] = {}
         for dep in materializable_deps:
             stored = read_fingerprint(paths.fingerprint_file(dep))
-            upstream[dep] = stored["fingerprint"] if stored else "unknown"
+            upstream[dep] = stored.fingerprint if stored else "unknown"
         fingerprint = compute_fingerprint(key + (f"[{','.join(sorted(partitions))}]" if partitions else ""),
                                           code_version, settings, upstream, raw_input_stamp(settings, raw_deps))
         fp_file = paths.fingerprint_file(key)
         stored = read_fingerprint(fp_file)
         known_upstream = "unknown" not in upstream.values()
-        if known_upstream and stored and stored.get("fingerprint") == fingerprint and outputs_intact(stored):
+        if known_upstream and stored and stored.fingerprint == fingerprint and outputs_intact(stored):
             from dagster._serdes import deserialize_value
 
             if context is not None:
-                context.log.info(f"reused: inputs, settings and code unchanged since run {stored.get('run_id')} "
+                context.log.info(f"reused: inputs, settings and code unchanged since run {stored.run_id} "
                                  f"(fingerprint {fingerprint[:12]})")
             return dg.MaterializeResult(
-                metadata={**deserialize_value(stored["metadata"]), "reused": True,
-                          "reused_from_run": str(stored.get("run_id")), "fingerprint": fingerprint[:16]},
-                check_results=_restore_checks(stored.get("checks") or []))
+                metadata={**deserialize_value(stored.metadata), "reused": True,
+                          "reused_from_run": str(stored.run_id), "fingerprint": fingerprint[:16]},
+                check_results=_restore_checks(stored.checks))
         fp_file.unlink(missing_ok=True)  # recomputing: the old fingerprint vouches for nothing now
         result = fn(*args, **kwargs)
         if not isinstance(result, dg.MaterializeResult):
@@ -202,12 +238,12 @@ def _reusing(fn: Callable[..., Any], key: str, code_version: str | None, materia
                 return result
             from dagster._serdes import deserialize_value
 
-            record = {"fingerprint": fingerprint, "asset": key, "run_id": context.run.run_id if context else None,
-                      "metadata": metadata, "checks": checks,
-                      "outputs": _output_files(deserialize_value(metadata), paths.root)}
+            record = FingerprintRecord(fingerprint=fingerprint, asset=key,
+                                       run_id=context.run.run_id if context else None, metadata=metadata,
+                                       checks=checks, outputs=_output_files(deserialize_value(metadata), paths.root))
             fp_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = fp_file.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(record), encoding="utf-8")
+            tmp.write_text(record.to_json(), encoding="utf-8")
             os.replace(tmp, fp_file)
         return result
 

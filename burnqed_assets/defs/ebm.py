@@ -65,12 +65,11 @@ def build_ebm_training_asset(name: str, *, config: str, embeddings_iteration: in
         result = train_ebm_from_files(paths.search_trajectories(TRAJECTORIES_ITERATION),
                                       paths.embeddings_dir(embeddings_iteration), out.head, train_config,
                                       progress=context.log.info, allow_untrained=settings.is_demo)
-        write_json(out.training_summary, {"summary": result.summary(), "history": result.history,
-                                                   "val_theorems": sorted(result.val_theorems),
-                                                   "profile": settings.profile})
-        meta: dict[str, Any] = {k: v for k, v in result.summary().items() if k != "config"}
-        meta.update({"config": result.summary().get("config"), "profile": settings.profile,
-                     "temperature_per_epoch": [round(h["temperature"], 4) for h in result.history]})
+        summary = result.summary()
+        write_json(out.training_summary, {"summary": summary, "history": result.history,
+                                          "val_theorems": sorted(result.val_theorems), "profile": settings.profile})
+        meta: dict[str, Any] = {**summary, "profile": settings.profile,
+                                "temperature_per_epoch": [round(h["temperature"], 4) for h in result.history]}
         if result.history:
             plot = training_curves(result.history, out.training_plot)
             meta["plot_training"] = dg.MetadataValue.md(png_markdown(plot, "EBM loss and temperature"))

@@ -8,8 +8,9 @@ measured by the same code:
 """
 # No `from __future__ import annotations` in defs/: Dagster inspects the context annotation.
 
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -32,39 +33,41 @@ from burnqed_assets.defs.embeddings import (
 from burnqed_assets.resources import BurnqedConfig, SGLangServerResource
 from burnqed_assets.settings import GPU_TAG
 
+if TYPE_CHECKING:  # the domain modules load torch: imported inside the asset, named here for the hints
+    from burnqed_assets.joint.monitoring import AbortReason, AbortThresholds
+    from burnqed_assets.joint.train import SmokeResult
+
 GROUP_JOINT = "phase_3_joint"
 GROUP_COMPARE = "phase_4_comparison"
 ABORT_CHECK = "joint_training_abort_conditions"
 SMOKE_CHECK = "joint_smoke_step"
 
 
-def abort_check_result(run: dict[str, Any], thresholds: dict[str, Any]) -> dg.AssetCheckResult:
+def abort_check_result(abort: "AbortReason | None", steps_done: int,
+                       thresholds: "AbortThresholds") -> dg.AssetCheckResult:
     """FAILED blocking ERROR with the reason and the plan's remedy when the run aborted."""
-    abort = run.get("abort")
+    limits = dg.MetadataValue.json(asdict(thresholds))
     if abort:
         return dg.AssetCheckResult(
             check_name=ABORT_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
-            description=f"ABORT at step {abort['step']} ({abort['condition']}): {abort['message']}. "
-                        f"Remedy: {abort['remedy']}",
-            metadata={"condition": abort["condition"], "step": abort["step"], "remedy": abort["remedy"],
-                      "thresholds": dg.MetadataValue.json(thresholds)})
+            description=f"ABORT at step {abort.step} ({abort.condition}): {abort.message}. Remedy: {abort.remedy}",
+            metadata={"condition": abort.condition, "step": abort.step, "remedy": abort.remedy, "thresholds": limits})
     return dg.AssetCheckResult(
         check_name=ABORT_CHECK, passed=True, severity=dg.AssetCheckSeverity.ERROR,
-        description=f"no abort condition fired in {run.get('steps_done')} steps",
-        metadata={"steps_done": run.get("steps_done"), "thresholds": dg.MetadataValue.json(thresholds)})
+        description=f"no abort condition fired in {steps_done} steps",
+        metadata={"steps_done": steps_done, "thresholds": limits})
 
 
-def smoke_check_result(run: dict[str, Any]) -> dg.AssetCheckResult:
+def smoke_check_result(smoke: "SmokeResult | None") -> dg.AssetCheckResult:
     """Task 3.5: one batch forward+backward gave finite losses and gradients in LoRA and head."""
-    smoke = run.get("smoke")
-    if not smoke:
+    if smoke is None:
         return dg.AssetCheckResult(check_name=SMOKE_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
                                    description="no smoke step recorded for this run")
-    meta = {k: v for k, v in smoke.items() if isinstance(v, (int, float, str, bool)) and v is not None}
+    meta = {k: v for k, v in smoke.to_json().items() if isinstance(v, (int, float, str, bool)) and v is not None}
     return dg.AssetCheckResult(
-        check_name=SMOKE_CHECK, passed=bool(smoke.get("passed")), severity=dg.AssetCheckSeverity.ERROR,
-        description=(f"sft={smoke.get('sft_loss'):.4g} ebm={smoke.get('ebm_loss'):.4g} "
-                     f"|grad| lora={smoke.get('lora_grad_norm'):.3g} head={smoke.get('head_grad_norm'):.3g}"),
+        check_name=SMOKE_CHECK, passed=smoke.passed, severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"sft={smoke.losses.sft_loss:.4g} ebm={smoke.losses.ebm_loss:.4g} "
+                     f"|grad| lora={smoke.lora_grad_norm:.3g} head={smoke.head_grad_norm:.3g}"),
         metadata=meta)
 
 
@@ -106,7 +109,6 @@ def joint_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg
                          settings.model.base_model_path, paths.lora_checkpoint(1), paths.merged_model(1),
                          paths.ebm_checkpoint(1), iter0_head_path=paths.ebm_checkpoint(0),
                          log=context.log.info, how_to_obtain=settings.model.how_to_obtain)
-    run = result.as_dict()
     if result.aborted:
         context.log.error(f"joint training aborted: {result.abort}")
     meta: dict[str, Any] = {
@@ -116,7 +118,7 @@ def joint_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg
         "attn_implementation": result.attn_implementation, "train_tokens": result.train_tokens,
         "tokens_per_s": result.tokens_per_s, "peak_memory_gb": result.peak_memory_gb,
         "peak_memory_kind": result.peak_memory_kind,
-        "abort": dg.MetadataValue.json(result.abort) if result.abort else "none",
+        "abort": dg.MetadataValue.json(result.abort.as_dict()) if result.abort else "none",
         "final_sft_loss": _last(result.train_log, "sft_loss"), "final_ebm_loss": _last(result.train_log, "ebm_loss"),
         "final_lambda_ebm_loss": _last(result.train_log, "lambda_ebm_loss"),
         "final_temperature": _last(result.train_log, "temperature"),
@@ -126,7 +128,7 @@ def joint_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg
         "probe_is_heldout": result.probe_is_heldout, "lora_targets": result.lora_targets,
         "head_hidden_dims": result.head_hidden_dims, "sft_max_length": sft_len, "encode_max_length": enc_len,
         "config": dg.MetadataValue.json({k: v for k, v in vars(config).items()}),
-        "data": dg.MetadataValue.json(result.data),
+        "data": dg.MetadataValue.json(result.data.as_metadata()),
         "train_log": dg.MetadataValue.json(result.train_log), "probe_log": dg.MetadataValue.json(result.probe_log),
         "checkpoint_dir": dg.MetadataValue.path(result.checkpoint_dir),
         "summary_path": dg.MetadataValue.path(str(paths.joint_run_summary)),
@@ -138,7 +140,7 @@ def joint_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg
         meta["monitoring_plot"] = dg.MetadataValue.md(png_markdown(result.plot_path, "joint training monitoring"))
     meta = {k: v for k, v in meta.items() if v is not None}
     return dg.MaterializeResult(metadata=meta, check_results=[
-        abort_check_result(run, vars(thresholds)), smoke_check_result(run)])
+        abort_check_result(result.abort, result.steps_done, thresholds), smoke_check_result(result.smoke)])
 
 
 # --- configs B and C (Task 4.3), built by the Phase 2 factories ---------------------------------

@@ -49,13 +49,13 @@ def comparison_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig)
     markdown = render_comparison_report(comparison)
     with atomic_open(p.comparison_report) as fh:
         fh.write(markdown)
-    write_json(p.comparison_json, comparison)
-    decision = comparison["decision"]
-    context.log.info(f"Task 4.5 decision: {decision['branch']} — {decision['title']}")
+    write_json(p.comparison_json, comparison.to_json())
+    decision = comparison.decision
+    context.log.info(f"Task 4.5 decision: {decision.branch} — {decision.title}")
     meta: dict[str, Any] = {
         "path": dg.MetadataValue.path(str(p.comparison_report)), "profile": s.profile,
-        "decision_branch": decision["branch"], "decision": decision["title"], "next_step": decision["action"],
-        "missing": decision["missing"], "report": dg.MetadataValue.md(markdown),
+        "decision_branch": decision.branch, "decision": decision.title, "next_step": decision.action,
+        "missing": decision.missing, "report": dg.MetadataValue.md(markdown),
     }
     for name, row in rows.items():
         for key, value in row.values.items():

@@ -4,7 +4,7 @@
 import contextlib
 import logging
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import dagster as dg
 
@@ -57,13 +57,11 @@ def base_model(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg.
     settings = burnqed.settings()
     with _domain_logs_to(context):
         info = prepare_base_model(settings)
-    context.log.info(f"base model ready at {info['path']}")
-    tok = info.pop("tokenizer")
-    meta = {k: v for k, v in info.items() if k not in ("corpus_files", "spec")}
-    meta.update({f"tokenizer_{k}": v for k, v in tok.items()})
-    meta["path"] = dg.MetadataValue.path(info["path"])
-    if "spec" in info:
-        meta["spec"] = dg.MetadataValue.json(info["spec"])
+    context.log.info(f"base model ready at {info.path}")
+    meta = info.metadata()
+    meta["path"] = dg.MetadataValue.path(info.path)
+    if info.build is not None:
+        meta["spec"] = dg.MetadataValue.json(asdict(info.build.spec))
     return dg.MaterializeResult(metadata=meta)
 
 
@@ -160,7 +158,7 @@ def merged_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> d
     settings = burnqed.settings()
     dest = settings.paths.merged_model(0)
     with _domain_logs_to(context):
-        info = merge_lora(settings.model.base_model_path, settings.paths.lora_adapter(0),
+        merged = merge_lora(settings.model.base_model_path, settings.paths.lora_adapter(0),
                           dest, dtype=settings.model.dtype)
     # Smoke test: the saved directory loads with plain transformers and generates a tactic.
     model = load_causal_lm(dest, device=settings.model.device, dtype=settings.model.dtype).eval()
@@ -171,8 +169,8 @@ def merged_iter0(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> d
     greedy = generate_tactics(model, tokenizer, state, n=1, temperature=0.0, max_new_tokens=48)
     context.log.info(f"merged model at {dest}; greedy tactic for preview state: {greedy}")
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(dest)), "parameters": info["parameters"],
-        "weights_bytes": info["weights_bytes"], "merge_seconds": info["seconds"],
+        "path": dg.MetadataValue.path(str(dest)), "parameters": merged.parameters,
+        "weights_bytes": merged.weights_bytes, "merge_seconds": merged.seconds,
         "preview_state": dg.MetadataValue.text(state),
         "preview_greedy_tactic": greedy[0][0] if greedy else "",
         "preview_sampled_tactics": dg.MetadataValue.json([[t, round(lp, 3)] for t, lp in tactics]),

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,16 @@ def default_hidden_dims(d_model: int) -> tuple[int, ...]:
     return tuple(max(16, d_model // f) for f in (2, 4, 8))
 
 
+@dataclass(frozen=True)
+class EbmTrainFiles:
+    """What `train_ebm_from_files` adds: where the head went, what the loaded data lacked, the config."""
+
+    head_path: str
+    missing_state_embeddings: int
+    theorems_without_goal: int
+    config: EbmTrainConfig
+
+
 @dataclass
 class EbmTrainResult:
     head: GoalConditionedEnergyHead
@@ -53,7 +63,8 @@ class EbmTrainResult:
     val_positives: int = 0
     hard_negative_share: float = 0.0
     seconds: float = 0.0
-    extra: dict[str, object] = field(default_factory=dict)
+    temperature_at_bound_epochs: int | None = None  # epochs ending at the clamp (Gotcha 3); None: not trained
+    files: EbmTrainFiles | None = None
     untrained_reason: str = ""  # set when allow_untrained let a run without contrastive pairs through
 
     @property
@@ -61,8 +72,10 @@ class EbmTrainResult:
         return not self.untrained_reason
 
     def summary(self) -> dict[str, object]:
+        """The JSON summary (ebm_training.json's "summary", the asset's metadata); a key whose
+        value this run does not have is left out, not written as null."""
         last = self.history[-1] if self.history else {}
-        return {
+        summary: dict[str, object] = {
             "trained": self.trained, "untrained_reason": self.untrained_reason,
             "d_model": self.head.d_model, "hidden_dims": list(self.head.hidden_dims),
             "train_theorems": len(self.train_theorems), "val_theorems": len(self.val_theorems),
@@ -70,8 +83,16 @@ class EbmTrainResult:
             "hard_negative_share": round(self.hard_negative_share, 4),
             "epochs": len(self.history), "final_loss": last.get("loss"), "final_val_loss": last.get("val_loss"),
             "final_temperature": last.get("temperature"), "final_val_rank1": last.get("val_rank1"),
-            "seconds": round(self.seconds, 2), **self.extra,
+            "seconds": round(self.seconds, 2),
         }
+        if self.temperature_at_bound_epochs is not None:
+            summary["temperature_at_bound_epochs"] = self.temperature_at_bound_epochs
+        if self.files is not None:
+            summary.update({"head_path": self.files.head_path,
+                            "missing_state_embeddings": self.files.missing_state_embeddings,
+                            "theorems_without_goal": self.files.theorems_without_goal,
+                            "config": self.files.config.training_summary()})
+        return summary
 
 
 @dataclass
@@ -203,7 +224,7 @@ def _train(data: EmbeddedTrajectories, train_theorems: set[str], val_theorems: s
     return EbmTrainResult(head=head.cpu(), history=history, train_theorems=train_theorems, val_theorems=val_theorems,
                           train_positives=train_positives, val_positives=len(val_batch),
                           hard_negative_share=hard_total / hard_slots if hard_slots else 0.0,
-                          seconds=time.monotonic() - started, extra={"temperature_at_bound_epochs": at_bound})
+                          seconds=time.monotonic() - started, temperature_at_bound_epochs=at_bound)
 
 
 def _epochs(head: GoalConditionedEnergyHead, optimizer: torch.optim.Optimizer, data: EmbeddedTrajectories,
@@ -259,7 +280,6 @@ def train_ebm_from_files(trajectories_path: str | Path, embeddings_dir: str | Pa
     train, val = theorem_split(data.frame, config.val_fraction, config.split_seed)
     result = train_decoupled_ebm(data, train, val, config, progress, allow_untrained)
     save_head(result.head, str(head_path))
-    result.extra.update({"head_path": str(head_path), "missing_state_embeddings": data.missing_state_embeddings,
-                         "theorems_without_goal": len(data.theorems_without_goal),
-                         "config": config.training_summary()})
+    result.files = EbmTrainFiles(head_path=str(head_path), missing_state_embeddings=data.missing_state_embeddings,
+                                 theorems_without_goal=len(data.theorems_without_goal), config=config)
     return result

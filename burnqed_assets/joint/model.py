@@ -34,6 +34,19 @@ def present_lora_targets(model: nn.Module, wanted: Sequence[str] = LORA_TARGETS)
     return found
 
 
+@dataclass(frozen=True)
+class LossValues:
+    """One step's losses as plain floats (what the monitor logs and the smoke record keeps)."""
+
+    loss: float
+    sft_loss: float
+    ebm_loss: float
+    lambda_ebm_loss: float
+    temperature: float
+    pos_energy: float
+    neg_energy: float
+
+
 @dataclass
 class JointLosses:
     total: torch.Tensor
@@ -44,11 +57,11 @@ class JointLosses:
     pos_energy_mean: float
     neg_energy_mean: float
 
-    def scalars(self) -> dict[str, float]:
-        return {"loss": float(self.total.detach()), "sft_loss": float(self.sft.detach()),
-                "ebm_loss": float(self.ebm.detach()), "lambda_ebm_loss": self.lambda_ebm * float(self.ebm.detach()),
-                "temperature": self.temperature, "pos_energy": self.pos_energy_mean,
-                "neg_energy": self.neg_energy_mean}
+    def scalars(self) -> LossValues:
+        ebm = float(self.ebm.detach())
+        return LossValues(loss=float(self.total.detach()), sft_loss=float(self.sft.detach()), ebm_loss=ebm,
+                          lambda_ebm_loss=self.lambda_ebm * ebm, temperature=self.temperature,
+                          pos_energy=self.pos_energy_mean, neg_energy=self.neg_energy_mean)
 
 
 @dataclass

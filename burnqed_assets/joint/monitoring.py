@@ -155,8 +155,17 @@ class JointMonitor:
         self._temperature_stuck_since = state.get("temperature_stuck_since")
 
 
+@dataclass(frozen=True)
+class ProbeResult:
+    """The separation probe on the fixed probe groups (NaN values when there were none)."""
+
+    centroid_l2: float  # L2 between the mean positive and the mean negative state embedding
+    rank1: float  # share of groups whose positive has the lowest energy
+    groups: int
+
+
 @torch.no_grad()
-def separation_probe(prover: Any, groups: Sequence[Any], batch_size: int = 8) -> dict[str, float]:
+def separation_probe(prover: Any, groups: Sequence[Any], batch_size: int = 8) -> ProbeResult:
     """centroid_l2 (positive vs negative state embeddings) and rank-1 of the positive per group.
 
     Runs in eval mode (no dropout) and restores the previous mode.
@@ -180,9 +189,9 @@ def separation_probe(prover: Any, groups: Sequence[Any], batch_size: int = 8) ->
             n_pos += z_pos.size(0)
             n_neg += z_neg.size(0)
         if not n_pos:
-            return {"centroid_l2": float("nan"), "rank1": float("nan"), "groups": 0}
+            return ProbeResult(centroid_l2=float("nan"), rank1=float("nan"), groups=0)
         centroid = float(torch.linalg.vector_norm(pos_sum / n_pos - neg_sum / n_neg))
-        return {"centroid_l2": centroid, "rank1": correct / n_pos, "groups": n_pos}
+        return ProbeResult(centroid_l2=centroid, rank1=correct / n_pos, groups=n_pos)
     finally:
         prover.train(was_training)
 

@@ -16,8 +16,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from burnqed_assets.joint.dataset import (
     split_candidates,
     trajectory_holdout,
 )
-from burnqed_assets.joint.model import JointProver
+from burnqed_assets.joint.model import JointProver, LossValues
 from burnqed_assets.joint.monitoring import (
     AbortReason,
     AbortThresholds,
@@ -57,17 +57,66 @@ class TrainingInterrupted(RuntimeError):
 JointTrainConfig = JointConfig  # joint training's one config class (joint/config.py), by its older name
 
 
+@dataclass(frozen=True)
+class SmokeResult:
+    """Task 3.5: one forward+backward; finite losses and nonzero finite grads in LoRA and head."""
+
+    passed: bool
+    losses: LossValues
+    lora_grad_norm: float
+    head_grad_norm: float
+    peak_vram_gib: float | None
+    device: str
+    from_earlier_run: bool = False  # a resumed run: the record its fresh start wrote (smoke_step.json)
+
+    def to_json(self) -> dict[str, Any]:
+        """The smoke_step.json record (flat: the losses beside the gradient norms)."""
+        record = {"passed": self.passed, **asdict(self.losses), "lora_grad_norm": self.lora_grad_norm,
+                  "head_grad_norm": self.head_grad_norm, "peak_vram_gib": self.peak_vram_gib, "device": self.device}
+        if self.from_earlier_run:
+            record["from_earlier_run"] = True
+        return record
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any], from_earlier_run: bool = False) -> SmokeResult:
+        losses = LossValues(**{f.name: record[f.name] for f in fields(LossValues)})
+        return cls(passed=record["passed"], losses=losses, lora_grad_norm=record["lora_grad_norm"],
+                   head_grad_norm=record["head_grad_norm"], peak_vram_gib=record["peak_vram_gib"],
+                   device=record["device"], from_earlier_run=from_earlier_run)
+
+
+@dataclass(frozen=True)
+class JointDataSummary:
+    """What the joint run trains and probes on (joint_run.json's "data", the asset's metadata)."""
+
+    sft_records: int
+    sft_lines: LineReport  # the SFT file's bad lines, each with its file:line
+    trajectories: TrajectoryReport
+    contrastive_candidates: int
+    train_candidates: int
+    probe_groups: int
+    heldout_theorems: int
+    heldout_theorems_trained_on: bool  # no held-out theorem had a positive: the probe runs on training data
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {"sft_records": self.sft_records, **{f"sft_{k}": v for k, v in self.sft_lines.as_metadata().items()},
+                **self.trajectories.as_metadata(), "contrastive_candidates": self.contrastive_candidates,
+                "train_candidates": self.train_candidates, "probe_groups": self.probe_groups,
+                "heldout_theorems": self.heldout_theorems,
+                "heldout_theorems_trained_on": self.heldout_theorems_trained_on}
+
+
 @dataclass
 class JointRunResult:
     status: str  # "completed" | "aborted"
     steps_done: int
     total_steps: int
-    abort: dict[str, Any] | None
+    abort: AbortReason | None
     resumed_from_step: int | None
     train_log: list[dict[str, float]]
     probe_log: list[dict[str, float]]
-    smoke: dict[str, Any] | None
-    data: dict[str, Any]
+    smoke: SmokeResult | None
+    data: JointDataSummary
     seconds: float
     seconds_per_step: float | None
     checkpoint_dir: str
@@ -91,7 +140,11 @@ class JointRunResult:
         return self.status == "aborted"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """joint_run.json: every field in order, the abort, smoke and data as their JSON records."""
+        record = {f.name: getattr(self, f.name) for f in fields(self)}
+        record.update(abort=self.abort.as_dict() if self.abort else None,
+                      smoke=self.smoke.to_json() if self.smoke else None, data=self.data.as_metadata())
+        return record
 
 
 def lr_lambda(warmup_steps: int, total_steps: int, floor: float = 0.1) -> Callable[[int], float]:
@@ -110,7 +163,7 @@ def grad_norm(params: list[torch.nn.Parameter]) -> float:
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
 
-def smoke_step(prover: JointProver, batch: JointBatch, lambda_ebm: float) -> dict[str, Any]:
+def smoke_step(prover: JointProver, batch: JointBatch, lambda_ebm: float) -> SmokeResult:
     """Task 3.5: one forward+backward; finite losses and nonzero finite grads in LoRA and head."""
     device = prover.device
     if device.type == "cuda":
@@ -121,13 +174,13 @@ def smoke_step(prover: JointProver, batch: JointBatch, lambda_ebm: float) -> dic
     losses.total.backward()
     lora_norm = grad_norm(prover.lora_parameters())
     head_norm = grad_norm(list(prover.ebm_head.parameters()))
-    scalars = losses.scalars()
+    values = losses.scalars()
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     prover.zero_grad(set_to_none=True)
-    finite = all(math.isfinite(v) for v in (*scalars.values(), lora_norm, head_norm))
+    finite = all(math.isfinite(v) for v in (*astuple(values), lora_norm, head_norm))
     passed = finite and lora_norm > 0 and head_norm > 0
-    return {"passed": passed, **scalars, "lora_grad_norm": lora_norm, "head_grad_norm": head_norm,
-            "peak_vram_gib": peak, "device": str(device)}
+    return SmokeResult(passed=passed, losses=values, lora_grad_norm=lora_norm, head_grad_norm=head_norm,
+                       peak_vram_gib=peak, device=str(device))
 
 
 # --- checkpoints ---------------------------------------------------------------------------
@@ -157,27 +210,56 @@ def list_checkpoints(checkpoint_dir: Path) -> list[tuple[int, Path]]:
 
 
 
-def inputs_fingerprint(sft_path: Path, trajectories_path: Path, base_model_path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class InputsFingerprint:
     """What a checkpoint was trained on: data by content, the base model by config and file sizes
     (hashing 14 GB of weights on every start would cost minutes)."""
+
+    sft_sha256: str
+    trajectories_sha256: str
+    base_config_sha256: str | None
+    base_weight_files: list[list[Any]]  # [name, size] pairs: lists, as they read back from meta.json
+
+
+@dataclass(frozen=True)
+class RunFingerprint:
+    """Everything a resumed run must share with its checkpoint (λ and lrs may change: the remedies)."""
+
+    lora_r: int
+    lora_alpha: int
+    lora_targets: list[str]
+    d_model: int
+    head_hidden_dims: list[int]
+    k_negatives: int
+    seed: int
+    inputs: InputsFingerprint
+
+    def to_json(self) -> dict[str, Any]:
+        """The flat record each checkpoint's meta.json holds (beside its step)."""
+        record = asdict(self)
+        return {**{k: v for k, v in record.items() if k != "inputs"}, **record["inputs"]}
+
+
+def inputs_fingerprint(sft_path: Path, trajectories_path: Path, base_model_path: Path) -> InputsFingerprint:
     base = Path(base_model_path)
     weights = sorted((p.name, p.stat().st_size) for p in base.glob("*.safetensors")) if base.is_dir() else []
     config = base / "config.json"
-    return {"sft_sha256": file_sha256(Path(sft_path)), "trajectories_sha256": file_sha256(Path(trajectories_path)),
-            "base_config_sha256": file_sha256(config) if config.exists() else None,
-            "base_weight_files": [list(w) for w in weights]}
+    return InputsFingerprint(sft_sha256=file_sha256(Path(sft_path)),
+                             trajectories_sha256=file_sha256(Path(trajectories_path)),
+                             base_config_sha256=file_sha256(config) if config.exists() else None,
+                             base_weight_files=[list(w) for w in weights])
 
 
-def _fingerprint(config: JointTrainConfig, prover: JointProver, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Everything a resumed run must share with its checkpoint (λ and lrs may change: the remedies)."""
-    return {"lora_r": config.lora_r, "lora_alpha": config.lora_alpha, "lora_targets": prover.lora_targets,
-            "d_model": prover.ebm_head.d_model, "head_hidden_dims": list(prover.ebm_head.hidden_dims),
-            "k_negatives": config.k_negatives, "seed": config.seed, **inputs}
+def run_fingerprint(config: JointTrainConfig, prover: JointProver, inputs: InputsFingerprint) -> RunFingerprint:
+    return RunFingerprint(lora_r=config.lora_r, lora_alpha=config.lora_alpha, lora_targets=prover.lora_targets,
+                          d_model=prover.ebm_head.d_model, head_hidden_dims=list(prover.ebm_head.hidden_dims),
+                          k_negatives=config.k_negatives, seed=config.seed, inputs=inputs)
 
 
-def checkpoint_mismatch(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+def checkpoint_mismatch(path: Path, fingerprint: RunFingerprint) -> dict[str, tuple[Any, Any]]:
+    """The fingerprint fields a checkpoint disagrees on: {field: (checkpoint's value, this run's)}."""
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-    return {k: (meta.get(k), v) for k, v in fingerprint.items() if meta.get(k) != v}
+    return {k: (meta.get(k), v) for k, v in fingerprint.to_json().items() if meta.get(k) != v}
 
 
 def supersede_checkpoints(checkpoint_dir: Path) -> Path:
@@ -195,7 +277,7 @@ def supersede_checkpoints(checkpoint_dir: Path) -> Path:
 
 
 def save_checkpoint(checkpoint_dir: Path, step: int, prover: JointProver, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, monitor: JointMonitor, fingerprint: dict[str, Any], keep: int = 2) -> Path:
+                    scheduler: Any, monitor: JointMonitor, fingerprint: RunFingerprint, keep: int = 2) -> Path:
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-checkpoint-", dir=checkpoint_dir))
     try:
@@ -204,7 +286,7 @@ def save_checkpoint(checkpoint_dir: Path, step: int, prover: JointProver, optimi
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state()}, tmp / "trainer.pt")
         (tmp / "monitor.json").write_text(json.dumps(monitor.state_dict()), encoding="utf-8")
-        (tmp / "meta.json").write_text(json.dumps({"step": step, **fingerprint}), encoding="utf-8")
+        (tmp / "meta.json").write_text(json.dumps({"step": step, **fingerprint.to_json()}), encoding="utf-8")
         dest = checkpoint_dir / f"{CHECKPOINT_PREFIX}{step:06d}"
         _replace_dir(tmp, dest)
     finally:
@@ -216,7 +298,7 @@ def save_checkpoint(checkpoint_dir: Path, step: int, prover: JointProver, optimi
 
 
 def load_checkpoint(path: Path, prover: JointProver, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    monitor: JointMonitor, fingerprint: dict[str, Any]) -> int:
+                    monitor: JointMonitor, fingerprint: RunFingerprint) -> int:
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     mismatched = checkpoint_mismatch(path, fingerprint)
     if mismatched:
@@ -252,7 +334,7 @@ def export_merged(prover: JointProver, merged_dir: Path) -> Path:
 # --- the run ---------------------------------------------------------------------------------
 
 def load_joint_data(sft_path: Path, trajectories_path: Path, config: JointTrainConfig
-                    ) -> tuple[JointDataset, list, bool, dict[str, Any]]:
+                    ) -> tuple[JointDataset, list, bool, JointDataSummary]:
     """The dataset, the fixed probe groups, whether the probe is held out, and data counts."""
     line_report = LineReport()
     sft = load_sft_records(sft_path, report=line_report)
@@ -264,10 +346,10 @@ def load_joint_data(sft_path: Path, trajectories_path: Path, config: JointTrainC
     dataset = JointDataset(sft, train_c, negatives, config.k_negatives, config.hard_ratio,
                            config.sft_batch_size, config.contrastive_batch_size, config.seed)
     probe = dataset.fixed_groups(probe_c, config.probe_max_groups)
-    data = {"sft_records": len(sft), **{f"sft_{k}": v for k, v in line_report.as_metadata().items()},
-            **traj_report.as_metadata(), "contrastive_candidates": len(candidates),
-            "train_candidates": len(train_c), "probe_groups": len(probe), "heldout_theorems": len(holdout),
-            "heldout_theorems_trained_on": not heldout}
+    data = JointDataSummary(sft_records=len(sft), sft_lines=line_report, trajectories=traj_report,
+                            contrastive_candidates=len(candidates), train_candidates=len(train_c),
+                            probe_groups=len(probe), heldout_theorems=len(holdout),
+                            heldout_theorems_trained_on=not heldout)
     return dataset, probe, heldout, data
 
 
@@ -366,8 +448,8 @@ def _train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path
     checkpoint_dir = Path(checkpoint_dir)
     torch.manual_seed(config.seed)
     dataset, probe_groups, heldout, data = load_joint_data(Path(sft_path), Path(trajectories_path), config)
-    log(f"joint data: {data['sft_records']} SFT records, {data['train_candidates']} contrastive positives, "
-        f"{data['probe_groups']} probe groups (held out: {heldout})")
+    log(f"joint data: {data.sft_records} SFT records, {data.train_candidates} contrastive positives, "
+        f"{data.probe_groups} probe groups (held out: {heldout})")
     if prover_factory is not None:
         prover = prover_factory()
     else:
@@ -376,7 +458,7 @@ def _train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path
     optimizer = torch.optim.AdamW(prover.param_groups(config.lr_lora, config.lr_ebm, config.ebm_weight_decay))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup_steps, config.total_steps))
     monitor = JointMonitor(thresholds, log_every=config.log_every)
-    fingerprint = _fingerprint(config, prover, inputs_fingerprint(sft_path, trajectories_path, base_model_path))
+    fingerprint = run_fingerprint(config, prover, inputs_fingerprint(sft_path, trajectories_path, base_model_path))
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
     start_step, resumed_from, smoke = 0, None, None
@@ -391,18 +473,19 @@ def _train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path
         resumed_from = start_step
         log(f"resumed from {checkpoints[-1][1]} (step {start_step})")
         if (checkpoint_dir / SMOKE_RECORD).exists():  # the smoke step ran at the fresh start
-            smoke = {**json.loads((checkpoint_dir / SMOKE_RECORD).read_text(encoding="utf-8")),
-                     "from_earlier_run": True}
+            smoke = SmokeResult.from_json(json.loads((checkpoint_dir / SMOKE_RECORD).read_text(encoding="utf-8")),
+                                          from_earlier_run=True)
     abort: AbortReason | None = None
     if start_step == 0:
         smoke = smoke_step(prover, dataset.batch(0), config.lambda_ebm)
-        log(f"smoke step: {smoke}")
-        write_json(checkpoint_dir / SMOKE_RECORD, smoke)
-        if not smoke["passed"]:
-            abort = AbortReason("non_finite", 0, f"smoke step failed (losses/gradients not finite or zero): {smoke}")
+        log(f"smoke step: {smoke.to_json()}")
+        write_json(checkpoint_dir / SMOKE_RECORD, smoke.to_json())
+        if not smoke.passed:
+            abort = AbortReason("non_finite", 0,
+                                f"smoke step failed (losses/gradients not finite or zero): {smoke.to_json()}")
         else:
             probe = separation_probe(prover, probe_groups)
-            abort = monitor.observe_probe(0, probe["centroid_l2"], probe["rank1"])
+            abort = monitor.observe_probe(0, probe.centroid_l2, probe.rank1)
 
     from burnqed_assets.models.loading import PeakMemory
 
@@ -422,7 +505,7 @@ def _train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path
         losses.total.backward()
         gnorm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
         s = losses.scalars()
-        abort = monitor.observe_step(step, s["sft_loss"], s["ebm_loss"], config.lambda_ebm, s["temperature"],
+        abort = monitor.observe_step(step, s.sft_loss, s.ebm_loss, config.lambda_ebm, s.temperature,
                                      gnorm, lr_lora=optimizer.param_groups[0]["lr"],
                                      lr_ebm=optimizer.param_groups[1]["lr"])
         if abort is not None:  # never step on a bad update: the last checkpoint stays the good state
@@ -442,8 +525,8 @@ def _train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path
                 f"λ·ebm={row['lambda_ebm_loss']:.4f} T={row['temperature']:.3f} grad={gnorm:.3f}")
         if step % config.eval_every == 0 or step == config.total_steps:
             probe = separation_probe(prover, probe_groups)
-            log(f"probe step {step}: centroid_l2={probe['centroid_l2']:.4f} rank1={probe['rank1']:.3f}")
-            abort = monitor.observe_probe(step, probe["centroid_l2"], probe["rank1"])
+            log(f"probe step {step}: centroid_l2={probe.centroid_l2:.4f} rank1={probe.rank1:.3f}")
+            abort = monitor.observe_probe(step, probe.centroid_l2, probe.rank1)
             if abort is not None:
                 break
         if step % config.save_every == 0 or step == config.total_steps:
@@ -457,7 +540,7 @@ def _train_joint(config: JointTrainConfig, thresholds: AbortThresholds, sft_path
 
     result = JointRunResult(
         status="aborted" if abort else "completed", steps_done=start_step + steps_run,
-        total_steps=config.total_steps, abort=abort.as_dict() if abort else None, resumed_from_step=resumed_from,
+        total_steps=config.total_steps, abort=abort, resumed_from_step=resumed_from,
         train_log=monitor.train_log, probe_log=monitor.probe_log, smoke=smoke, data=data,
         seconds=0.0, seconds_per_step=(loop_s / steps_run) if steps_run else None,
         checkpoint_dir=str(checkpoint_dir), probe_is_heldout=heldout, lora_targets=prover.lora_targets,

@@ -80,7 +80,7 @@ class BuildReport:
     build_seconds: float
     warmup_steps: int
     warmup_final_loss: float | None
-    spec: dict
+    spec: DemoModelSpec
 
 
 # ------------------------------------------------------------------ corpus
@@ -263,7 +263,7 @@ def build_demo_model(dest: str | Path, demo_root: str | Path, spec: DemoModelSpe
             path=str(dest), parameters=sum(p.numel() for p in model.parameters()),
             vocab_size=len(tokenizer), corpus_texts=len(texts), corpus_chars=sum(map(len, texts)),
             corpus_files=[str(f) for f in files], build_seconds=0.0, warmup_steps=spec.warmup_steps,
-            warmup_final_loss=final_loss, spec=asdict(spec),
+            warmup_final_loss=final_loss, spec=spec,
         )
         report.build_seconds = round(time.perf_counter() - start, 2)
         (tmp / "burnqed_build.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")

@@ -7,8 +7,8 @@ import logging
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from burnqed_assets.models.demo_model import replace_dir
 from burnqed_assets.models.loading import (
@@ -20,8 +20,16 @@ from burnqed_assets.models.loading import (
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class MergeResult:
+    path: str  # the merged HF model directory
+    parameters: int
+    seconds: float
+    weights_bytes: int  # size of its *.safetensors files
+
+
 def merge_lora(base_model_dir: str | Path, adapter_dir: str | Path, dest: str | Path,
-               dtype: str = "float32") -> dict[str, Any]:
+               dtype: str = "float32") -> MergeResult:
     """merge_and_unload into `dest` (safetensors + tokenizer + generation config), atomically.
 
     The result loads with plain `AutoModelForCausalLM.from_pretrained(dest)` (and SGLang in full):
@@ -54,8 +62,8 @@ def merge_lora(base_model_dir: str | Path, adapter_dir: str | Path, dest: str | 
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    info = {"path": str(dest), "parameters": sum(p.numel() for p in merged.parameters()),
-            "seconds": round(time.perf_counter() - start, 2),
-            "weights_bytes": sum(f.stat().st_size for f in dest.glob("*.safetensors"))}
+    result = MergeResult(path=str(dest), parameters=sum(p.numel() for p in merged.parameters()),
+                         seconds=round(time.perf_counter() - start, 2),
+                         weights_bytes=sum(f.stat().st_size for f in dest.glob("*.safetensors")))
     log.info("merged %s + %s -> %s", base_model_dir, adapter_dir, dest)
-    return info
+    return result

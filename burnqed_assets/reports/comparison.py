@@ -207,32 +207,63 @@ def answer_questions(rows: Mapping[str, ConfigResult], iter0_llm_rate: float | N
             ("3. Did goal conditioning help the EBM?", q3), ("4. End-to-end: did miniF2F improve?", q4)]
 
 
+@dataclass(frozen=True)
+class JointRunStatus:
+    """What the comparison shows of the joint run (from its joint_run.json; None when unknown)."""
+
+    status: str | None = None
+    steps_done: int | None = None
+    total_steps: int | None = None
+    abort: dict[str, Any] | None = None  # the run's abort record: condition, step, message, remedy
+
+    @classmethod
+    def from_json(cls, joint_run: Mapping[str, Any] | None) -> JointRunStatus:
+        run = joint_run or {}
+        return cls(run.get("status"), run.get("steps_done"), run.get("total_steps"), run.get("abort"))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The A/B/C comparison: the report renders it, comparison.json is `to_json()` (fields in order)."""
+
+    profile: str
+    rows: dict[str, ConfigResult]
+    differences: dict[str, dict[str, float | None]]
+    iter0_llm_only_rate: float | None
+    iter1_llm_only_rate: float | None
+    decision: Decision
+    questions: list[tuple[str, str]]
+    joint_run: JointRunStatus
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def build_comparison(*, profile: str, rows: Mapping[str, ConfigResult], iter0_llm_rate: float | None,
                      joint_run: Mapping[str, Any] | None, centroid_red_line: float,
-                     iter1_llm_rate: float | None = None) -> dict[str, Any]:
+                     iter1_llm_rate: float | None = None) -> Comparison:
     decision = decide(rows, iter0_llm_rate, joint_run, centroid_red_line, iter1_llm_rate)
-    return {"profile": profile, "rows": {k: asdict(v) for k, v in rows.items()},
-            "differences": differences(rows), "iter0_llm_only_rate": iter0_llm_rate,
-            "iter1_llm_only_rate": iter1_llm_rate, "decision": asdict(decision),
-            "questions": answer_questions(rows, iter0_llm_rate, decision, iter1_llm_rate),
-            "joint_run": {k: (joint_run or {}).get(k) for k in ("status", "steps_done", "total_steps", "abort")}}
+    return Comparison(profile=profile, rows=dict(rows), differences=differences(rows),
+                      iter0_llm_only_rate=iter0_llm_rate, iter1_llm_only_rate=iter1_llm_rate, decision=decision,
+                      questions=answer_questions(rows, iter0_llm_rate, decision, iter1_llm_rate),
+                      joint_run=JointRunStatus.from_json(joint_run))
 
 
-def render_comparison_report(comparison: Mapping[str, Any], generated_at: str | None = None) -> str:
+def render_comparison_report(comparison: Comparison, generated_at: str | None = None) -> str:
     when = f" {generated_at}" if generated_at else ""  # no wall-clock time: same inputs, same bytes
-    profile = comparison["profile"]
-    rows = comparison["rows"]
+    profile = comparison.profile
+    rows = comparison.rows
     lines = ["# Iter 1 comparison report: configs A / B / C", "",
              f"Profile: **{profile}** · generated{when} from the metrics JSON of the Phase 2 and Phase 4 assets.", ""]
     if profile == "demo":
         lines += [("> **Demo profile:** tiny model, toy data and a replay Lean backend. These numbers exercise "
                    "the pipeline end to end; they are **not research results** and support no conclusion about "
                    "the plan's thesis."), ""]
-    run = comparison.get("joint_run") or {}
+    run = comparison.joint_run
     lines += ["## Joint run (iter_1)", "",
-              f"- status: {run.get('status', 'n/a')}, steps {run.get('steps_done', 'n/a')}/{run.get('total_steps', 'n/a')}"]
-    if run.get("abort"):
-        ab = run["abort"]
+              f"- status: {run.status}, steps {run.steps_done}/{run.total_steps}"]
+    if run.abort:
+        ab = run.abort
         lines.append(f"- ABORT at step {ab.get('step')}: {ab.get('message')} → remedy: {ab.get('remedy')}")
     lines += ["", "## Three-config table", "",
               "| Config | " + " | ".join(label for _, label in COLUMNS) + " |",
@@ -241,47 +272,47 @@ def render_comparison_report(comparison: Mapping[str, Any], generated_at: str | 
         r = rows[name]
         cells = []
         for key, _ in COLUMNS:
-            v = r["values"].get(key)
+            v = r.values.get(key)
             if key == "minif2f_rate":
-                cells.append(f"{_pct(v)} ({r.get('proved')}/{r.get('attempted')})" if v is not None else "n/a")
+                cells.append(f"{_pct(v)} ({r.proved}/{r.attempted})" if v is not None else "n/a")
             else:
                 cells.append(_f(v) if v is not None else
-                             (f"n/a ({r['not_available'][key]})" if key in r.get("not_available", {}) else "n/a"))
+                             (f"n/a ({r.not_available[key]})" if key in r.not_available else "n/a"))
         lines.append(f"| {CONFIG_LABELS[name]} | " + " | ".join(cells) + " |")
-    lines += ["", (f"LLM-only miniF2F (no EBM): iter_0 {_pct(comparison.get('iter0_llm_only_rate'))}, "
-              f"iter_1 {_pct(comparison.get('iter1_llm_only_rate'))}.")]
+    lines += ["", (f"LLM-only miniF2F (no EBM): iter_0 {_pct(comparison.iter0_llm_only_rate)}, "
+              f"iter_1 {_pct(comparison.iter1_llm_only_rate)}.")]
     lines += ["", "More EBM numbers (validation theorems, same split for every config):", "",
               "| Config | " + " | ".join(label for _, label in EXTRA_COLUMNS) + " |",
               "|---|" + "---|" * len(EXTRA_COLUMNS)]
     for name in "ABC":
-        lines.append(f"| {name} | " + " | ".join(_f(rows[name]["values"].get(k)) for k, _ in EXTRA_COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(_f(rows[name].values.get(k)) for k, _ in EXTRA_COLUMNS) + " |")
     lines += ["", "## Differences", "",
               "- A→B = effect of joint LoRA training on embedding quality",
               "- B→C = effect of live EBM gradients on EBM head quality",
               "- A→C = total system improvement (what you'd report)", "",
               "| Δ | " + " | ".join(label for _, label in COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
-    for pair, diff in comparison["differences"].items():
+    for pair, diff in comparison.differences.items():
         cells = [(f"{100 * diff[k]:+.1f} pts" if diff[k] is not None else "n/a") if k == "minif2f_rate"
                  else _f(diff[k], signed=True) for k, _ in COLUMNS]
         lines.append(f"| {pair} | " + " | ".join(cells) + " |")
     lines += ["", "## Task 4.4 questions", ""]
-    for q, answer in comparison["questions"]:
+    for q, answer in comparison.questions:
         lines += [f"**{q}** {answer}", ""]
-    d = comparison["decision"]
+    d = comparison.decision
     lines += ["## Task 4.5 decision", "",
-              f"**Chosen branch: `{d['branch']}` — {d['title']}.**", "", f"Next step: {d['action']}", "",
+              f"**Chosen branch: `{d.branch}` — {d.title}.**", "", f"Next step: {d.action}", "",
               "Rule: the plan's branches are checked in the order "
-              + " → ".join(f"`{b}`" for b in d["rule_order"])
+              + " → ".join(f"`{b}`" for b in d.rule_order)
               + " (a collapse overrides everything); the first that holds is chosen. "
-              f"\"≈\" means within {100 * (d['numbers'].get('approx_tolerance') or APPROX_POINTS):.1f} points "
+              f"\"≈\" means within {100 * (d.numbers.get('approx_tolerance') or APPROX_POINTS):.1f} points "
               f"(2 points, or one problem on a small benchmark); \">>\" means at least "
               f"{100 * CLEARLY_BETTER_POINTS:.0f} points; iter_0 best = max(config A, LLM-only), iter_1 best = "
               "max(B, C, iter_1 LLM-only).", ""]
-    if d["missing"]:
-        lines += ["Missing numbers:", *[f"- {m}" for m in d["missing"]], ""]
-    if d["conditions"]:
+    if d.missing:
+        lines += ["Missing numbers:", *[f"- {m}" for m in d.missing], ""]
+    if d.conditions:
         lines += ["| condition | holds |", "|---|---|",
-                  *[f"| {k} | {'yes' if v else 'no'} |" for k, v in d["conditions"].items()], ""]
-    nums = d["numbers"]
+                  *[f"| {k} | {'yes' if v else 'no'} |" for k, v in d.conditions.items()], ""]
+    nums = d.numbers
     lines += ["Numbers used: " + ", ".join(f"{k} = {_f(v)}" for k, v in nums.items()), ""]
     return "\n".join(lines)

@@ -97,6 +97,12 @@ def test_train_from_files_saves_a_loadable_head(synthetic, tmp_path):
     rows = np.arange(20)
     assert np.allclose(score_rows(loaded, data, rows), score_rows(result.head, data, rows), atol=1e-6)
     assert result.summary()["epochs"] == 2 and len(result.history) == 2
+    # ebm_training.json's summary: the training numbers, then what the files run adds, in this order
+    summary = result.summary()
+    assert list(summary)[-5:] == ["temperature_at_bound_epochs", "head_path", "missing_state_embeddings",
+                                  "theorems_without_goal", "config"]
+    assert summary["head_path"] == result.files.head_path == str(head_path)
+    assert summary["config"] == config.training_summary() and summary["config"]["k_negatives"] == 3
 
 
 def test_training_without_positives_fails_clearly(tmp_path):
@@ -108,6 +114,7 @@ def test_training_without_positives_fails_clearly(tmp_path):
                                  progress=lambda _: None, allow_untrained=True)
     assert not result.trained and "0 positive" in result.untrained_reason and result.history == []
     assert result.summary()["trained"] is False
+    assert list(result.summary())[-1] == "seconds"  # nothing measured at the clamp, no files: no such keys
 
 
 def test_training_repeats_exactly_and_each_epoch_draws_from_its_own_generator(synthetic):

@@ -3,6 +3,8 @@ and the comparison_report asset on metrics JSON written to a temp data root."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dagster as dg
 import pytest
 
@@ -74,7 +76,14 @@ def test_report_has_table_differences_questions_and_decision():
         assert q in md
     assert "Chosen branch: `joint_works`" in md and "Plan iter_2" in md
     assert "held (iter_1 ≥ iter_0)" in md
-    assert "not research results" not in render_comparison_report({**comp, "profile": "full"})
+    assert "not research results" not in render_comparison_report(replace(comp, profile="full"))
+    # comparison.json: the same keys in the same order as the report's inputs
+    record = comp.to_json()
+    assert list(record) == ["profile", "rows", "differences", "iter0_llm_only_rate", "iter1_llm_only_rate",
+                            "decision", "questions", "joint_run"]
+    assert record["joint_run"] == {"status": "completed", "steps_done": 40, "total_steps": 40, "abort": None}
+    assert record["decision"]["branch"] == comp.decision.branch == "joint_works"
+    assert record["rows"]["A"]["values"]["centroid_l2"] == comp.rows["A"].values["centroid_l2"] == 5.0
 
 
 def test_comparison_report_asset_reads_the_metrics_json(tmp_path):

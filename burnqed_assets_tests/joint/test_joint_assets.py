@@ -59,10 +59,12 @@ def test_abort_is_a_failed_blocking_error_check_that_stops_downstream(data_root,
 
 
 def test_abort_check_result_names_condition_and_remedy():
-    run = {"abort": {"condition": "temperature_stuck", "step": 700, "message": "T at 10 since step 150",
-                     "remedy": monitoring.REMEDIES["temperature_stuck"]}, "steps_done": 699}
-    r = abort_check_result(run, {"temperature_stuck_steps": 500})
+    abort = monitoring.AbortReason("temperature_stuck", 700, "T at 10 since step 150")
+    thresholds = monitoring.AbortThresholds(temperature_stuck_steps=500)
+    r = abort_check_result(abort, 699, thresholds)
     assert not r.passed and r.severity == dg.AssetCheckSeverity.ERROR
     assert "step 700" in r.description and "debug the energy scale" in r.description
-    ok = abort_check_result({"abort": None, "steps_done": 40}, {})
-    assert ok.passed and "40 steps" in ok.description
+    assert r.metadata["remedy"].value == monitoring.REMEDIES["temperature_stuck"]
+    assert r.metadata["thresholds"].value["temperature_stuck_steps"] == 500
+    ok = abort_check_result(None, 40, thresholds)
+    assert ok.passed and "40 steps" in ok.description and ok.metadata["steps_done"].value == 40

@@ -147,8 +147,9 @@ def test_smoke_step_gives_finite_losses_and_gradients_in_lora_and_head(batch):
     tok = build_tiny_tokenizer()
     fresh = JointProver(build_tiny_model(tok), tok, lora_r=4, lora_alpha=8, head_hidden_dims=(16, 8))
     report = smoke_step(fresh, batch, lambda_ebm=0.1)
-    assert report["passed"], report
-    assert report["lora_grad_norm"] > 0 and report["head_grad_norm"] > 0
+    assert report.passed, report
+    assert report.lora_grad_norm > 0 and report.head_grad_norm > 0
+    assert report.losses.sft_loss > 0 and report.losses.lambda_ebm_loss == pytest.approx(0.1 * report.losses.ebm_loss)
     assert all(p.grad is None for p in fresh.parameters())  # smoke leaves no gradient behind
 
 
@@ -157,7 +158,7 @@ def test_smoke_step_fails_on_a_nan_head(batch):
     broken = JointProver(build_tiny_model(tok), tok, lora_r=4, lora_alpha=8, head_hidden_dims=(16, 8))
     with torch.no_grad():
         broken.ebm_head.log_temperature.fill_(float("nan"))
-    assert not smoke_step(broken, batch, lambda_ebm=0.1)["passed"]
+    assert not smoke_step(broken, batch, lambda_ebm=0.1).passed
 
 
 def test_detach_rule_holds_for_groups_without_easy_negatives(prover):
@@ -179,4 +180,4 @@ def test_smoke_step_passes_with_gradient_checkpointing(batch):
     prover = JointProver(model, tok, lora_r=4, lora_alpha=8, head_hidden_dims=(16, 8))
     assert prover.backbone.base_model.model.is_gradient_checkpointing
     report = smoke_step(prover, batch, lambda_ebm=0.1)
-    assert report["passed"] and report["lora_grad_norm"] > 0, report
+    assert report.passed and report.lora_grad_norm > 0, report

@@ -13,6 +13,7 @@ from burnqed_assets.ebm.head import load_head
 from burnqed_assets.joint.monitoring import AbortThresholds
 from burnqed_assets.joint.train import (
     RUN_SUMMARY,
+    SMOKE_RECORD,
     JointTrainConfig,
     TrainingInterrupted,
     list_checkpoints,
@@ -46,11 +47,11 @@ def test_run_completes_and_exports_merged_model_and_head(tmp_path, tiny_model_di
 
     result, root = _run(tmp_path, "a", tiny_model_dir, joint_files)
     assert result.status == "completed" and result.steps_done == 6 and result.abort is None
-    assert result.smoke["passed"] and result.smoke["lora_grad_norm"] > 0
+    assert result.smoke.passed and result.smoke.lora_grad_norm > 0 and not result.smoke.from_earlier_run
     assert [r["step"] for r in result.probe_log] == [0, 3, 6]
     assert [r["step"] for r in result.train_log] == [1, 2, 4, 6]
     assert all(r["sft_loss"] > 0 and 0.1 <= r["temperature"] <= 10 for r in result.train_log)
-    assert result.probe_is_heldout and result.data["probe_groups"] > 0
+    assert result.probe_is_heldout and result.data.probe_groups > 0
     merged = AutoModelForCausalLM.from_pretrained(str(root / "merged"), local_files_only=True)
     assert not any("lora" in n for n, _ in merged.named_parameters())
     head = load_head(str(root / "ebm" / "goal_conditioned_head.pt"))
@@ -59,6 +60,10 @@ def test_run_completes_and_exports_merged_model_and_head(tmp_path, tiny_model_di
     assert (root / "lora" / "monitoring.png").stat().st_size > 1000
     summary = json.loads((root / "lora" / RUN_SUMMARY).read_text())
     assert summary["status"] == "completed" and summary["merged_dir"] == str(root / "merged")
+    # joint_run.json keeps its flat records: the smoke step and the data counts as JSON objects
+    assert summary["smoke"] == json.loads((root / "lora" / SMOKE_RECORD).read_text()) == result.smoke.to_json()
+    assert summary["data"]["probe_groups"] == result.data.probe_groups and "sft_bad_lines" in summary["data"]
+    assert list(summary["smoke"])[:3] == ["passed", "loss", "sft_loss"] and "from_earlier_run" not in summary["smoke"]
     # The merged model differs from the base: the adapter was trained and folded in.
     base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), local_files_only=True)
     diff = sum(float((a - b).abs().sum()) for a, b in zip(merged.parameters(), base.parameters()))
@@ -74,7 +79,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path
     assert not (tmp_path / "resumed" / "merged").exists()
     resumed, root_b = _run(tmp_path, "resumed", tiny_model_dir, joint_files)
     assert resumed.resumed_from_step == 3 and resumed.status == "completed" and resumed.steps_done == 6
-    assert resumed.smoke["passed"] and resumed.smoke["from_earlier_run"]  # recorded at the fresh start
+    assert resumed.smoke.passed and resumed.smoke.from_earlier_run  # recorded at the fresh start
     assert [r["step"] for r in resumed.train_log] == [r["step"] for r in straight.train_log]
     for a, b in zip(straight.train_log, resumed.train_log):
         assert a["sft_loss"] == pytest.approx(b["sft_loss"], rel=1e-4)
@@ -85,28 +90,29 @@ def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path
     # Re-materialising a finished run trains nothing and re-exports.
     again, _ = _run(tmp_path, "resumed", tiny_model_dir, joint_files)
     assert again.resumed_from_step == 6 and again.steps_done == 6 and again.status == "completed"
-    assert again.smoke["from_earlier_run"]
+    assert again.smoke.from_earlier_run and again.as_dict()["smoke"]["from_earlier_run"] is True
 
 
 def test_abort_stops_with_reason_keeps_last_checkpoint_and_exports_nothing(tmp_path, tiny_model_dir, joint_files):
     strict = replace(LENIENT, sft_loss_max=0.0, abort_after_step=3)
     config = replace(CONFIG, log_every=1, save_every=2)
     result, root = _run(tmp_path, "abort", tiny_model_dir, joint_files, config=config, thresholds=strict)
-    assert result.status == "aborted" and result.abort["condition"] == "sft_loss_high"
-    assert result.abort["step"] == 4 and result.steps_done == 3
-    assert "decrease λ to 0.03" in result.abort["remedy"]
+    assert result.status == "aborted" and result.abort.condition == "sft_loss_high"
+    assert result.abort.step == 4 and result.steps_done == 3
+    assert "decrease λ to 0.03" in result.abort.remedy
     assert [s for s, _ in list_checkpoints(root / "lora")] == [2]
     assert not (root / "merged").exists() and not (root / "ebm").exists()
     summary = json.loads((root / "lora" / RUN_SUMMARY).read_text())
-    assert summary["status"] == "aborted" and summary["abort"]["condition"] == "sft_loss_high"
+    assert summary["status"] == "aborted" and summary["abort"] == {
+        "condition": "sft_loss_high", "step": 4, "message": result.abort.message, "remedy": result.abort.remedy}
     assert (root / "lora" / "monitoring.png").exists()
 
 
 def test_centroid_collapse_at_the_first_probe_aborts_before_training(tmp_path, tiny_model_dir, joint_files):
     strict = replace(LENIENT, centroid_l2_min=1e9)
     result, _root = _run(tmp_path, "collapse", tiny_model_dir, joint_files, thresholds=strict)
-    assert result.status == "aborted" and result.abort["condition"] == "centroid_l2_collapse"
-    assert result.steps_done == 0 and "increase λ to 0.3" in result.abort["remedy"]
+    assert result.status == "aborted" and result.abort.condition == "centroid_l2_collapse"
+    assert result.steps_done == 0 and "increase λ to 0.3" in result.abort.remedy
 
 
 def test_checkpoints_of_other_inputs_or_shape_are_superseded_not_resumed(tmp_path, tiny_model_dir, joint_files):
@@ -124,7 +130,7 @@ def test_checkpoints_of_other_inputs_or_shape_are_superseded_not_resumed(tmp_pat
     sft, _traj = joint_files
     sft.write_text(sft.read_text().splitlines()[0] + "\n" + sft.read_text())
     fresh, _ = _run(tmp_path, "shape", tiny_model_dir, joint_files, config=replace(CONFIG, lora_r=8, lora_alpha=16))
-    assert fresh.resumed_from_step is None and fresh.smoke["passed"] and fresh.data["sft_records"] == 13
+    assert fresh.resumed_from_step is None and fresh.smoke.passed and fresh.data.sft_records == 13
 
 
 def test_joint_training_lowers_the_sft_loss(tmp_path, tiny_model_dir, joint_files):

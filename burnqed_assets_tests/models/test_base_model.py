@@ -98,6 +98,13 @@ def test_base_model_asset_materializes(tmp_path):
     meta = result.asset_materializations_for_node("base_model")[0].metadata
     assert meta["parameters"].value > 0
     assert meta["tokenizer_appends_special_tokens"].value is False
+    # the keys the UI and earlier runs show (BaseModelInfo.metadata() plus the path and spec values)
+    assert list(meta) == [
+        "path", "model_id", "profile", "parameters", "vocab_size", "corpus_texts", "corpus_chars", "build_seconds",
+        "warmup_steps", "warmup_final_loss", "architecture", "hidden_size", "num_hidden_layers",
+        "tokenizer_vocab_size", "tokenizer_eos_token", "tokenizer_eos_token_id", "tokenizer_pad_token",
+        "tokenizer_pad_token_id", "tokenizer_appends_special_tokens", "tokenizer_probe_tokens", "spec"]
+    assert meta["spec"].value["hidden_size"] == meta["hidden_size"].value
     assert (tmp_path / "models" / "base" / "demo-tiny-llama" / "model.safetensors").exists()
 
 

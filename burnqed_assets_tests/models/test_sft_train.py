@@ -60,7 +60,8 @@ def test_train_interrupt_resume_merge_generate(demo_base_model_dir, tmp_path):
 
     merged = tmp_path / "merged"
     info = merge_lora(demo_base_model_dir, out / "adapter", merged)
-    assert info["parameters"] > 0
+    assert info.parameters > 0 and info.path == str(merged)
+    assert info.weights_bytes == sum(f.stat().st_size for f in merged.glob("*.safetensors")) > 0
     model = AutoModelForCausalLM.from_pretrained(str(merged), local_files_only=True).eval()
     assert not any("lora" in name for name, _ in model.named_parameters())
     tok = load_tokenizer(merged)

@@ -187,14 +187,18 @@ def search_slots(endpoints: Sequence[PolicyEndpoint]) -> int:
 @contextmanager
 def search_pool(settings: Settings, slots: int, lean: Any = None) -> Iterator[Any]:
     """The warm Lean pool of one search step: `lean` when given (a pool, a plain env or an env
-    factory), else the profile's pool (settings.pool: Ray actors or threads) with one worker per
-    search slot, closed at the end."""
+    factory), else the profile's pool (settings.pool: Ray actors or threads), closed at the end.
+    One worker per search slot, at most `lean.pool_workers` (the REPLs the machine holds: a
+    Mathlib REPL takes ~6.5 GB); slots beyond that wait for a free worker."""
     if lean is not None:
         yield lean
         return
     from burnqed_assets.lean.ray_pool import make_lean_pool
 
-    pool = make_lean_pool(settings, size=slots)
+    size = max(1, min(slots, settings.lean.pool_workers))
+    if size < slots:
+        log.info("%d search slots share %d Lean worker(s) (lean.pool_workers)", slots, size)
+    pool = make_lean_pool(settings, size=size)
     try:
         yield pool
     finally:

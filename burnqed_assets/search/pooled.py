@@ -232,7 +232,11 @@ class SearchJob:
     clock_factory: Callable[[], Callable[[], float]] = perf_clock  # one clock per theorem
 
     def __call__(self, worker: Any, theorem: Theorem) -> SearchResult | SearchAbort:
-        policy, scorer = resolve(self.policy), resolve(self.scorer)
+        try:
+            policy, scorer = resolve(self.policy), resolve(self.scorer)
+        except Exception as exc:  # noqa: BLE001 - no policy in this worker: the run stops, nothing recorded
+            return SearchAbort(SearchInfrastructureError(
+                f"the search worker could not build its policy / scorer: {type(exc).__name__}: {exc}"))
         # The header env is readied (recycling first if due) before the theorem's clock starts.
         with worker.theorem(theorem.header, timeout_s=self.cfg.timeout_s) as env:
             session = TheoremSession(env, self.cfg.timeout_s)

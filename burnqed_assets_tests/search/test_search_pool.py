@@ -106,3 +106,33 @@ def test_search_jobs_pickle_with_specs_for_remote_workers():
     endpoint = PolicyEndpoint(oracle_policy(), 2, "in-process", TransformersPolicySpec("/m", seed=1))
     assert endpoint.for_workers(in_process=True) is endpoint.policy
     assert endpoint.for_workers(in_process=False) == TransformersPolicySpec("/m", seed=1)
+
+
+def test_a_worker_that_cannot_build_its_policy_stops_the_run(tmp_path):
+    """A spec that fails in the worker (model missing, server unreachable) is an infrastructure
+    failure: the run stops and no theorem is recorded as a failed proof."""
+    import pytest
+
+    from burnqed_assets.search.policy import SearchInfrastructureError
+    from burnqed_assets.search.pooled import EnvPool, search_on_pool
+    from search_fakes import FakeEnv
+
+    broken = PolicyEndpoint(None, 1, "missing-model", TransformersPolicySpec(str(tmp_path / "no-model"), device="cpu"))
+    seen = []
+    with pytest.raises(SearchInfrastructureError, match="could not build its policy"):
+        search_on_pool(recorded_search_theorems(2), _RemoteLike(EnvPool(FakeEnv({}, {}))), [broken], CFG,
+                       on_result=seen.append)
+    assert seen == []
+
+
+class _RemoteLike:
+    """An in-process pool that claims its workers live elsewhere, so jobs carry specs."""
+
+    in_process = False
+
+    def __init__(self, pool):
+        self._pool = pool
+        self.size = pool.size
+
+    def run(self, job, item, index=0):
+        return self._pool.run(pickle.loads(pickle.dumps(job)), item, index)  # as a remote worker would get it

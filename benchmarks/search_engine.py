@@ -18,7 +18,8 @@ import json
 import time
 
 from burnqed_assets.lean.env import ProofState, TacticResult
-from burnqed_assets.search.engine import SearchConfig, Theorem, VerifyOutcome, search_many
+from burnqed_assets.search.engine import SearchConfig, Theorem, VerifyOutcome
+from burnqed_assets.search.pooled import search_many
 from burnqed_assets.search.policy import BasePolicy, Candidate
 
 

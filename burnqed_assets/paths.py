@@ -147,6 +147,19 @@ class SearchEvalPaths:
 
 
 @dataclass(frozen=True)
+class SearchChunkPaths:
+    """One chunk (Dagster partition) of the trajectory search: its trees, its per-theorem
+    results, and the done marker written last (a finished chunk is never searched again)."""
+
+    trajectories: Path
+    results: Path
+    done: Path
+
+    def as_dict(self) -> dict[str, Path]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
 class EbmConfigPaths:
     """A config of the comparison: its EBM head and the directory of its EBM evaluations."""
 
@@ -381,6 +394,16 @@ class Paths:
 
     def search_results(self, iteration: int = 0) -> Path:
         return self.trajectories / f"search_iter{iteration}_results.parquet"
+
+    def search_chunks_dir(self, iteration: int = 0) -> Path:
+        return self.trajectories / f"search_iter{iteration}_chunks"
+
+    def search_chunk(self, iteration: int, index: int) -> SearchChunkPaths:
+        """Chunk `index` of the iteration's trajectory search (`search_iter<N>_chunks/chunk_<index>.*`)."""
+        stem = self.search_chunks_dir(iteration) / f"chunk_{index:05d}"
+        return SearchChunkPaths(trajectories=stem.with_suffix(".parquet"),
+                                results=stem.with_name(stem.name + "_results.parquet"),
+                                done=stem.with_suffix(".done.json"))
 
     @property
     def trajectory_stats(self) -> Path:

@@ -258,8 +258,9 @@ def _demo(data_root: Path) -> Settings:
                       eval_steps=25, save_steps=25, logging_steps=6, warmup_ratio=0.05, cpu_threads=1),
         # timeout_s is only a safety net here: max_nodes ends every demo search, so a loaded
         # machine cannot cut a search short and change the numbers (same inputs, same results)
+        # 30 theorems in chunks of 10: the trajectory search's 3 partitions (chunk_000 .. chunk_002)
         search=SearchConfig(max_nodes=40, timeout_s=600.0, eval_max_nodes=24, num_candidates=8,
-                              concurrency=2, max_theorems=30, max_eval_theorems=40,
+                              concurrency=2, max_theorems=30, max_eval_theorems=40, trajectory_chunk_size=10,
                               policy_backend="transformers", max_new_tokens=96, cpu_threads=1),
         ebm=EbmConfig(epochs=30, learning_rate=1e-3, k_negatives=3, batch_size=16,
                         encode_max_length=256, embed_batch_size=16, val_fraction=0.25,

@@ -175,6 +175,7 @@ def build_ebm_search_asset(name: str, *, config: str, model_asset: str, ebm_asse
     def _search(context: dg.AssetExecutionContext, burnqed: BurnqedConfig,
                 sglang: SGLangServerResource) -> dg.MaterializeResult:
         from burnqed_assets.data.token_geometry import recommended_max_length
+        from burnqed_assets.defs.search import search_run_metadata
         from burnqed_assets.ebm.encode_server import energy_service
         from burnqed_assets.search import pipeline
 
@@ -190,14 +191,17 @@ def build_ebm_search_asset(name: str, *, config: str, model_asset: str, ebm_asse
                 info = pipeline.evaluate_minif2f(settings, benchmark, policy=policy, scorer=energy.scorer,
                                                  iteration=iteration, tag=tag)
         energy_model, server = energy.model, energy.server
-        context.log.info(f"{benchmark} LLM+EBM: proved {info['proved']}/{info['attempted']} ({info['rate']:.3f})")
-        meta: dict[str, Any] = {k: info[k] for k in ("proved", "attempted", "errors", "benchmark_size",
-                                                     "results_path", "trajectories_path", "summary_path") if k in info}
-        meta.update({"rate": dg.MetadataValue.float(float(info["rate"])), "ebm_lambda": settings.search.ebm_lambda,
+        context.log.info(f"{benchmark} LLM+EBM: proved {info.proved}/{info.attempted} ({info.rate:.3f})")
+        meta: dict[str, Any] = {"proved": info.proved, "attempted": info.attempted, "errors": info.errors,
+                                "benchmark_size": info.benchmark_size,
+                                "results_path": info.evaluation.results_path,
+                                "trajectories_path": info.evaluation.trajectories_path,
+                                "summary_path": info.summary_path}
+        meta.update(search_run_metadata(info))
+        meta.update({"ebm_lambda": settings.search.ebm_lambda,
                      "head_path": str(head_path), "model_dir": str(model_dir), "encode_max_length": max_length,
                      "encoder_quantization": energy_model.quantization,
                      "encode_requests": server.requests, "encode_pairs_scored": server.pairs_scored,
-                     "proved_names": dg.MetadataValue.json(info.get("proved_names", [])[:50]),
                      "profile": settings.profile})
         return dg.MaterializeResult(metadata=meta)
 

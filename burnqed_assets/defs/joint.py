@@ -173,16 +173,18 @@ minif2f_v2s_config_c = build_ebm_search_asset(
                       "minif2f_v2s_iter0 → data/evals/iter_1/minif2f_v2s_llm.json.")
 def minif2f_v2s_iter1(context: dg.AssetExecutionContext, burnqed: BurnqedConfig,
                       sglang: SGLangServerResource) -> dg.MaterializeResult:
+    from burnqed_assets.defs.search import search_run_metadata
     from burnqed_assets.search import pipeline
 
     settings = burnqed.settings()
     with sglang.policy(settings, settings.paths.merged_model(1), say=context.log.info) as policy:
         info = pipeline.evaluate_minif2f(settings, "minif2f_v2s", policy=policy, iteration=1, tag="llm")
-    context.log.info(f"minif2f_v2s iter_1 LLM-only: proved {info['proved']}/{info['attempted']} ({info['rate']:.3f})")
-    meta: dict[str, Any] = {k: info[k] for k in ("proved", "attempted", "errors", "benchmark_size") if k in info}
-    meta.update({"rate": dg.MetadataValue.float(float(info["rate"])), "profile": settings.profile,
-                 "summary_path": dg.MetadataValue.path(str(settings.paths.search_summary(1, "llm"))),
-                 "proved_names": dg.MetadataValue.json(info.get("proved_names", [])[:50])})
+    context.log.info(f"minif2f_v2s iter_1 LLM-only: proved {info.proved}/{info.attempted} ({info.rate:.3f})")
+    meta: dict[str, Any] = {"proved": info.proved, "attempted": info.attempted, "errors": info.errors,
+                            "benchmark_size": info.benchmark_size}
+    meta.update(search_run_metadata(info))
+    meta.update({"profile": settings.profile,
+                 "summary_path": dg.MetadataValue.path(str(settings.paths.search_summary(1, "llm")))})
     return dg.MaterializeResult(metadata=meta)
 
 

@@ -10,7 +10,11 @@ The seam (what a Ray backend implements too):
   once, then every theorem reuses the env), start the theorem's clock only then, and turn
   failures into a `JobResult` (a crashed REPL is restarted and the item retried once).
 - `LeanPool` (protocol): `map_unordered(job, items) -> Iterator[JobResult]` (results as they
-  finish, each with its item's index), `stats()` (counters for asset metadata), `close()`.
+  finish, each with its item's index), `run(job, item, index)` (one item on the next free
+  worker, blocking; thread-safe, so callers with their own work queue, such as search's
+  per-endpoint slots, share the pool), `stats()` (counters for asset metadata), `close()`.
+  `in_process` says whether jobs run in this process (live objects may travel in a job) or in
+  other processes (a job must pickle: Ray actors).
   `LocalLeanPool` runs `size` workers on threads of this process (the work happens in the REPL
   processes; the threads only wait on pipes).
 
@@ -105,11 +109,12 @@ class LeanWorker:
         return self.env.verified_by
 
     @contextlib.contextmanager
-    def theorem(self, header: str = "") -> Iterator[ReplLeanEnv]:
-        """Between-theorem recycle, header env ready, then the theorem's clock starts."""
+    def theorem(self, header: str = "", timeout_s: float | None = None) -> Iterator[ReplLeanEnv]:
+        """Between-theorem recycle, header env ready, then the theorem's clock starts with
+        `timeout_s` (default: the worker's `theorem_timeout_s`; a search passes its own budget)."""
         self.env.new_theorem()
         self.env.prepare_header(header)  # recycles first if due, then the (warm) header env
-        self.env.start_clock(self.config.theorem_timeout_s)
+        self.env.start_clock(self.config.theorem_timeout_s if timeout_s is None else timeout_s)
         self._clock_started = time.monotonic()
         try:
             yield self.env
@@ -168,9 +173,13 @@ class LeanPool(Protocol):
     """What migration, tracing and verification use; `LocalLeanPool` here, a Ray pool elsewhere."""
 
     size: int
+    in_process: bool
 
     def map_unordered(self, job: Job, items: Iterable[Any]) -> Iterator[JobResult]:
         """Run `job(worker, item)` for every item; yield results as they finish (with `.index`)."""
+
+    def run(self, job: Job, item: Any, index: int = 0) -> JobResult:
+        """Run `job(worker, item)` on the next free worker and wait for it (thread-safe)."""
 
     def stats(self) -> dict[str, Any]:
         """Counters summed over workers (imports, reuses, recycles, timeouts, crashes, peak RSS)."""
@@ -183,6 +192,7 @@ class LocalLeanPool:
     """`size` warm workers on threads of this process; workers persist across `map_unordered` calls."""
 
     kind = "local"
+    in_process = True
 
     def __init__(self, config: WorkerConfig, size: int):
         if size < 1:
@@ -203,6 +213,12 @@ class LocalLeanPool:
             return worker.run(job, item, index)
         finally:
             self._idle.put(worker)
+
+    def run(self, job: Job, item: Any, index: int = 0) -> JobResult:
+        """One item on the next idle worker, on the calling thread (blocks while all are busy)."""
+        if self._closed:
+            raise RuntimeError("the Lean pool is closed")
+        return self._run(job, index, item)
 
     def map_unordered(self, job: Job, items: Iterable[Any]) -> Iterator[JobResult]:
         if self._closed:

@@ -24,7 +24,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import queue
 import sys
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -114,6 +116,7 @@ class RayLeanPool:
     """`size` Ray actors, each one warm `LeanWorker`; one item in flight per actor (a REPL is serial)."""
 
     kind = "ray"
+    in_process = False  # jobs are pickled to the actors: they carry specs, never live objects
 
     def __init__(self, config: WorkerConfig, size: int, pool: PoolSettings, memory_mb: int):
         import ray
@@ -133,6 +136,37 @@ class RayLeanPool:
         self.completed = 0  # items answered
         self._pids: dict[int, int] = {}
         self._closed = False
+        self._lock = threading.Lock()  # `run` is called from several threads (search slots)
+        self._free: queue.Queue[int] = queue.Queue()
+        for slot in range(self.size):
+            self._free.put(slot)
+
+    def run(self, job: Job, item: Any, index: int = 0) -> JobResult:
+        """One item on the next free actor, waiting for its answer (thread-safe). An actor lost
+        past its restarts is replaced and `WorkerLost` raised, as in `map_unordered`. Not to be
+        mixed with a concurrent `map_unordered` on the same pool (each tracks its own free actors)."""
+        import ray
+
+        if self._closed:
+            raise RuntimeError("the Lean pool is closed")
+        slot = self._free.get()
+        try:
+            ref = self.actors[slot].run.remote(job, item, index)
+            try:
+                result, pid = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                with self._lock:
+                    self._replace(slot)
+                raise WorkerLost(f"Lean pool actor {slot} died on item {index} and was restarted "
+                                 f"{self.max_restarts} time(s) already: {exc}"[:1000]) from exc
+            with self._lock:
+                if self._pids.get(slot, pid) != pid:
+                    self.restarts += 1
+                self._pids[slot] = pid
+                self.completed += 1
+            return result
+        finally:
+            self._free.put(slot)
 
     def map_unordered(self, job: Job, items: Iterable[Any]) -> Iterator[JobResult]:
         import ray

@@ -17,8 +17,11 @@ class SearchConfig:
     length_normalised: bool = False
     ebm_lambda: float = 1.0  # used only when a scorer is given
     eval_max_nodes: int = 600  # the evaluation budget (Tasks 1.4 / 2.6); `for_evaluation` applies it
-    concurrency: int = 10
+    concurrency: int = 10  # searches at once per policy endpoint; each holds one warm Lean pool worker
     max_theorems: int = 2000
+    # Theorems per chunk of the trajectory search (the `trajectories` asset's partitions, shared
+    # with tracing: chunk_000 ...); a finished chunk is never searched again.
+    trajectory_chunk_size: int = 500
     max_eval_theorems: int | None = None  # None = all benchmark problems
     # The policy server. Managed (default): each search step launches `sglang_launcher` with the
     # merged model it evaluates on 127.0.0.1:sglang_port, checks /model_info, and stops it at the
@@ -35,9 +38,13 @@ class SearchConfig:
     # batching or thread timing.
     sglang_extra_args: tuple[str, ...] = ("--enable-deterministic-inference",)
     sglang_url: str = "http://127.0.0.1:30000"
-    # Fan-out (unmanaged servers): several policy servers, e.g. one per GPU; the theorems are
-    # spread over them, `endpoint_concurrency` searches each (0: `concurrency`). Empty: sglang_url.
+    # Fan-out, managed: one server per GPU named here (CUDA_VISIBLE_DEVICES=<gpu>, port
+    # sglang_port + i on 127.0.0.1), e.g. ("0", "1", "2", "3"). Empty: one server.
+    sglang_gpus: tuple[str, ...] = ()
+    # Fan-out, unmanaged: several running policy servers. Empty: sglang_url.
     sglang_urls: tuple[str, ...] = ()
+    # Searches at once per endpoint when there are several (0: `concurrency`). Every endpoint slot
+    # takes the next theorem from one shared queue, so a slower server searches fewer theorems.
     endpoint_concurrency: int = 0
     encode_server_host: str = "127.0.0.1"
     encode_server_port: int = 8081

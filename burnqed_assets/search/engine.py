@@ -21,10 +21,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +37,17 @@ PROVED_STATE_PP = "no goals"  # LeanDojo's pretty print of a closed proof
 # A tactic call that raises (timeout, REPL crash) counts as that tactic's error; this many in a
 # row means the backend is unusable for this theorem, which then ends with stop_reason="error".
 MAX_TACTIC_CRASHES_IN_A_ROW = 3
+
+
+class SearchStopped(Exception):
+    """Ends one theorem's search with `stop_reason` (e.g. the REPL died mid-search and its proof
+    states are gone: "error"; the theorem's Lean budget ran out: "timeout"). Raised by the env
+    a search runs on; never caught as one tactic's failure."""
+
+    def __init__(self, stop_reason: str, message: str):
+        super().__init__(message)
+        self.stop_reason = stop_reason
+        self.message = message
 
 
 class EnergyScorer(Protocol):
@@ -155,17 +164,28 @@ def env_check_file_verifier(env: LeanEnv) -> Verifier:
 def make_verifier(env: LeanEnv, settings: Any = None) -> Verifier:
     """The Lean layer's `verify_proof` (static cheat scan, Lean's verdict, axioms within the
     allowed set, the file must prove the expected statement) on header + assembled proof."""
-    from burnqed_assets.lean.verify import verify_proof
-
     allowed = getattr(getattr(settings, "lean", None), "allowed_axioms", None)
-    kwargs: dict[str, Any] = {"allowed_axioms": tuple(allowed)} if allowed else {}
+    return ProofVerifierFactory(tuple(allowed) if allowed else None)(env)
 
-    def verify(header: str, statement: str, tactics: Sequence[str]) -> VerifyOutcome:
-        code = (header.rstrip() + "\n\n" if header.strip() else "") + assemble_proof(statement, tactics)
-        verdict = verify_proof(code, env, expected_statement=statement, **kwargs)
-        return VerifyOutcome(bool(verdict.ok), verdict.reason)
 
-    return verify
+@dataclass(frozen=True)
+class ProofVerifierFactory:
+    """Picklable `env -> Verifier` for pool workers (a Ray actor builds the verifier on its own
+    warm env): the Lean layer's `verify_proof` with `allowed_axioms` (None: its defaults)."""
+
+    allowed_axioms: tuple[str, ...] | None = None
+
+    def __call__(self, env: LeanEnv) -> Verifier:
+        from burnqed_assets.lean.verify import verify_proof
+
+        kwargs: dict[str, Any] = {"allowed_axioms": self.allowed_axioms} if self.allowed_axioms else {}
+
+        def verify(header: str, statement: str, tactics: Sequence[str]) -> VerifyOutcome:
+            code = (header.rstrip() + "\n\n" if header.strip() else "") + assemble_proof(statement, tactics)
+            verdict = verify_proof(code, env, expected_statement=statement, **kwargs)
+            return VerifyOutcome(bool(verdict.ok), verdict.reason)
+
+        return verify
 
 
 def _priority(cum_logprob: float, depth: int, energy: float | None, cfg: SearchConfig) -> float:
@@ -177,11 +197,12 @@ def _priority(cum_logprob: float, depth: int, energy: float | None, cfg: SearchC
 
 def search_theorem(theorem: Theorem, env: LeanEnv, policy: Policy, cfg: SearchConfig,
                    scorer: EnergyScorer | None = None, verifier: Verifier | None = None,
-                   clock: Callable[[], float] = time.perf_counter) -> SearchResult:
+                   clock: Callable[[], float] = time.perf_counter, prepare_header: bool = True) -> SearchResult:
     """Best-first search of one theorem. Never raises for a Lean failure: the result carries
     `stop_reason="error"` and the message, with the tree built so far. A
-    `SearchInfrastructureError` (policy or encode server down) propagates."""
-    prepare = getattr(env, "prepare_header", None)
+    `SearchInfrastructureError` (policy or encode server down) propagates. `prepare_header=False`:
+    the caller (a warm pool worker) already readied the header env and started the theorem's clock."""
+    prepare = getattr(env, "prepare_header", None) if prepare_header else None
     if callable(prepare):
         # A REPL env elaborates the header (`import Mathlib`) before the theorem's clock starts.
         try:
@@ -195,6 +216,10 @@ def search_theorem(theorem: Theorem, env: LeanEnv, policy: Policy, cfg: SearchCo
         _search(theorem, env, policy, cfg, scorer, verifier, clock, t0, result)
     except SearchInfrastructureError:
         raise  # the policy or encode server is down: stop the run, do not record this theorem
+    except SearchStopped as stop:
+        result.stop_reason = stop.stop_reason
+        result.error = stop.message[:2000]
+        log.warning("search %s stopped (%s): %s", theorem.name, stop.stop_reason, stop.message[:300])
     except Exception as exc:  # noqa: BLE001 - one theorem's failure never stops a run
         result.stop_reason = "error"
         result.error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -246,7 +271,7 @@ def _search(theorem: Theorem, env: LeanEnv, policy: Policy, cfg: SearchConfig, s
             try:
                 outcome = env.run_tactic(parent.state, cand.tactic)
                 crashes_in_a_row = 0
-            except SearchInfrastructureError:
+            except (SearchInfrastructureError, SearchStopped):
                 raise
             except Exception as exc:  # noqa: BLE001 - a timeout/crash on one tactic is that tactic's error
                 crashes_in_a_row += 1
@@ -347,101 +372,3 @@ def trajectory_rows(result: SearchResult) -> list[dict[str, Any]]:
             "elapsed_s": n.elapsed_s,
         })
     return rows
-
-
-# --------------------------------------------------------------------------- many theorems
-
-
-EnvSource = LeanEnv | Callable[[], LeanEnv]
-
-
-class _LockedEnv:
-    """Serialises calls to one shared env (a single Lean process is not thread-safe)."""
-
-    def __init__(self, env: LeanEnv):
-        self._env = env
-        self._lock = threading.Lock()
-        self.name = getattr(env, "name", "env")
-
-    def __getattr__(self, attr: str) -> Any:  # backend attributes (e.g. `verified_by`) pass through
-        return getattr(self._env, attr)
-
-    def open_theorem(self, statement: str, header: str = "") -> ProofState:
-        with self._lock:
-            return self._env.open_theorem(statement, header)
-
-    def run_tactic(self, state: ProofState, tactic: str) -> Any:
-        with self._lock:
-            return self._env.run_tactic(state, tactic)
-
-    def check_file(self, code: str) -> Any:
-        with self._lock:
-            return self._env.check_file(code)
-
-    def stats(self) -> dict[str, int | float]:
-        return self._env.stats()
-
-    def close(self) -> None:  # the owner closes the shared env
-        pass
-
-
-def search_many(theorems: Iterable[Theorem], env: EnvSource, policy: Policy, cfg: SearchConfig,
-                concurrency: int = 1, scorer: EnergyScorer | None = None,
-                verifier_factory: Callable[[LeanEnv], Verifier] | None = None,
-                on_result: Callable[[SearchResult], None] | None = None) -> list[SearchResult]:
-    """Search theorems on `concurrency` worker threads (Lean and the policy release the GIL
-    while they wait). `env` is one shared env (calls serialised) or a factory giving each
-    worker its own (closed at the end). `on_result` runs in the worker as each theorem ends."""
-    theorems = list(theorems)
-    verifier_factory = verifier_factory or env_check_file_verifier
-    if not isinstance(env, type) and (isinstance(env, LeanEnv) or not callable(env)):
-        shared: Any = _LockedEnv(env) if concurrency > 1 else env  # type: ignore[arg-type]
-        make_env: Callable[[], Any] = lambda: shared  # noqa: E731
-        owned = False
-    else:
-        make_env, owned = env, True
-    local = threading.local()
-    created: list[Any] = []
-    created_lock = threading.Lock()
-
-    def worker_env() -> Any:
-        if getattr(local, "env", None) is None:
-            local.env = make_env()
-            local.verifier = verifier_factory(local.env)
-            with created_lock:
-                created.append(local.env)
-        return local.env
-
-    stop = threading.Event()  # set when a worker hits an infrastructure failure
-
-    def run_one(th: Theorem) -> SearchResult | None:
-        if stop.is_set():
-            return None
-        try:
-            e = worker_env()
-        except Exception as exc:
-            stop.set()
-            raise SearchInfrastructureError(f"could not start the Lean env: {type(exc).__name__}: {exc}") from exc
-        try:
-            res = search_theorem(th, e, policy, cfg, scorer, local.verifier)
-            if on_result is not None:
-                on_result(res)
-        except BaseException:
-            stop.set()  # infrastructure failure or a failed write: the other workers stop too
-            raise
-        return res
-
-    try:
-        if concurrency <= 1:
-            out = [run_one(th) for th in theorems]
-        else:
-            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="search") as pool:
-                out = list(pool.map(run_one, theorems))
-        return [r for r in out if r is not None]
-    finally:
-        if owned:
-            for e in created:
-                try:
-                    e.close()
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("closing env failed: %s", exc)

@@ -17,7 +17,7 @@ import shutil
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,23 @@ import pyarrow.parquet as pq
 
 from burnqed_assets.data.io import atomic_path, read_json, write_json
 from burnqed_assets.data.schema import TRAJECTORY_LABELS, TRAJECTORY_SCHEMA
-from burnqed_assets.lean.env import LeanEnv
 from burnqed_assets.search.engine import (
     EnergyScorer,
-    EnvSource,
     SearchConfig,
     SearchResult,
     Theorem,
     Verifier,
-    _LockedEnv,
-    search_many,
     trajectory_rows,
 )
 from burnqed_assets.search.policy import Policy
+from burnqed_assets.search.pooled import (  # noqa: F401 - PolicyEndpoint / as_endpoints: part of this API
+    EnvPool,
+    PolicyEndpoint,
+    as_endpoints,
+    is_pool,
+    perf_clock,
+    search_on_pool,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,13 +182,14 @@ def _jsonable(obj: Any) -> Any:
 
 @dataclass
 class RunOutput:
-    results: list[dict[str, Any]]  # per-theorem summaries, in input order
+    results: list[dict[str, Any]]  # per-theorem summaries (RESULTS_SCHEMA rows), in input order
     resumed: int  # theorems taken from an earlier interrupted run
     searched: int  # theorems searched in this run
     path: Path  # merged trajectories Parquet
     rows: int = 0
     depth_counts: Counter = field(default_factory=Counter)
     label_counts: Counter = field(default_factory=Counter)
+    endpoint_theorems: dict[str, int] = field(default_factory=dict)  # fan-out: theorems per policy endpoint
 
     @property
     def proved(self) -> int:
@@ -198,78 +203,24 @@ class RunOutput:
     def errors(self) -> int:
         return sum(1 for r in self.results if r["stop_reason"] == "error")
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> TrajectoryStats:
         return trajectory_stats(self.results, self.depth_counts, self.label_counts)
 
 
-@dataclass(frozen=True)
-class PolicyEndpoint:
-    """One policy (an SGLang server's client, or an in-process model) and how many searches
-    it serves at once."""
-
-    policy: Policy
-    concurrency: int = 1
-    name: str = ""
-
-
-def as_endpoints(policy: Policy | Sequence[PolicyEndpoint], concurrency: int = 1) -> list[PolicyEndpoint]:
-    if isinstance(policy, (list, tuple)):
-        if not policy:
-            raise ValueError("no policy endpoint given")
-        return [e if isinstance(e, PolicyEndpoint) else PolicyEndpoint(e, concurrency) for e in policy]
-    return [PolicyEndpoint(policy, concurrency)]
-
-
-def assign_to_endpoints(theorems: Sequence[Theorem], endpoints: Sequence[PolicyEndpoint]) -> list[list[Theorem]]:
-    """Deterministic weighted round-robin: each endpoint gets theorems in proportion to its
-    concurrency. With sampling seeded per theorem and node (not by server state), which endpoint
-    searches a theorem changes only where the time is spent, not the tree."""
-    weights = [max(1, e.concurrency) for e in endpoints]
-    credit = [0] * len(endpoints)  # smooth weighted round-robin: shares stay proportional at every prefix
-    shares: list[list[Theorem]] = [[] for _ in endpoints]
-    for th in theorems:
-        credit = [c + w for c, w in zip(credit, weights)]
-        best = max(range(len(endpoints)), key=lambda i: (credit[i], -i))
-        credit[best] -= sum(weights)
-        shares[best].append(th)
-    return shares
-
-
-def _fan_out(todo: Sequence[Theorem], env: EnvSource, endpoints: Sequence[PolicyEndpoint], cfg: SearchConfig,
-             scorer: EnergyScorer | None, verifier_factory: Callable[[LeanEnv], Verifier] | None,
-             on_result: Callable[[SearchResult], None]) -> None:
-    """Search `todo` spread over several policy endpoints at once, each with its own concurrency.
-    A shared env (not a factory) is serialised once across every endpoint's workers."""
-    if not isinstance(env, type) and (isinstance(env, LeanEnv) or not callable(env)):
-        env = _LockedEnv(env)  # type: ignore[arg-type]
-    errors: list[BaseException] = []
-
-    def serve(endpoint: PolicyEndpoint, share: list[Theorem]) -> None:
-        try:
-            search_many(share, env, endpoint.policy, cfg, concurrency=endpoint.concurrency, scorer=scorer,
-                        verifier_factory=verifier_factory, on_result=on_result)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other endpoints finished
-            errors.append(exc)
-
-    threads = [threading.Thread(target=serve, args=(e, share), name=f"endpoint-{e.name or i}", daemon=True)
-               for i, (e, share) in enumerate(zip(endpoints, assign_to_endpoints(todo, endpoints))) if share]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-
-
-def run_search(theorems: Sequence[Theorem], env: EnvSource, policy: Policy | Sequence[PolicyEndpoint],
+def run_search(theorems: Sequence[Theorem], lean: Any, policy: Policy | Sequence[PolicyEndpoint],
                cfg: SearchConfig,
                out_path: Path, concurrency: int = 1, scorer: EnergyScorer | None = None,
-               verifier_factory: Callable[[LeanEnv], Verifier] | None = None,
+               verifier_factory: Callable[[Any], Verifier] | None = None,
                fingerprint: dict[str, Any] | None = None, keep_parts: bool = False,
-               progress: Callable[[int, int, SearchResult], None] | None = None) -> RunOutput:
+               progress: Callable[[int, int, SearchResult], None] | None = None,
+               clock_factory: Callable[[], Callable[[], float]] = perf_clock) -> RunOutput:
     """Search every theorem (resuming an interrupted run), then write the merged trajectory
-    Parquet to `out_path` atomically. Duplicate theorem names are searched once. `policy` may
-    be a list of `PolicyEndpoint`s: the theorems are then spread over them (fan-out)."""
+    Parquet to `out_path` atomically. Duplicate theorem names are searched once.
+
+    `lean`: a warm Lean pool (`lean.pool.LeanPool`: one job per theorem on a worker's warm REPL)
+    or a plain env / env factory (run through `EnvPool`, the same path). `policy`: one policy
+    (`concurrency` searches at once) or a list of `PolicyEndpoint`s, each with its own
+    concurrency, all taking theorems from one queue (fan-out)."""
     unique: dict[str, Theorem] = {}
     for th in theorems:
         unique.setdefault(th.name, th)
@@ -295,11 +246,13 @@ def run_search(theorems: Sequence[Theorem], env: EnvSource, policy: Policy | Seq
                          res.proved, len(res.nodes), res.elapsed_s, res.error or "")
 
     endpoints = as_endpoints(policy, concurrency)
-    if len(endpoints) == 1:
-        search_many(todo, env, endpoints[0].policy, cfg, concurrency=endpoints[0].concurrency, scorer=scorer,
-                    verifier_factory=verifier_factory, on_result=on_result)
-    else:
-        _fan_out(todo, env, endpoints, cfg, scorer, verifier_factory, on_result)
+    owned = not is_pool(lean)
+    pool = EnvPool(lean, sum(max(1, e.concurrency) for e in endpoints)) if owned else lean
+    try:
+        searched = search_on_pool(todo, pool, endpoints, cfg, scorer, verifier_factory, on_result, clock_factory)
+    finally:
+        if owned:
+            pool.close()
 
     # Stream the parts into one file (a full run holds ~10^6 rows: never all in memory at once).
     results: list[dict[str, Any]] = []
@@ -319,7 +272,8 @@ def run_search(theorems: Sequence[Theorem], env: EnvSource, policy: Policy | Seq
     if not keep_parts:
         parts.remove()
     return RunOutput(results, resumed=resumed, searched=len(todo), path=Path(out_path), rows=rows,
-                     depth_counts=depth_counts, label_counts=label_counts)
+                     depth_counts=depth_counts, label_counts=label_counts,
+                     endpoint_theorems=searched.endpoint_theorems)
 
 
 def write_results(results: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -330,33 +284,61 @@ def write_results(results: Sequence[dict[str, Any]], path: Path) -> Path:
     return Path(path)
 
 
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Per-theorem summaries written by `write_results` (RESULTS_SCHEMA rows)."""
+    return pq.read_table(path).cast(RESULTS_SCHEMA).to_pylist()
+
+
 # --------------------------------------------------------------------------- stats
 
 
-def trajectory_stats(results: Sequence[dict[str, Any]], depth_counts: Counter,
-                     label_counts: Counter) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrajectoryStats:
     """trajectory_stats.json: proved/failed counts, depth and label distributions, deep share."""
+
+    theorems_attempted: int
+    theorems_proved: int
+    theorems_failed: int
+    prove_rate: float
+    errors: int
+    stop_reasons: dict[str, int]
+    total_records: int
+    label_counts: dict[str, int]
+    depth_distribution: dict[str, int]
+    max_depth: int
+    deep_state_share: float
+    deep_state_depth: int
+    mean_nodes_per_theorem: float
+    mean_elapsed_s: float
+    proof_length_distribution: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trajectory_stats(results: Sequence[dict[str, Any]], depth_counts: Counter,
+                     label_counts: Counter) -> TrajectoryStats:
     n = sum(depth_counts.values())
     proved = sum(1 for r in results if r["proved"])
     stop = Counter(r["stop_reason"] for r in results)
-    return {
-        "theorems_attempted": len(results),
-        "theorems_proved": proved,
-        "theorems_failed": len(results) - proved,
-        "prove_rate": proved / len(results) if results else 0.0,
-        "errors": stop.get("error", 0),
-        "stop_reasons": dict(sorted(stop.items())),
-        "total_records": n,
-        "label_counts": {lab: label_counts.get(lab, 0) for lab in TRAJECTORY_LABELS},
-        "depth_distribution": {str(d): depth_counts[d] for d in sorted(depth_counts)},
-        "max_depth": max(depth_counts, default=0),
-        "deep_state_share": (sum(c for d, c in depth_counts.items() if d >= DEEP_STATE_DEPTH) / n) if n else 0.0,
-        "deep_state_depth": DEEP_STATE_DEPTH,
-        "mean_nodes_per_theorem": (sum(r["nodes"] for r in results) / len(results)) if results else 0.0,
-        "mean_elapsed_s": (sum(r["elapsed_s"] for r in results) / len(results)) if results else 0.0,
-        "proof_length_distribution": dict(sorted(Counter(str(r["proof_length"]) for r in results
-                                                         if r["proved"]).items())),
-    }
+    return TrajectoryStats(
+        theorems_attempted=len(results),
+        theorems_proved=proved,
+        theorems_failed=len(results) - proved,
+        prove_rate=proved / len(results) if results else 0.0,
+        errors=stop.get("error", 0),
+        stop_reasons=dict(sorted(stop.items())),
+        total_records=n,
+        label_counts={lab: label_counts.get(lab, 0) for lab in TRAJECTORY_LABELS},
+        depth_distribution={str(d): depth_counts[d] for d in sorted(depth_counts)},
+        max_depth=max(depth_counts, default=0),
+        deep_state_share=(sum(c for d, c in depth_counts.items() if d >= DEEP_STATE_DEPTH) / n) if n else 0.0,
+        deep_state_depth=DEEP_STATE_DEPTH,
+        mean_nodes_per_theorem=(sum(r["nodes"] for r in results) / len(results)) if results else 0.0,
+        mean_elapsed_s=(sum(r["elapsed_s"] for r in results) / len(results)) if results else 0.0,
+        proof_length_distribution=dict(sorted(Counter(str(r["proof_length"]) for r in results
+                                                      if r["proved"]).items())),
+    )
 
 
 # --------------------------------------------------------------------------- benchmark evaluation
@@ -383,15 +365,39 @@ def load_benchmark(path: Path, limit: int | None = None) -> list[dict[str, Any]]
     return records[:limit] if limit is not None else records
 
 
-def evaluate_benchmark(problems: Sequence[dict[str, Any]], env: EnvSource, policy: Policy, settings: Any,
-                       scorer: EnergyScorer | None = None, out_path: Path | str | None = None,
+@dataclass(frozen=True)
+class BenchmarkEvaluation:
+    """One benchmark search (Tasks 1.4 / 2.6): rate, counts, where the outputs are."""
+
+    proved: int
+    attempted: int
+    rate: float
+    errors: int
+    resumed: int
+    searched: int
+    ebm_guided: bool
+    results_path: str
+    trajectories_path: str
+    proved_names: list[str]
+    stats: TrajectoryStats
+    endpoint_theorems: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary fields (JSON), without the run's fan-out bookkeeping."""
+        out = asdict(self)
+        out.pop("endpoint_theorems")
+        return out
+
+
+def evaluate_benchmark(problems: Sequence[dict[str, Any]], lean: Any, policy: Policy | Sequence[PolicyEndpoint],
+                       settings: Any, scorer: EnergyScorer | None = None, out_path: Path | str | None = None,
                        trajectories_path: Path | str | None = None,
-                       verifier_factory: Callable[[LeanEnv], Verifier] | None = None,
+                       verifier_factory: Callable[[Any], Verifier] | None = None,
                        fingerprint: dict[str, Any] | None = None,
-                       progress: Callable[[int, int, SearchResult], None] | None = None) -> dict[str, Any]:
+                       progress: Callable[[int, int, SearchResult], None] | None = None) -> BenchmarkEvaluation:
     """Search every problem with the evaluation budget (settings.search.eval_max_nodes) and
     write per-problem results to `out_path` (Parquet). With a scorer the priority subtracts
-    λ·energy (EBM-guided). Returns {proved, attempted, rate, errors, results_path, ...}."""
+    λ·energy (EBM-guided)."""
     if out_path is None:
         raise ValueError("evaluate_benchmark needs out_path for its per-problem results")
     out_path = Path(out_path)
@@ -399,14 +405,12 @@ def evaluate_benchmark(problems: Sequence[dict[str, Any]], env: EnvSource, polic
                  else out_path.with_name(out_path.stem + "_trajectories.parquet"))
     cfg = settings.search.for_evaluation()
     theorems = theorems_from_records(problems, name_key="name")
-    run = run_search(theorems, env, policy, cfg, traj_path, concurrency=settings.search.concurrency,
+    run = run_search(theorems, lean, policy, cfg, traj_path, concurrency=settings.search.concurrency,
                      scorer=scorer, verifier_factory=verifier_factory, fingerprint=fingerprint, progress=progress)
     write_results(run.results, out_path)
     proved, attempted = run.proved, run.attempted
-    return {
-        "proved": proved, "attempted": attempted, "rate": proved / attempted if attempted else 0.0,
-        "errors": run.errors, "resumed": run.resumed, "searched": run.searched,
-        "ebm_guided": scorer is not None, "results_path": str(out_path), "trajectories_path": str(traj_path),
-        "proved_names": [r["theorem"] for r in run.results if r["proved"]],
-        "stats": run.stats(),
-    }
+    return BenchmarkEvaluation(
+        proved=proved, attempted=attempted, rate=proved / attempted if attempted else 0.0, errors=run.errors,
+        resumed=run.resumed, searched=run.searched, ebm_guided=scorer is not None, results_path=str(out_path),
+        trajectories_path=str(traj_path), proved_names=[r["theorem"] for r in run.results if r["proved"]],
+        stats=run.stats(), endpoint_theorems=run.endpoint_theorems)

@@ -24,6 +24,9 @@ logits when SGLANG_RETURN_ORIGINAL_LOGPROB (or RETURN_ORIGINAL_LOGPROB) is true.
 Faults for tests: --exit-at-start CODE, --never-healthy, --report-model PATH (claims another
 model), --crash-after N (the process dies on the N+1-th /generate), --startup-delay S,
 --spawn-child (a child process in the server's group, like SGLang's scheduler) with --pid-file.
+Speed for fan-out tests: --generate-latency S (every /generate takes S seconds longer) and
+--device-latency DEV=S (repeatable: S more when CUDA_VISIBLE_DEVICES is DEV, so one launcher
+command gives the servers of a managed fan-out different speeds, as unequal GPUs would).
 """
 
 from __future__ import annotations
@@ -145,6 +148,16 @@ class StandinState:
                 "has_image_understanding": False, "has_audio_understanding": False,
                 "model_type": self.backend.model_type, "architectures": self.backend.architectures}
 
+    def latency_s(self) -> float:
+        """Injected seconds per /generate: the flat latency plus this device's (by CUDA_VISIBLE_DEVICES)."""
+        device = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        extra = 0.0
+        for item in self.args.device_latency or []:
+            dev, _, seconds = item.partition("=")
+            if dev.strip() == device:
+                extra += float(seconds)
+        return float(self.args.generate_latency) + extra
+
     def generate(self, body: dict[str, Any]) -> Any:
         texts = body.get("text")
         single = isinstance(texts, str)
@@ -208,6 +221,9 @@ def make_handler(state: StandinState) -> type[BaseHTTPRequestHandler]:
                     sys.stderr.write("serving_standin: injected crash\n")
                     sys.stderr.flush()
                     os._exit(3)  # abrupt, like a CUDA fault: no response, connection dropped
+            delay = state.latency_s()
+            if delay > 0:
+                time.sleep(delay)
             try:
                 result = state.generate(body)
             except (KeyError, TypeError, ValueError) as exc:
@@ -231,6 +247,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--startup-delay", type=float, default=0.0)
     p.add_argument("--spawn-child", action="store_true")
     p.add_argument("--pid-file", default=None)
+    p.add_argument("--generate-latency", type=float, default=0.0, help="seconds added to every /generate")
+    p.add_argument("--device-latency", action="append", default=[], metavar="DEV=SECONDS",
+                   help="seconds added to every /generate when CUDA_VISIBLE_DEVICES is DEV (repeatable)")
     args, unknown = p.parse_known_args(argv)
     if unknown:
         sys.stderr.write(f"serving_standin: ignoring SGLang flags {unknown}\n")
@@ -253,7 +272,9 @@ def main(argv: list[str] | None = None) -> None:
     state = StandinState(args)
     httpd = ThreadingHTTPServer((args.host, args.port), make_handler(state))
     httpd.daemon_threads = True
-    sys.stderr.write(f"serving_standin: serving {args.model_path} on {args.host}:{args.port}\n")
+    sys.stderr.write(f"serving_standin: serving {args.model_path} on {args.host}:{args.port} "
+                     f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}, "
+                     f"/generate latency {state.latency_s():.3f}s)\n")
     sys.stderr.flush()
     try:
         httpd.serve_forever()

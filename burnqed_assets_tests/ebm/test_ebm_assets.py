@@ -82,9 +82,18 @@ def test_ebm_search_asset_serves_energies_on_loopback_and_stops(demo_root, monke
     def fake_evaluate(settings_, benchmark, scorer=None, iteration=0, tag="llm", **_):
         seen["energies"] = scorer.score(["x : ℕ\n⊢ x = x", "⊢ True"], "⊢ ∀ x : ℕ, x = x")
         seen["url"] = scorer.base_url
-        summary = {"proved": 1, "attempted": 4, "rate": 0.25, "benchmark": benchmark, "benchmark_size": 4}
-        write_json(settings_.paths.search_summary(iteration, tag), summary)
-        return {**summary, "proved_names": ["p1"]}
+        from collections import Counter
+
+        from burnqed_assets.search.run import BenchmarkEvaluation, trajectory_stats
+
+        evaluation = BenchmarkEvaluation(proved=1, attempted=4, rate=0.25, errors=0, resumed=0, searched=4,
+                                         ebm_guided=True, results_path="r.parquet", trajectories_path="t.parquet",
+                                         proved_names=["p1"], stats=trajectory_stats([], Counter(), Counter()))
+        info = pipeline.MiniF2FEvaluation(evaluation, benchmark, 4, "file order", 4, iteration, tag, "demo",
+                                          "standin", "transformers",
+                                          str(settings_.paths.search_summary(iteration, tag)))
+        write_json(settings_.paths.search_summary(iteration, tag), info.summary())
+        return info
 
     monkeypatch.setattr(pipeline, "evaluate_minif2f", fake_evaluate)
     asset = ebm_defs.build_ebm_search_asset("search_probe", config="B", model_asset="merged_iter0",

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,7 @@ ray = pytest.importorskip("ray", reason="Ray is the `ray` extra (part of `test`)
 from burnqed_assets.lean import phase_m  # noqa: E402
 from burnqed_assets.lean.pool import CheckJob, LocalLeanPool, WorkerConfig  # noqa: E402
 from burnqed_assets.lean.ray_pool import RayLeanPool, make_lean_pool, shutdown_local_ray  # noqa: E402
+from burnqed_assets.search.pooled import WorkerSpec  # noqa: E402
 from burnqed_assets.settings import get_settings  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -217,3 +218,79 @@ def test_lost_actor_fails_its_chunk_and_the_partition_rerun_gives_the_same_rows(
     assert rerun["chunks_skipped_resumed"] == 0 and not rerun["missing_chunks"]
     assert rerun["lean_pool"]["theorems"] == size
     assert _pairs(settings) == expected
+
+
+# --------------------------------------------------------------------------- search on Ray actors
+
+
+@dataclass(frozen=True)
+class RecordedOracleSpec(WorkerSpec):
+    """A picklable policy recipe: the recorded miniF2F search tactics of each state (plus wrong
+    ones), built once in each actor that searches with it (as SGLangPolicySpec builds a client)."""
+
+    def build(self):
+        import json
+        from collections import defaultdict
+
+        from burnqed_assets.lean.factory import MINIF2F_SEARCH_TRACES
+        from burnqed_assets.search.policy import BasePolicy, Candidate
+
+        table: dict = defaultdict(lambda: [("norm_num", -0.3), ("simp", -0.6)])
+        for line in MINIF2F_SEARCH_TRACES.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                table[r["state_before"]].append((r["tactic"], -1.0))
+
+        class Oracle(BasePolicy):
+            def generate(self, state, n, temperature):
+                return [Candidate(t, lp) for t, lp in table[state]][:n]
+
+        return Oracle()
+
+
+def _recorded_theorems(n: int):
+    import json
+
+    from burnqed_assets.lean.factory import MINIF2F_SEARCH_TRACES
+    from burnqed_assets.search.engine import Theorem
+
+    header = ("import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
+              "open BigOperators Real Nat Topology Rat\n\n")
+    steps: dict = {}
+    for line in MINIF2F_SEARCH_TRACES.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            steps.setdefault(r["_context"]["full_name"], []).append(r)
+    names = sorted(steps, key=lambda k: (-len(steps[k]), k))[:n]
+    return [Theorem(k, steps[k][0]["_context"]["statement"] + " := by", header) for k in names]
+
+
+def test_search_through_ray_actors_gives_the_local_pool_trees(ray_address, tmp_path):
+    """One search job per theorem on Ray actors (each a warm REPL, header imported once): the
+    job carries a policy spec that each actor builds once, and the trees equal the local pool's."""
+    import sys
+
+    from burnqed_assets.search.engine import ProofVerifierFactory, SearchConfig
+    from burnqed_assets.search.pooled import PolicyEndpoint, search_on_pool
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the spec class lives in this test
+    settings = _demo(tmp_path)
+    theorems = _recorded_theorems(6)
+    cfg = SearchConfig(max_nodes=40, timeout_s=60.0, num_candidates=8, temperature=1.0)
+    spec = RecordedOracleSpec()
+    endpoint = PolicyEndpoint(spec.build(), 2, "oracle", spec)
+    verifier = ProofVerifierFactory(tuple(settings.lean.allowed_axioms))
+    untimed = lambda rs: [{k: v for k, v in r.summary().items()  # noqa: E731
+                           if k not in ("elapsed_s", "policy_s", "lean_s", "scorer_s")} for r in rs]
+    local = LocalLeanPool(WorkerConfig.from_settings(settings), 2)
+    remote = make_lean_pool(settings, size=2)
+    try:
+        assert isinstance(remote, RayLeanPool) and not remote.in_process
+        here = search_on_pool(theorems, local, [endpoint], cfg, verifier_factory=verifier)
+        there = search_on_pool(theorems, remote, [endpoint], cfg, verifier_factory=verifier)
+        stats = remote.stats()
+    finally:
+        remote.close()
+        local.close()
+    assert any(r.proved for r in there.results) and untimed(there.results) == untimed(here.results)
+    assert stats["pool"] == "ray" and stats["theorems"] == 6 and stats["imports"] == 2 and stats["reuses"] == 4

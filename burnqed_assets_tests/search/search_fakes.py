@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from collections.abc import Sequence
 
 from burnqed_assets.lean.env import CheckResult, Message, ProofState, TacticResult
@@ -67,3 +69,40 @@ class TablePolicy(BasePolicy):
     def generate(self, state: str, n: int, temperature: float) -> list[Candidate]:
         self.calls += 1
         return [Candidate(t, lp) for t, lp in self.table.get(state, self.default)][:n]
+
+
+# --------------------------------------------------------------------------- recorded demo search
+
+# The header of the recorded miniF2F searches (the REPL stand-in answers their transitions).
+RECORDED_HEADER = ("import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
+                   "open BigOperators Real Nat Topology Rat\n\n")
+
+
+def recorded_theorems() -> tuple[list[dict], dict[str, list[dict]]]:
+    """The recorded miniF2F search steps (evaluation material the stand-in answers), by theorem."""
+    from burnqed_assets.lean.factory import MINIF2F_SEARCH_TRACES
+
+    rows = [json.loads(line) for line in MINIF2F_SEARCH_TRACES.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    by_name: dict[str, list] = defaultdict(list)
+    for r in rows:
+        by_name[r["_context"]["full_name"]].append(r)
+    return rows, by_name
+
+
+def recorded_search_theorems(n: int) -> list:
+    """`n` recorded theorems with the most recorded steps, as search `Theorem`s."""
+    from burnqed_assets.search.engine import Theorem
+
+    _, by_name = recorded_theorems()
+    names = sorted(by_name, key=lambda k: (-len(by_name[k]), k))[:n]
+    return [Theorem(k, by_name[k][0]["_context"]["statement"] + " := by", RECORDED_HEADER, "test") for k in names]
+
+
+def oracle_policy() -> TablePolicy:
+    """The recorded tactics of each recorded state (plus wrong ones the stand-in rejects)."""
+    rows, _ = recorded_theorems()
+    table: dict[str, list] = defaultdict(lambda: [("norm_num", -0.3), ("simp", -0.6)])
+    for r in rows:
+        table[r["state_before"]].append((r["tactic"], -1.0))
+    return TablePolicy(dict(table), default=[("norm_num", -0.3), ("linarith", -0.4)])

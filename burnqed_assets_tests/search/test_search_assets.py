@@ -6,31 +6,19 @@ test checks the asset wiring, outputs, resume and checks without depending on a 
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
 from burnqed_assets.data.io import read_json, write_json
 from burnqed_assets.defs import search as search_defs
-from burnqed_assets.lean.factory import MINIF2F_SEARCH_TRACES
+from burnqed_assets.defs.migration import all_trace_chunks_tags
 from burnqed_assets.resources import BurnqedConfig, SGLangServerResource
 from burnqed_assets.search import pipeline
 from burnqed_assets.settings import get_settings
-from search_fakes import TablePolicy
+from search_fakes import RECORDED_HEADER, oracle_policy, recorded_theorems
 
-HEADER = ("import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
-          "open BigOperators Real Nat Topology Rat\n\n")
-
-
-def recorded_theorems():
-    rows = [json.loads(line) for line in MINIF2F_SEARCH_TRACES.read_text(encoding="utf-8").splitlines() if line.strip()]
-    by_name: dict[str, list] = defaultdict(list)
-    for r in rows:
-        by_name[r["_context"]["full_name"]].append(r)
-    return rows, by_name
+HEADER = RECORDED_HEADER
 
 
 @pytest.fixture()
@@ -57,19 +45,14 @@ def data_root(tmp_path):
     return tmp_path
 
 
-def oracle_policy():
-    rows, _ = recorded_theorems()
-    table: dict[str, list] = defaultdict(lambda: [("norm_num", -0.3), ("simp", -0.6)])
-    for r in rows:
-        table[r["state_before"]].append((r["tactic"], -1.0))
-    return TablePolicy(dict(table), default=[("norm_num", -0.3), ("linarith", -0.4)])
+ALL_CHUNKS = all_trace_chunks_tags()  # every chunk partition in one run (single-run backfill policy)
 
 
 def test_search_assets_materialize_with_checks(data_root, monkeypatch):
     monkeypatch.setattr(pipeline, "make_policy", lambda settings, model_dir=None: oracle_policy())
     resources = {"burnqed": BurnqedConfig(data_root=str(data_root)), "sglang": SGLangServerResource()}
     result = dg.materialize([*search_defs.defs.assets, *search_defs.defs.asset_checks], resources=resources,
-                            raise_on_error=False)
+                            raise_on_error=False, tags=ALL_CHUNKS)
     assert result.success
     settings = get_settings("demo", data_root)
 
@@ -95,12 +78,81 @@ def test_search_assets_materialize_with_checks(data_root, monkeypatch):
     assert read_json(settings.paths.search_eval("minif2f_v1").summary)["attempted"] == 3
 
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(checks) == {"trajectories_deep_state_share", "trajectories_have_both_labels", "minif2f_v2s_llm_rate"}
-    assert checks["trajectories_have_both_labels"].passed
+    assert set(checks) == {"trajectories_deep_state_share", "trajectories_have_both_labels",
+                           "trajectory_chunks_complete", "minif2f_v2s_llm_rate"}
+    assert checks["trajectories_have_both_labels"].passed and checks["trajectory_chunks_complete"].passed
     rate_check = checks["minif2f_v2s_llm_rate"]
     assert rate_check.passed == (v2s["rate"] >= settings.thresholds.minif2f_llm_target)
     mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
     assert mats["minif2f_v2s_iter0"].materialization.metadata["proved"].value == v2s["proved"]
+    # Every search ran on the warm Lean pool: one header import per worker, reused by the others.
+    for key, theorems in (("trajectories", 8), ("minif2f_v2s_iter0", 5), ("minif2f_v1_iter0", 3)):
+        pool = mats[key].materialization.metadata["lean_pool"].value
+        assert pool["pool"] == "local" and pool["theorems"] == theorems, (key, pool)
+        assert 1 <= pool["imports"] <= settings.search.concurrency and pool["imports"] + pool["reuses"] == theorems
+        assert pool["crashes"] == pool["recycles"] == 0 and pool["peak_rss_mb"] > 0
+
+
+def _chunked(monkeypatch, chunk_size: int) -> None:
+    """The demo settings with smaller trajectory chunks (8 theorems in chunks of 3: 3 partitions)."""
+    import dataclasses
+
+    from burnqed_assets.settings import with_overrides
+
+    original = BurnqedConfig.settings
+
+    def settings(self):
+        s = original(self)
+        return with_overrides(s, search=dataclasses.replace(s.search, trajectory_chunk_size=chunk_size))
+
+    monkeypatch.setattr(BurnqedConfig, "settings", settings)
+
+
+def test_a_trajectory_chunk_runs_alone_and_the_rest_completes_the_same_trees(data_root, monkeypatch, tmp_path):
+    """One partition alone: the blocking check names the missing chunks; the other partitions
+    then complete it without searching the finished chunk again, and the merged deliverable holds
+    the trees an all-chunks run gives."""
+    from burnqed_assets.defs.migration import TRACE_CHUNKS
+
+    monkeypatch.setattr(pipeline, "make_policy", lambda settings, model_dir=None: oracle_policy())
+    _chunked(monkeypatch, 3)
+    resources = {"burnqed": BurnqedConfig(data_root=str(data_root)), "sglang": SGLangServerResource()}
+    instance = dg.DagsterInstance.ephemeral()
+    pool_asset = dg.materialize([search_defs.contrastive_pool_2k], resources=resources, instance=instance)
+    assert pool_asset.success
+    keys = TRACE_CHUNKS.get_partition_keys()
+    traj = [search_defs.trajectories, search_defs.trajectory_chunks_complete]
+    first = dg.materialize(traj, resources=resources, instance=instance, partition_key=keys[1], raise_on_error=False)
+    assert not first.success  # the blocking check failed: downstream assets would not run
+    assert instance.get_materialized_partitions(search_defs.trajectories.key) == {keys[1]}
+    (check,) = first.get_asset_check_evaluations()
+    assert not check.passed and "chunk_000" in check.description and "chunk_002" in check.description
+    settings = BurnqedConfig(data_root=str(data_root)).settings()
+    done = settings.paths.search_chunk(0, 1).done
+    stamp = done.stat().st_mtime_ns
+    assert pq.read_table(settings.paths.search_trajectories(0)).num_rows > 0  # chunk 1 only, so far
+
+    rest = dg.materialize(traj, resources=resources, instance=instance, raise_on_error=False, tags=ALL_CHUNKS)
+    assert rest.success
+    (check,) = rest.get_asset_check_evaluations()
+    assert check.passed and check.metadata["chunks"].value == 3
+    assert done.stat().st_mtime_ns == stamp  # the finished chunk was not searched again
+    meta = rest.asset_materializations_for_node("trajectories")[0].metadata
+    assert meta["chunks_searched"].value == "chunk_000, chunk_002"
+    assert instance.get_materialized_partitions(search_defs.trajectories.key) == set(keys)
+    merged = pq.read_table(settings.paths.search_trajectories(0)).drop_columns(["elapsed_s"])
+
+    # The same 8 theorems in one chunk, from scratch: the same trees, in the same order.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    import shutil
+
+    shutil.copytree(settings.paths.sft, fresh / settings.paths.sft.relative_to(settings.paths.root))
+    _chunked(monkeypatch, 10)
+    resources = {"burnqed": BurnqedConfig(data_root=str(fresh)), "sglang": SGLangServerResource()}
+    assert dg.materialize(traj, resources=resources, raise_on_error=False, tags=ALL_CHUNKS).success
+    whole = pq.read_table(get_settings("demo", fresh).paths.search_trajectories(0)).drop_columns(["elapsed_s"])
+    assert merged.num_rows > 0 and merged.equals(whole)
 
 
 def test_missing_pool_is_a_clear_failure(tmp_path):

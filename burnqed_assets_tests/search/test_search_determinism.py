@@ -51,7 +51,7 @@ def _run(tiny_model_dir, tmp_path, name, theorems, concurrency):
     out = run_search(theorems, EchoEnv(), policy, CFG, tmp_path / f"{name}.parquet", concurrency=concurrency)
     table = pq.read_table(out.path).drop(list(TIMING_COLUMNS))
     rows = sorted(table.to_pylist(), key=lambda r: (r["theorem"], r["state_id"]))
-    stats = {k: v for k, v in out.stats().items() if k not in TIMING_KEYS}
+    stats = {k: v for k, v in out.stats().as_dict().items() if k not in TIMING_KEYS}
     summaries = sorted(({k: v for k, v in r.items() if k not in TIMING_KEYS} for r in out.results),
                        key=lambda r: r["theorem"])
     return rows, stats, summaries

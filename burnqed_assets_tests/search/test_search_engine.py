@@ -13,10 +13,10 @@ from burnqed_assets.search.engine import (
     Theorem,
     VerifyOutcome,
     assemble_proof,
-    search_many,
     search_theorem,
     trajectory_rows,
 )
+from burnqed_assets.search.pooled import search_many
 from search_fakes import PROVED, FakeEnv, TablePolicy
 
 CFG = SearchConfig(max_nodes=100, timeout_s=10, num_candidates=8, temperature=1.0)

@@ -8,7 +8,6 @@ import pytest
 from burnqed_assets.search.engine import SearchConfig, Theorem, make_verifier, search_theorem
 from burnqed_assets.search.run import (
     PolicyEndpoint,
-    assign_to_endpoints,
     evaluate_benchmark,
     hardness_tier,
     load_benchmark,
@@ -68,12 +67,12 @@ def test_interrupted_run_resumes_without_duplicates(tmp_path):
 
     stats = run.stats()
     assert stats == trajectory_stats(run.results, run.depth_counts, run.label_counts)
-    assert stats["total_records"] == table.num_rows == run.rows
-    assert stats["theorems_proved"] == 4 and stats["theorems_attempted"] == 6
-    assert stats["label_counts"]["positive"] == 4 * 4  # root, m, n, no goals
-    assert stats["label_counts"]["negative"] >= 4  # the expanded junk states
-    assert stats["depth_distribution"]["3"] > 0
-    assert 0 < stats["deep_state_share"] or stats["max_depth"] < 4
+    assert stats.total_records == table.num_rows == run.rows
+    assert stats.theorems_proved == 4 and stats.theorems_attempted == 6
+    assert stats.label_counts["positive"] == 4 * 4  # root, m, n, no goals
+    assert stats.label_counts["negative"] >= 4  # the expanded junk states
+    assert stats.depth_distribution["3"] > 0
+    assert 0 < stats.deep_state_share or stats.max_depth < 4
 
 
 def test_changed_configuration_discards_old_parts(tmp_path):
@@ -119,7 +118,8 @@ def test_evaluate_benchmark_writes_results(tmp_path):
                 for t in theorems]
     settings = get_settings("demo", tmp_path)
     out = evaluate_benchmark(problems, FakeEnv(roots, tr), policy, settings, out_path=tmp_path / "res.parquet")
-    assert out["attempted"] == 3 and out["proved"] == 2 and abs(out["rate"] - 2 / 3) < 1e-9
+    assert out.attempted == 3 and out.proved == 2 and abs(out.rate - 2 / 3) < 1e-9
+    assert out.as_dict()["stats"]["theorems_attempted"] == 3 and "endpoint_theorems" not in out.as_dict()
     res = pq.read_table(tmp_path / "res.parquet").to_pylist()
     assert [r["proved"] for r in res] == [False, True, True]
     assert res[1]["proof"] == "step\nstep\nstep"
@@ -153,7 +153,7 @@ def test_replay_backend_proves_a_recorded_minif2f_theorem(tmp_path):
 
 
 def test_policy_server_down_stops_the_run_and_a_rerun_resumes(tmp_path):
-    from burnqed_assets.search.engine import search_many
+    from burnqed_assets.search.pooled import search_many
     from burnqed_assets.search.policy import PolicyError, SearchInfrastructureError
 
     theorems, roots, tr, policy = world(6)
@@ -205,47 +205,73 @@ def test_fan_out_over_endpoints_gives_the_single_endpoint_results(tmp_path, shar
     assert fan_rows.num_rows > 0 and fan_rows.equals(one_rows)  # the same trees, row for row
 
 
-def test_endpoint_assignment_is_deterministic_and_weighted_by_concurrency():
-    theorems = [Theorem(f"t{i}", f"t{i}") for i in range(12)]
-    endpoints = [PolicyEndpoint(None, 2, "a"), PolicyEndpoint(None, 1, "b")]
-    shares = assign_to_endpoints(theorems, endpoints)
-    assert [len(s) for s in shares] == [8, 4]
-    assert sorted(t.name for s in shares for t in s) == sorted(t.name for t in theorems)  # each once
-    assert shares == assign_to_endpoints(theorems, endpoints)
+def test_a_slow_endpoint_takes_fewer_theorems_from_the_shared_queue(tmp_path):
+    """Dynamic assignment: every endpoint slot takes the next theorem when it is free, so an
+    endpoint answering 20x slower searches fewer theorems, and the trees do not change."""
+    import time
+
+    class Slow(TablePolicy):
+        def __init__(self, delay_s):
+            super().__init__({}, default=[("junk", -0.1), ("step", -0.5)])
+            self.delay_s = delay_s
+
+        def generate(self, state, n, temperature):
+            time.sleep(self.delay_s)
+            return super().generate(state, n, temperature)
+
+    theorems, roots, tr, _ = world(12)
+    one = run_search(theorems, FakeEnv(roots, tr), Slow(0.0), CFG, tmp_path / "one.parquet")
+    fan = run_search(theorems, lambda: FakeEnv(roots, tr),
+                     [PolicyEndpoint(Slow(0.002), 1, "fast"), PolicyEndpoint(Slow(0.04), 1, "slow")], CFG,
+                     tmp_path / "fan.parquet")
+    assert sum(fan.endpoint_theorems.values()) == 12
+    assert fan.endpoint_theorems["slow"] < fan.endpoint_theorems["fast"], fan.endpoint_theorems
+    assert _untimed(fan.results) == _untimed(one.results)
 
 
-def test_fan_out_over_two_policy_servers_gives_the_one_server_results(tmp_path):
-    """Two serving stand-ins (SGLang's HTTP API; not SGLang) as unmanaged endpoints in
-    settings.search.sglang_urls: the same trees as through one server, and both served."""
-    import dataclasses
-
-    from burnqed_assets.search.pipeline import policy_session
-    from burnqed_assets.search.serving import STANDIN_LAUNCHER, ManagedServer, ServerSpec
+def canned_world(n: int):
+    """Theorems whose transitions are the serving stand-in's canned tactics (some close, some not)."""
     from burnqed_assets.search.serving_standin import CANNED_TACTICS
-    from burnqed_assets.settings import with_overrides
 
-    names = [f"thm{i}" for i in range(8)]
-    roots = {n: f"⊢ r{i}" for i, n in enumerate(names)}
+    names = [f"thm{i}" for i in range(n)]
+    roots = {name: f"⊢ r{i}" for i, name in enumerate(names)}
     tr: dict[str, dict[str, str]] = {}
     for i in range(len(names)):
         tr[f"⊢ r{i}"] = {t: f"⊢ m{i}_{k}" for k, t in enumerate(CANNED_TACTICS)}
         for k in range(len(CANNED_TACTICS)):
             tr[f"⊢ m{i}_{k}"] = {t: PROVED for t in CANNED_TACTICS} if (i + k) % 3 == 0 else {}
-    theorems = [Theorem(n, n) for n in names]
+    return [Theorem(name, name) for name in names], roots, tr
+
+
+def _served_settings(tmp_path, **search):
+    import dataclasses
+
+    from burnqed_assets.settings import with_overrides
+
+    base = get_settings("demo", tmp_path)
+    return with_overrides(base, search=dataclasses.replace(
+        base.search, policy_backend="sglang", http_retries=1, sglang_port=0, sglang_startup_timeout_s=60.0, **search))
+
+
+def test_fan_out_over_two_policy_servers_gives_the_one_server_results(tmp_path):
+    """Two serving stand-ins (SGLang's HTTP API; not SGLang) as unmanaged endpoints in
+    settings.search.sglang_urls: the same trees as through one server, and both served."""
+    from burnqed_assets.search.pipeline import policy_session
+    from burnqed_assets.search.serving import STANDIN_LAUNCHER, ManagedServer, ServerSpec
+
+    theorems, roots, tr = canned_world(8)
     model = tmp_path / "model"
     model.mkdir()
     spec = ServerSpec(launcher=tuple(STANDIN_LAUNCHER), port=0, startup_timeout_s=60.0, poll_interval_s=0.1,
                       stop_timeout_s=5.0)
     base = get_settings("demo", tmp_path)
 
-    def settings_for(**search):
-        return with_overrides(base, search=dataclasses.replace(
-            base.search, policy_backend="sglang", sglang_managed=False, http_retries=1, **search))
-
     with ManagedServer(spec, model) as a, ManagedServer(spec, model) as b:
-        with policy_session(settings_for(sglang_url=a.url), model) as policy:
-            one = run_search(theorems, FakeEnv(roots, tr), policy, CFG, tmp_path / "one.parquet", concurrency=2)
-        fan_settings = settings_for(sglang_urls=(a.url, b.url), endpoint_concurrency=2)
+        with policy_session(_served_settings(tmp_path, sglang_managed=False, sglang_url=a.url), model) as single:
+            assert [e.name for e in single] == [a.url] and single[0].concurrency == base.search.concurrency
+            one = run_search(theorems, FakeEnv(roots, tr), single, CFG, tmp_path / "one.parquet")
+        fan_settings = _served_settings(tmp_path, sglang_managed=False, sglang_urls=(a.url, b.url),
+                                        endpoint_concurrency=2)
         with policy_session(fan_settings, model) as endpoints:
             assert [e.name for e in endpoints] == [a.url, b.url] and all(e.concurrency == 2 for e in endpoints)
             fan = run_search(theorems, FakeEnv(roots, tr), endpoints, CFG, tmp_path / "fan.parquet")
@@ -255,3 +281,40 @@ def test_fan_out_over_two_policy_servers_gives_the_one_server_results(tmp_path):
     fan_rows, one_rows = (pq.read_table(tmp_path / f"{n}.parquet").drop_columns(["elapsed_s"]) for n in ("fan", "one"))
     assert fan_rows.equals(one_rows)
     assert all(n > 0 for n in served)  # both servers answered
+
+
+def test_managed_fan_out_one_server_per_gpu_gives_a_slow_gpu_fewer_theorems(tmp_path):
+    """search.sglang_gpus: the graph launches one managed server per GPU (CUDA_VISIBLE_DEVICES,
+    its own port on 127.0.0.1) through the same ManagedServer code, and the theorems come from one
+    queue: the stand-in on "GPU 1" answers 0.25 s slower per request and searches fewer theorems,
+    with the same trees as one server."""
+    import socket
+
+    from burnqed_assets.search.pipeline import policy_session
+    from burnqed_assets.search.serving import STANDIN_LAUNCHER
+
+    theorems, roots, tr = canned_world(12)
+    model = tmp_path / "model"
+    model.mkdir()
+    launcher = [*STANDIN_LAUNCHER, "--device-latency", "1=0.25"]
+    fan_settings = _served_settings(tmp_path, sglang_gpus=("0", "1"), endpoint_concurrency=1)
+    with policy_session(fan_settings, model, launcher=launcher) as endpoints:
+        assert len(endpoints) == 2 and all(e.concurrency == 1 for e in endpoints)
+        fast, slow = (e.name for e in endpoints)
+        assert all(e.name.startswith("http://127.0.0.1:") and e.spec.url == e.name for e in endpoints)
+        fan = run_search(theorems, lambda: FakeEnv(roots, tr), endpoints, CFG, tmp_path / "fan.parquet")
+    logs = {p.read_text() for p in fan_settings.paths.server_logs.glob("*.log")}
+    assert any("CUDA_VISIBLE_DEVICES=0, /generate latency 0.000s" in t for t in logs)
+    assert any("CUDA_VISIBLE_DEVICES=1, /generate latency 0.250s" in t for t in logs)
+    for url in (fast, slow):  # both servers stopped with the session
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", int(url.rsplit(":", 1)[1]))) != 0
+
+    with policy_session(_served_settings(tmp_path / "one"), model, launcher=STANDIN_LAUNCHER) as single:
+        assert len(single) == 1
+        one = run_search(theorems, FakeEnv(roots, tr), single, CFG, tmp_path / "one.parquet")
+    assert sum(fan.endpoint_theorems.values()) == 12
+    assert 0 < fan.endpoint_theorems[slow] < fan.endpoint_theorems[fast], fan.endpoint_theorems
+    assert _untimed(fan.results) == _untimed(one.results)
+    fan_rows, one_rows = (pq.read_table(tmp_path / f"{n}.parquet").drop_columns(["elapsed_s"]) for n in ("fan", "one"))
+    assert fan_rows.num_rows > 0 and fan_rows.equals(one_rows)

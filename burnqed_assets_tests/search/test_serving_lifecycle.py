@@ -128,7 +128,10 @@ def test_policy_session_serves_the_model_and_stops(tmp_path):
     model = tmp_path / "models" / "merged" / "iter_0"
     model.mkdir(parents=True)
     pid_file = tmp_path / "pids.json"
-    with policy_session(settings, model, launcher=[*STANDIN_LAUNCHER, "--pid-file", str(pid_file)]) as policy:
+    with policy_session(settings, model, launcher=[*STANDIN_LAUNCHER, "--pid-file", str(pid_file)]) as endpoints:
+        (endpoint,) = endpoints
+        policy = endpoint.policy
+        assert endpoint.spec.url == endpoint.name  # what a Ray actor builds its own client from
         groups = policy.generate_batch(["⊢ 1 = 1", "x : ℕ\n⊢ x = x"], 2, 1.3)
         assert [len(g) for g in groups] == [2, 2]
         assert all(c.tactic and c.logprob < 0 for g in groups for c in g)
@@ -144,7 +147,8 @@ def test_crash_mid_run_fails_at_once_with_exit_code_and_no_orphan(tmp_path):
     launcher = [*STANDIN_LAUNCHER, "--crash-after", "1", "--spawn-child", "--pid-file", str(pid_file)]
     t0 = time.monotonic()
     with pytest.raises(SearchInfrastructureError, match=r"died mid-run with exit code 3(.|\n)*injected crash"):
-        with policy_session(settings, tmp_path, launcher=launcher) as policy:
+        with policy_session(settings, tmp_path, launcher=launcher) as endpoints:
+            policy = endpoints[0].policy
             assert policy.generate("⊢ True", 2, 1.0)  # request 1 is answered
             policy.generate("⊢ False", 2, 1.0)  # request 2 kills the server
     assert time.monotonic() - t0 < 30  # no retry storm against a dead server

@@ -178,7 +178,8 @@ def test_batching_policy_merges_concurrent_calls_into_one_request():
 
 
 def test_concurrent_search_through_batched_sglang_client():
-    from burnqed_assets.search.engine import SearchConfig, Theorem, search_many
+    from burnqed_assets.search.engine import SearchConfig, Theorem
+    from burnqed_assets.search.pooled import search_many
     from search_fakes import PROVED, FakeEnv
 
     names = [f"t{i}" for i in range(6)]

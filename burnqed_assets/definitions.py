@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 # First: its warning filters must be in place before the phase modules are imported.
-from burnqed_assets.run_log import burnqed_console, fail_actionably  # isort: skip
+from burnqed_assets.run_log import burnqed_console, fail_actionably, use_quiet_console  # isort: skip
 from burnqed_assets.defs import (
     code_versions,
     ebm,
@@ -50,6 +50,8 @@ def executor_for(settings: Settings, gpu_steps: Sequence[str] = ()) -> dg.Execut
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or get_settings()
+    # Every run's console prints a line per step and check and a failure's text once (run_log.py).
+    use_quiet_console()
     # Code versions, automation conditions, sensors and schedules are derived from the merged graph.
     merged = dg.Definitions.merge(*(m.defs for m in PHASE_MODULES))
     assets = operations.with_automation(code_versions.with_code_versions(merged))
@@ -60,7 +62,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     base = dg.Definitions(
         resources=default_resources(),
         executor=executor_for(settings, operations.gpu_step_keys(assets)),
-        # Used by runs whose config names it (materialize_all: run_log.QUIET_RUN_CONFIG).
+        # The console of every run (use_quiet_console); a run's config may set its level:
+        # `loggers: {console: {config: {log_level: DEBUG}}}`.
         loggers={"console": burnqed_console},
     )
     return dg.Definitions.merge(base, assets, operations.build_operations(assets, settings))

@@ -1,14 +1,21 @@
 """Quiet run output: the console logger of every run, and actionable errors as `dagster.Failure`.
 
 Dagster's default console logger prints every framework event at DEBUG (about 1,000 lines for
-the demo graph) and a failing step's stack trace twice (STEP_FAILURE, then RUN_FAILURE). The
-`burnqed_console` logger prints, at INFO:
+the demo graph) and a failing step's error twice, each time with its stack (STEP_FAILURE, then
+RUN_FAILURE), plus an ERROR line for every step left out downstream. The `burnqed_console` logger
+prints, at INFO:
   - one progress line when a step starts (`[ 3/76] base_model`, the count where the run knows it),
     one when it ends (`done in 1m30s`, `reused`), one per check result, one for the run;
   - the assets' own INFO/WARNING/ERROR lines (training and search progress);
-  - a failed step's error once: a `dagster.Failure` as its text only, anything else with its trace.
-Everything still goes to the event log that the UI shows. `log_level: DEBUG` in the run config
-(`loggers: {console: {config: {log_level: DEBUG}}}`) restores every framework event.
+  - a failed step's error once: a `dagster.Failure` as its text only, anything else with its trace;
+    the steps not run because of it as one count on the run's line.
+Everything still goes to the event log that the UI shows.
+
+`burnqed_console` is the console of every run of these definitions (`use_quiet_console`), the
+README's range-partitioned `materialize_all` run included, whose run config Dagster leaves empty.
+Its threshold is the instance's `python_logs.python_log_level` (INFO in the shipped dagster.yaml
+files; DEBUG prints every framework event in Dagster's own format), or the run config's
+`loggers: {console: {config: {log_level: DEBUG}}}`.
 
 `fail_actionably` turns the errors a user fixes by hand (a missing input, model or Lean project,
 a bad input line, a data root of the other profile) into `dagster.Failure`s carrying their message.
@@ -20,6 +27,7 @@ import ast
 import functools
 import inspect
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable
@@ -28,8 +36,6 @@ from typing import Any
 import dagster as dg
 
 # Warnings we cause on purpose or that come from inside libraries, filtered with the reason:
-# - the instance's yaml-defined log handler (StepProgressHandler below) is a beta Dagster feature;
-warnings.filterwarnings("ignore", message=r"Handling yaml-defined logging configuration", category=dg.BetaWarning)
 # - Dagster's own parser of the `*` selection calls AssetSelection.all(include_sources=...);
 warnings.filterwarnings("ignore", message=r"Parameter `include_sources` of function `AssetSelection.all`",
                         category=dg.BetaWarning)
@@ -66,6 +72,7 @@ class _RunState:
         self.started = 0
         self.reused_steps: set[str] = set()
         self.checked_steps: set[str] = set()
+        self.not_run = 0  # steps Dagster left out because an upstream step failed
 
 
 _RUNS: dict[str, _RunState] = {}
@@ -99,6 +106,10 @@ class QuietRunHandler(logging.Handler):
             if record.levelno < self.threshold:
                 return None
             text = meta.get("orig_message") or record.getMessage()
+            if self.threshold > logging.DEBUG and _is_left_out_step(text):
+                # Dagster logs an ERROR per downstream step of a failure: counted on the run's line.
+                _RUNS.setdefault(meta.get("run_id") or "", _RunState()).not_run += 1
+                return None
             level = "" if record.levelno < logging.WARNING else f"{record.levelname}: "
             return f"    {step}: {level}{text}" if step else f"{level}{text}"
         if self.threshold <= logging.DEBUG:
@@ -106,7 +117,8 @@ class QuietRunHandler(logging.Handler):
         return self._render_event(event, step, meta.get("run_id") or "")
 
     def _render_event(self, event: Any, step: str, run_id: str) -> str | None:
-        kind = event.event_type_value
+        # The enum's name: its value is still PIPELINE_SUCCESS / PIPELINE_FAILURE for run events.
+        kind = event.event_type.name
         data = event.event_specific_data
         run = _RUNS.setdefault(run_id, _RunState())
         if kind == "ENGINE_EVENT":
@@ -160,39 +172,18 @@ class QuietRunHandler(logging.Handler):
             run.checked_steps.add(step)
             return f"    check {data.check_name} {status}{desc}"
         if kind == "RUN_SUCCESS":
-            return f"run succeeded ({run.started} steps); `dagster dev` shows it with its checks and plots"
+            return f"run succeeded ({run.started} steps); `dg dev` shows it with its checks and plots"
         if kind in ("RUN_FAILURE", "RUN_CANCELED"):
             # The failing step's error was printed once already; the run line only names the steps.
-            return f"run {'failed' if kind == 'RUN_FAILURE' else 'canceled'}: {event.message}"
+            left_out = (f" ({run.not_run} downstream step{'s' if run.not_run != 1 else ''} not run)"
+                        if run.not_run else "")
+            return f"run {'failed' if kind == 'RUN_FAILURE' else 'canceled'}: {event.message}{left_out}"
         return None
 
 
-class StepProgressHandler(QuietRunHandler):
-    """The instance-level form (dagster.yaml `python_logs.dagster_handler_config`): only the
-    step, check and run lines; Dagster's console logger at `python_log_level: INFO` prints the
-    assets' own lines and errors."""
-
-    def __init__(self, level: int | str = logging.DEBUG, stream=None):
-        super().__init__(threshold=logging.INFO, stream=stream)
-
-    def render(self, record: logging.LogRecord) -> str | None:
-        meta = getattr(record, "dagster_meta", None) or {}
-        event = meta.get("dagster_event")
-        if meta.get("run_id") in _CONSOLE_RUNS:
-            return None  # the run's own `burnqed_console` logger prints everything
-        if event is None or event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE", "RUN_CANCELED"):
-            return None  # printed by Dagster's console logger
-        return self._render_event(event, meta.get("step_key") or "", meta.get("run_id") or "")
-
-
-# Runs (in this process) whose console is the `burnqed_console` logger.
-_CONSOLE_RUNS: set[str] = set()
-
-# Run config that makes `burnqed_console` a run's only console logger: Dagster then drops its
-# default console logger, so a failure prints once (`--config-json`, or the launchpad). A job
-# cannot carry it for its range-partitioned runs (Dagster ignores a partitioned job's config
-# there), so the README's materialize_all run keeps Dagster's console at INFO.
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+def _is_left_out_step(text: str) -> bool:
+    """Dagster's `Dependencies for step X failed: [...]. Not executing.` (plan/active.py)."""
+    return text.startswith("Dependencies for step ") and text.rstrip().endswith("Not executing.")
 
 
 @dg.logger(
@@ -203,12 +194,52 @@ QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 )
 def burnqed_console(init_context: dg.InitLoggerContext) -> logging.Logger:
     level = logging.getLevelName(str(init_context.logger_config["log_level"]).upper())
-    if init_context.run_id:
-        _CONSOLE_RUNS.add(init_context.run_id)
     log = logging.Logger("burnqed_assets.run", level=logging.DEBUG)  # the handler decides what to print
-    log.addHandler(QuietRunHandler(level if isinstance(level, int) else logging.INFO))
+    log.addHandler(QuietRunHandler(level if isinstance(level, int) else logging.INFO, stream=_terminal()))
     log.propagate = False
     return log
+
+
+def _terminal() -> Any:
+    """Where the run was started (the terminal or the caller's pipe): a duplicate of stderr, taken
+    when the run's loggers are made, before Dagster points the step's stderr at its compute-log
+    file. Dagster mirrors that file back with `tail -F` and stops the tail when the step ends, so
+    a step's last lines, its failure among them, can miss the terminal (seen with the multiprocess
+    executor); the UI's event log has every line either way. Closed with the logger."""
+    try:
+        fd = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return sys.stderr  # no file descriptor (an in-memory stream): write to it directly
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    return os.fdopen(fd, "w", buffering=1, encoding=encoding, errors="replace")
+
+
+def use_quiet_console() -> None:
+    """Make `burnqed_console` the console logger of every run in this process whose run config
+    names no logger, at the instance's `python_log_level`.
+
+    Dagster gives such runs its colored console logger (`default_system_loggers`), and a job cannot
+    name another one for them: a job's default run config is per partition, and a range run
+    (README command 1: every tracing chunk in one run) gets none; Dagster's docs say a logger cannot
+    be set globally for a code location. So this swaps the function Dagster's run context calls
+    for the default loggers, in the processes that load these definitions (the CLI, the run worker,
+    the step processes). Contexts built without an instance keep Dagster's default. Pinned dagster;
+    guarded by burnqed_assets_tests/ops/test_ops_quiet_logs.py."""
+    from dagster._core.execution import context_creation_job
+
+    dagster_default = context_creation_job.default_system_loggers
+    if getattr(dagster_default, "_burnqed_quiet", False):
+        return
+
+    def system_loggers(instance: Any) -> list[tuple[dg.LoggerDefinition, dict[str, Any]]]:
+        if instance is None:
+            return list(dagster_default(instance))
+        level = instance.python_log_level or "DEBUG"
+        name = level if isinstance(level, str) else logging.getLevelName(level)
+        return [(burnqed_console, {"log_level": str(name).upper()})]
+
+    system_loggers._burnqed_quiet = True  # type: ignore[attr-defined]
+    context_creation_job.default_system_loggers = system_loggers  # type: ignore[assignment]
 
 
 def _failure_text(data: Any) -> str:

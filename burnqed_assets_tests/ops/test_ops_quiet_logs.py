@@ -4,6 +4,7 @@ and a missing input fails its step with a dagster.Failure carrying the actionabl
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import REPO_ROOT
+from burnqed_assets_tests.ops.readme_path import fresh_copy, materialize_command, run_in_copy
 
 
 def test_missing_input_fails_with_a_dagster_failure_naming_the_fix(tmp_path):
@@ -46,8 +48,6 @@ def test_dg_launch_prints_a_line_per_step_and_check_and_no_debug_or_warnings(tmp
     run = _launch(tmp_path, "goedel_source_proofs+", tmp_path / "data")
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-3000:]
-    import re
-
     total = re.search(r"^\[ 1/(\d+)\] goedel_source_proofs$", out, flags=re.M)
     assert total, out
     assert re.search(rf"^\[\s*{total.group(1)}/{total.group(1)}\] goedel_427_proofs", out, flags=re.M), out
@@ -63,17 +63,42 @@ def test_failed_step_shows_the_actionable_text_and_not_the_domain_traceback(tmp_
     root = tmp_path / "data"
     root.mkdir()
     (root / ".burnqed_profile.json").write_text('{"profile": "full"}\n')
-    # With QUIET_RUN_CONFIG the run's console is burnqed_console alone (Dagster drops its default).
-    import json
-
-    from burnqed_assets.run_log import QUIET_RUN_CONFIG
-
-    run = _launch(tmp_path, "goedel_source_proofs", root, "--config-json", json.dumps(QUIET_RUN_CONFIG))
+    # No run config: the run's console is burnqed_console all the same (run_log.use_quiet_console).
+    run = _launch(tmp_path, "goedel_source_proofs", root)
     out = run.stdout + run.stderr
     assert run.returncode != 0
     assert out.count("profiles never share a data root") == 1, out  # once, not per STEP/RUN_FAILURE
     assert "goedel_source_proofs: FAILED" in out
     assert "Stack Trace" not in out and "Traceback" not in out and "ProfileMismatchError" not in out, out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_readme_command_prints_each_failure_once_without_a_stack(tmp_path):
+    """README command 1 in a fresh copy (DAGSTER_HOME unset, ./dagster.yaml), on the `full` profile
+    with none of its inputs: no Lean project, model or data set. That is the range-partitioned
+    `materialize_all` run on the multiprocess executor, whose run config Dagster leaves empty."""
+    repo = fresh_copy(tmp_path / "repo")
+    log = tmp_path / "readme_full.log"
+    code, _ = run_in_copy(materialize_command(), repo, log, 600, BURNQED_PROFILE="full")
+    out = log.read_text()
+    assert code != 0, out
+    failures = re.findall(r"^    (\S+): FAILED\n((?:      .*\n)+)", out, flags=re.M)
+    failed = {step for step, _ in failures}
+    assert {"goedel_source_proofs", "base_model", "lean_github_pairs"} <= failed, out
+    for step, text in failures:
+        # The actionable text, once: not again on the run's failure, not with a stack.
+        assert "obtain it" in text or "does not exist" in text, (step, text)
+        distinctive = max((line.strip() for line in text.splitlines()), key=len)  # path or fix
+        assert out.count(distinctive) == 1, (step, distinctive, out)
+    assert "Lean-workbook-proofs" in out and "obtain it" in out
+    assert "Stack Trace" not in out and "Traceback" not in out and 'File "' not in out, out
+    # Dagster's ERROR per left-out downstream step becomes one count on the run's line.
+    assert "Not executing" not in out
+    run_line = re.search(r"^run failed: .*Steps failed: .*\((\d+) downstream steps? not run\)$", out, flags=re.M)
+    assert run_line and int(run_line.group(1)) > 20, out
+    assert "Warning" not in out, out  # e.g. a beta warning from each step process
+    assert len(out.splitlines()) < 20 + 4 * len(failures), out
 
 
 def test_progress_meter_prints_tqdm_lines_at_most_every_interval():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from urllib.parse import quote
 import dagster as dg
 import pytest
 
+from burnqed_assets.paths import default_data_root
 from burnqed_assets.settings import REPO_ROOT
 from burnqed_assets_tests.ops.readme_path import (
     fresh_copy,
@@ -50,6 +52,9 @@ CHECK_ASSET = "clean_pool"
 # The chunked (partitioned) tracing asset: the README run materializes every chunk.
 PARTITIONED_ASSET = "goedel_traced_pairs"
 RUN_TIMEOUT_S = 420
+# CI hook: keep the README run's data root (see keep_readme_run); the demo profile's default root.
+KEEP_README_RUN_ENV = "BURNQED_KEEP_README_RUN"
+README_DATA_ROOT = default_data_root("demo").relative_to(REPO_ROOT)
 README_RUN_TIMEOUT_S = 2400  # the whole demo graph: ~6 min on an idle 2-core box, ~20 min under load
 
 RUNS_QUERY = "{ runsOrError(limit: 50) { ... on Runs { results { runId status stepKeysToExecute } } } }"
@@ -143,6 +148,7 @@ def dagster_ui(tmp_path_factory):
          "second_reused_assets": reused, "second_computed_assets": computed}, indent=2))
     assert reused > 30 and not computed, f"second run recomputed {computed}:\n{second_log[-3000:]}"
     assert (repo / ".dagster_home").is_dir(), "README command 1 left no project-local instance"
+    keep_readme_run(repo)
 
     port = _free_port()
     log_path = work / "ui.log"
@@ -169,6 +175,20 @@ def dagster_ui(tmp_path_factory):
         yield base, log_path
     finally:
         _stop_group(proc)
+
+
+def keep_readme_run(repo: Path) -> None:
+    """Where CI asks for it ($KEEP_README_RUN_ENV), a copy of the README run's data root and the
+    copy's checkout path: `.ci/run` compares its own whole-graph run with this one (same inputs,
+    same numbers) instead of running the graph a third time. Copied before the UI launches more."""
+    keep = os.environ.get(KEEP_README_RUN_ENV)
+    if not keep:
+        return
+    dest = Path(keep)
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    shutil.copytree(repo / README_DATA_ROOT, dest / "data", symlinks=True)
+    (dest / "checkout").write_text(str(repo), encoding="utf-8")
 
 
 def _stop_group(proc: subprocess.Popen) -> None:

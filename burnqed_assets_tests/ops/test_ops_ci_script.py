@@ -44,3 +44,30 @@ def test_ci_script_is_strict_and_treats_no_tests_as_failure():
     assert "export CI=true" in script
     assert re.search(r'"\$rc" -eq 5 \]; then.*?exit 1', script, flags=re.S), "pytest exit 5 must fail CI"
     assert subprocess.run(["bash", "-n", str(CI)], capture_output=True).returncode == 0
+
+
+def test_ci_compares_its_run_with_the_browser_tests_readme_run():
+    """The re-run comparison reuses the browser test's README run: CI must name the same hook the
+    test reads, before the tests run, and compare against what the test leaves there."""
+    from burnqed_assets_tests.ops.test_ops_browser import KEEP_README_RUN_ENV
+
+    script = CI.read_text()
+    export = f'export {KEEP_README_RUN_ENV}="$work/readme_run"'
+    assert export in script and script.index(export) < script.index("python -m pytest")
+    compare = script[script.index(f'if [ -d "${KEEP_README_RUN_ENV}/data" ]'):]
+    assert f'rerun_compare "${KEEP_README_RUN_ENV}/data" "$BURNQED_DATA_ROOT"' in compare
+    assert "--alias" in compare
+
+
+def test_browser_test_keeps_the_readme_run_where_ci_asks(tmp_path, monkeypatch):
+    from burnqed_assets_tests.ops import test_ops_browser as browser
+
+    repo = tmp_path / "copy"
+    (repo / browser.README_DATA_ROOT / "evals").mkdir(parents=True)
+    (repo / browser.README_DATA_ROOT / "evals" / "m.json").write_text("{}")
+    monkeypatch.setenv(browser.KEEP_README_RUN_ENV, str(tmp_path / "kept"))
+    browser.keep_readme_run(repo)
+    assert (tmp_path / "kept" / "data" / "evals" / "m.json").read_text() == "{}"
+    assert (tmp_path / "kept" / "checkout").read_text() == str(repo)
+    monkeypatch.delenv(browser.KEEP_README_RUN_ENV)
+    browser.keep_readme_run(tmp_path / "elsewhere")  # without the hook it does nothing

@@ -20,14 +20,14 @@ INPUT_NAMES = tuple(Inputs.__dataclass_fields__)
 
 DESCRIPTIONS = {
     "goedel_proofs": "Goedel-LM Lean-workbook proofs (Lean 4.9), the migration's source (plan M.1).",
-    "goedel_recorded_traces": "Recorded tactic traces and statements (demo: the replay Lean backend's table; "
-                              "full: the LeanDojo output, not a raw input).",
+    "goedel_recorded_traces": "Recorded tactic traces and statements (demo: what the Lean REPL stand-in answers "
+                              "from; full: the traced output, not a raw input).",
     "lean_github": "InternLM LEAN-GitHub rows (plan M.9).",
     "minif2f_v2s": "miniF2F-v2s benchmark file (plan M.4); also excluded from the SFT data.",
     "minif2f_v2c": "miniF2F-v2c benchmark file (plan M.4); also excluded from the SFT data.",
     "minif2f_v1": "miniF2F v1 file (plan M.4): split labels for v2s/v2c; excluded from the SFT data.",
-    "lean_repl_transcripts": "Recorded Lean REPL transcripts of the demo's replay backend (every step that "
-                             "opens a Lean environment reads them).",
+    "lean_repl_transcripts": "Recorded Lean REPL transcripts the demo's Lean REPL stand-in answers from (every "
+                             "step that opens a Lean environment reads them).",
     "rename_table": "Lean 4.9 → 4.27 rename table of the migration and the benchmark port (plan M.2).",
 }
 
@@ -49,7 +49,7 @@ def raw_inputs(*names: str) -> list[dg.AssetKey]:
     return [raw_input(n) for n in names]
 
 
-# What a step that opens a Lean environment reads in the demo (the replay backend's table).
+# What a step that opens a Lean environment reads in the demo (the REPL stand-in's recordings).
 LEAN_ENV_INPUTS = ("lean_repl_transcripts", "goedel_recorded_traces")
 RAW_INPUT_KEYS = tuple(raw_input(n) for n in INPUT_NAMES)
 RAW_INPUTS_SELECTION = dg.AssetSelection.assets(*RAW_INPUT_KEYS)

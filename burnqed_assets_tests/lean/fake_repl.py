@@ -28,6 +28,9 @@ import time
 from burnqed_assets.lean.repl_standin import emit, read_requests
 
 BLOCK_SPLIT = re.compile(r"\n[ \t]*\n")
+# How late a FAKE_DELAY request is answered: far longer than the 0.3 s after which the tests
+# interrupt the caller, so a timer thread delayed by a loaded machine still fires first.
+FAKE_DELAY_S = 4.0
 
 
 def read_blocks(path: str) -> list[str]:
@@ -73,7 +76,7 @@ class Rules:
         if "FAKE_SLOW" in code:
             time.sleep(3600)
         if "FAKE_DELAY" in code:  # answers, but late (an interrupted caller must not get it)
-            time.sleep(1.5)
+            time.sleep(FAKE_DELAY_S)
         for m in re.finditer(r"#print axioms (\S+)", code):
             axioms = "[propext, sorryAx]" if "FAKE_AXIOM" in code else self.AXIOMS
             messages.append({"severity": "info", "pos": {"line": 1, "column": 0},

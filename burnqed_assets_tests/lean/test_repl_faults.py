@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from fake_repl import FAKE_DELAY_S
 from lean_fakes import fake_argv
 
 from burnqed_assets.lean.repl_client import (
@@ -178,11 +179,11 @@ def test_interrupted_request_never_answers_the_next_one(interrupt, exc_type):
         try:
             interrupt(0.3)
             with pytest.raises(exc_type):
-                proc.send({"cmd": "theorem a : A_PROP := by sorry -- FAKE_DELAY"})  # answers after 1.5 s
+                proc.send({"cmd": "theorem a : A_PROP := by sorry -- FAKE_DELAY"})  # answers after FAKE_DELAY_S
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
-        time.sleep(1.5)  # A's answer would be in the pipe by now if the process had been kept
+        time.sleep(FAKE_DELAY_S)  # A's answer would be in the pipe by now if the process had been kept
         got = proc.send({"cmd": "theorem b : B_PROP := by sorry"})
         assert got["sorries"][0]["goal"] == "⊢ B_PROP"
         assert got["env"] == 0 and proc.pid != first  # a fresh process answered
@@ -193,6 +194,7 @@ def test_interrupted_request_never_answers_the_next_one(interrupt, exc_type):
 _SUPERVISOR = """
 import sys, threading, time
 sys.path.insert(0, {tests!r})
+from fake_repl import FAKE_DELAY_S
 from lean_fakes import fake_argv
 from burnqed_assets.lean.repl_client import ReplProcess
 procs = []

@@ -116,15 +116,20 @@ def git_head(dest: Path) -> str | None:
 
 
 def git_commit(dest: Path, message: str) -> str:
-    """Commit the project's current files (a no-op when nothing changed); returns HEAD."""
+    """Commit the project's current files and return HEAD.
+
+    The commit is a root commit (no parent) with a fixed author and date, so its hash depends on
+    the files and the message only, never on the project's history: the same proofs give the same
+    commit whether the project was written once or rebuilt as migration chunks finished. `main`
+    moves to it; commits it replaces are simply no longer referenced."""
     if not (dest / ".git").is_dir():
         _git(dest, "init", "-q", "-b", "main")
     _git(dest, "add", "-A")
-    if _git(dest, "status", "--porcelain").stdout.strip() or git_head(dest) is None:
-        _git(dest, "commit", "-q", "--allow-empty", "-m", message)
-    head = git_head(dest)
-    assert head is not None
-    return head
+    tree = _git(dest, "write-tree").stdout.strip()
+    commit = _git(dest, "commit-tree", tree, "-m", message).stdout.strip()
+    if git_head(dest) != commit:
+        _git(dest, "update-ref", "HEAD", commit)
+    return commit
 
 
 # ---------------------------------------------------------------------------- `lake build` output

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 
 from burnqed_assets.lean.lake_project import LIB, parse_lake_build_log, read_lake_project, write_lake_project
-from burnqed_assets.lean.migration import RenameRule, Verdict, migrate_batch, triage
-
 import re
+
+from burnqed_assets.lean.migration import RenameRule, Verdict, migrate_batch, triage
 
 PROOFS = [{"problem_id": "lean_workbook_1", "full_proof": "import Mathlib\n\ntheorem a : 1 = 1 := by\n  rfl"},
           {"problem_id": "amc12-2000.p5", "full_proof": "import Mathlib\n\ntheorem b : 2 = 2 := by\n  rfl\n"}]
@@ -28,6 +28,10 @@ def test_lake_project_layout_and_deterministic_commit(tmp_path):
     fewer = write_lake_project(tmp_path / "proj", PROOFS[:1], "v4.27.0", "v4.27.0")
     assert fewer.commit != p.commit and not p.module_file(f"{LIB}.P_amc12_2000_p5").exists()
     assert read_lake_project(tmp_path / "proj").modules == {f"{LIB}.P_lean_workbook_1": "lean_workbook_1"}
+    # The commit depends on the files only, not on the history: rebuilt (as migration chunks
+    # finish), the project of the same proofs has the commit of one written at once.
+    rebuilt = write_lake_project(tmp_path / "proj", PROOFS, "v4.27.0", "v4.27.0")
+    assert rebuilt.commit == p.commit == read_lake_project(tmp_path / "proj").commit
 
 
 def test_lake_build_log_per_file_errors_feed_triage():
@@ -63,5 +67,5 @@ def test_auto_fix_recompiles_only_the_failures():
 
     result = migrate_batch(records, check_many, rules, "lean")
     assert batches == [["ok", "fixable", "hopeless"], ["fixable"]]  # the fix pass re-runs failures only
-    assert {r["problem_id"]: r["status"] for r in result.migrated} == {"ok": "compiled", "fixable": "fixed_by_rename"}
-    assert [(d["problem_id"], d["category"]) for d in result.dropped] == [("hopeless", "tactic_regression")]
+    assert {r.problem_id: r.status for r in result.migrated} == {"ok": "compiled", "fixable": "fixed_by_rename"}
+    assert [(d.problem_id, d.category) for d in result.dropped] == [("hopeless", "tactic_regression")]

@@ -178,7 +178,9 @@ def triage(verdict: Verdict) -> str:
         return "syntax_change"
     if re.search(r"type mismatch|failed to synthesize|application type mismatch|motive is not type correct", text):
         return "definitional_change"
-    if re.search(r"linarith failed|unsolved goals|failed to prove|simp made no progress|omega could not|failed", text):
+    # lower-cased messages of Lean 4.9 (`linarith failed`) to 4.2x (`` `simp` made no progress ``)
+    if re.search(r"`?linarith`? failed|unsolved goals|failed to prove|`?simp`? made no progress|omega could not"
+                 r"|no goals to be solved|failed", text):
         return "tactic_regression"
     return "other"
 

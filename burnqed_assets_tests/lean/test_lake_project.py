@@ -41,14 +41,17 @@ def test_lake_build_log_per_file_errors_feed_triage():
            f"{LIB}/P_y.lean:2:10: error: unexpected token 'in'; expected ','\n"
            f"{LIB}/P_z.lean:1:0: warning: declaration uses 'sorry'\n"
            "error: build failed\n")
-    per_file = parse_lake_build_log(log)
+    parsed = parse_lake_build_log(log)
+    per_file = parsed.per_file()
     assert set(per_file) == {f"{LIB}/P_x.lean", f"{LIB}/P_y.lean", f"{LIB}/P_z.lean"}
     x = per_file[f"{LIB}/P_x.lean"]
-    assert [(m["line"], m["severity"]) for m in x] == [(4, "error"), (9, "error")] and "⊢ x = x" in x[1]["text"]
-    assert per_file[f"{LIB}/P_z.lean"][0]["severity"] == "warning"
-    verdict = lambda msgs: Verdict(False, [], [m["text"] for m in msgs if m["severity"] == "error"], "lean")  # noqa: E731
-    assert triage(verdict(x[:1])) == "api_rename"
-    assert triage(verdict(per_file[f"{LIB}/P_y.lean"])) == "syntax_change"
+    assert [(m.line, m.severity) for m in x] == [(4, "error"), (9, "error")] and "⊢ x = x" in x[1].text
+    assert {m.module for m in x} == {f"{LIB}.P_x"}  # from the `✖ [3/5] Building` line
+    assert per_file[f"{LIB}/P_z.lean"][0].severity == "warning" and parsed.build_failed
+    verdict = lambda texts: Verdict(False, [], texts, "lean")  # noqa: E731
+    assert triage(verdict(parsed.errors_of_module(f"{LIB}.P_x")[:1])) == "api_rename"
+    assert triage(verdict(parsed.errors_of_module(f"{LIB}.P_y"))) == "syntax_change"
+    assert parsed.errors_of_module(f"{LIB}.P_z") == []  # a warning only
 
 
 def test_auto_fix_recompiles_only_the_failures():

@@ -298,3 +298,72 @@ def parse_lake_build_log(text: str) -> LakeBuildLog:
         messages=tuple(BuildMessage(**m) for m in messages),
         unlocated=tuple(UnlocatedError(u["module"], u["text"]) for u in unlocated),
         failed_modules=tuple(failed), build_failed=build_failed)
+
+
+# ---------------------------------------------------------------------------- `lake build`, sandboxed
+@dataclass(frozen=True)
+class LakeBuildRun:
+    """One sandboxed `lake build`: its exit code, its whole log and the parsed log."""
+
+    returncode: int
+    log: str
+    parsed: LakeBuildLog
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.parsed.build_failed
+
+
+def run_lake_build(project: Path, launcher: Any, lake: Sequence[str] = ("lake",), targets: Sequence[str] = (),
+                   timeout_s: float = 4 * 3600, log_path: Path | None = None) -> LakeBuildRun:
+    """`lake build [targets]` in `project` through the Lean launcher (`launcher.LeanLauncher`):
+    in bubblewrap the project is read-only but its `.lake` build folder, the toolchain (elan
+    home) is read-only, HOME is the private temp dir and there is no network, so the Mathlib
+    cache and the dependencies must be in place first (`lake exe cache get`, docs/lean.md).
+    stdout and stderr are one log (Lake interleaves them), kept in `log_path` when given."""
+    import time
+
+    from burnqed_assets.lean.repl_client import spawn_supervised
+
+    launch = launcher.prepare([*lake, "build", *targets], cwd=project)
+    t0 = time.monotonic()
+    try:
+        proc = spawn_supervised(launch.argv, then=launch.apply_rlimits, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, cwd=str(project),
+                                env={**os.environ, **launch.env}, start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            out, _ = proc.communicate()
+            out = (out or b"") + f"\nerror: lake build timed out after {timeout_s:.0f}s\n".encode()
+    finally:
+        launch.cleanup()
+    log = out.decode("utf-8", "replace")
+    if log_path is not None:
+        with atomic_open(log_path) as fh:
+            fh.write(log)
+    return LakeBuildRun(proc.returncode, log, parse_lake_build_log(log), time.monotonic() - t0)
+
+
+def verdicts_from_build(run: LakeBuildRun, project: LakeProject, source: str = "lean (lake build)") -> dict[str, Any]:
+    """problem id → `migration.Verdict` from one `lake build` of the project's modules: a module
+    passes when the build reached it and it has no error and no `declaration uses 'sorry'`.
+    Static rules (banned constructs) and axioms are the verifier's (`verify.static_scan`), not
+    this build's."""
+    from burnqed_assets.lean.migration import Verdict
+
+    out: dict[str, Any] = {}
+    warnings = run.parsed.per_file(("warning",))
+    for module, problem_id in project.modules.items():
+        errors = run.parsed.errors_of_module(module)
+        rel = module_relpath(module)
+        sorry = [m.text for f, ms in warnings.items() if f == rel or f.endswith("/" + rel)
+                 for m in ms if "sorry" in m.text]
+        reached = run.ok or bool(errors) or module not in run.parsed.failed_modules
+        ok = reached and not errors and not sorry and (run.ok or not run.parsed.failed_modules or
+                                                      module not in run.parsed.failed_modules)
+        reasons = [f"lean error: {e.splitlines()[0]}"[:300] for e in errors] + [f"sorry: {s}"[:300] for s in sorry]
+        out[problem_id] = Verdict(ok, reasons, errors, source, timed_out=any("timed out" in e for e in errors))
+    return out

@@ -208,7 +208,8 @@ _PROGRESS = re.compile(r"^(?:[✖⚠✔ℹ•]\s+)?(?:\[\s*[\d?]+/[\d?]+\]\s+)?"
                        r"\s+(?P<target>\S+)(?P<rest>.*)$")
 _UNLOCATED = re.compile(rf"^(?P<sev>{_SEV}):\s+(?P<msg>.*)$")
 _FAILED_LIST = re.compile(r"^Some (?:required )?(?:builds|targets) logged failures:\s*$")
-_NOT_MESSAGES = re.compile(r"^(?:error:\s+(?:stdout|stderr):\s*$|error:\s+>\s|trace:|stdout:\s*$|stderr:\s*$)")
+_NOT_MESSAGES = re.compile(r"^(?:error:\s+(?:stdout|stderr):\s*$|error:\s+>\s|trace:|stdout:\s*$|stderr:\s*$"
+                           r"|Build completed successfully)")
 
 
 def parse_lake_build_log(text: str) -> LakeBuildLog:
@@ -348,22 +349,27 @@ def run_lake_build(project: Path, launcher: Any, lake: Sequence[str] = ("lake",)
 
 
 def verdicts_from_build(run: LakeBuildRun, project: LakeProject, source: str = "lean (lake build)") -> dict[str, Any]:
-    """problem id → `migration.Verdict` from one `lake build` of the project's modules: a module
-    passes when the build reached it and it has no error and no `declaration uses 'sorry'`.
+    """problem id → `migration.Verdict` from one `lake build` of the project's modules (they import
+    Mathlib, never each other). A module passes when it has no error and no `declaration uses
+    'sorry'` and Lake did not list it as failed; when the build did not finish (killed, timed
+    out: no `error: build failed` summary although it failed), no module passes on its silence.
     Static rules (banned constructs) and axioms are the verifier's (`verify.static_scan`), not
     this build's."""
     from burnqed_assets.lean.migration import Verdict
 
-    out: dict[str, Any] = {}
+    finished = run.ok or run.parsed.build_failed
     warnings = run.parsed.per_file(("warning",))
+    out: dict[str, Any] = {}
     for module, problem_id in project.modules.items():
-        errors = run.parsed.errors_of_module(module)
         rel = module_relpath(module)
+        errors = run.parsed.errors_of_module(module)
+        if not finished and not errors:
+            tail = run.log.strip().splitlines()[-1:] or [""]
+            errors = [f"lake build did not finish (exit {run.returncode}): {tail[0]}"[:300]]
         sorry = [m.text for f, ms in warnings.items() if f == rel or f.endswith("/" + rel)
                  for m in ms if "sorry" in m.text]
-        reached = run.ok or bool(errors) or module not in run.parsed.failed_modules
-        ok = reached and not errors and not sorry and (run.ok or not run.parsed.failed_modules or
-                                                      module not in run.parsed.failed_modules)
-        reasons = [f"lean error: {e.splitlines()[0]}"[:300] for e in errors] + [f"sorry: {s}"[:300] for s in sorry]
-        out[problem_id] = Verdict(ok, reasons, errors, source, timed_out=any("timed out" in e for e in errors))
+        ok = not errors and not sorry and module not in run.parsed.failed_modules
+        reasons = [f"lean error: {e.splitlines()[0]}"[:300] for e in errors] + [f"sorry: {x}"[:300] for x in sorry]
+        out[problem_id] = Verdict(ok, reasons, errors, source, timed_out=any("timed out" in e for e in errors),
+                                  banned=bool(sorry))  # a sorry is a banned construct, as in the verifier
     return out

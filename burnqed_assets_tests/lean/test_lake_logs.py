@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from burnqed_assets.lean.lake_project import normalise_log_path, parse_lake_build_log
+from burnqed_assets.lean.lake_project import (
+    LakeBuildRun,
+    LakeProject,
+    normalise_log_path,
+    parse_lake_build_log,
+    verdicts_from_build,
+)
 from burnqed_assets.lean.migration import Verdict, triage
 
 LOGS = Path(__file__).with_name("lake_logs")
@@ -151,3 +157,27 @@ def test_one_spelling_per_file(raw, want):
 ])
 def test_current_lean_messages_triage(message, category):
     assert _category([message]) == category
+
+
+def test_verdict_rules_of_a_build():
+    """Per-proof verdicts from one build of the migrated project (modules written here, in the
+    format of the logs above): a sorry warning fails its proof, a finished build vouches for the
+    silent modules, a killed build (no `error: build failed` summary) vouches for none."""
+    project = LakeProject(Path("/p"), {"GoedelMigrated.P_a": "a", "GoedelMigrated.P_b": "b",
+                                       "GoedelMigrated.P_c": "c"}, None)
+
+    def verdicts(returncode: int, log: str) -> dict[str, tuple]:
+        run = LakeBuildRun(returncode, log, parse_lake_build_log(log), 1.0)
+        return {k: (v.ok, triage(v) if not v.ok else None) for k, v in verdicts_from_build(run, project).items()}
+
+    done = ("⚠ [2/4] Built GoedelMigrated.P_b (1.0s)\n"
+            "warning: GoedelMigrated/P_b.lean:3:8: declaration uses 'sorry'\n"
+            "Build completed successfully (4 jobs).\n")
+    assert verdicts(0, done) == {"a": (True, None), "b": (False, "banned_construct"), "c": (True, None)}
+    failed = ("✖ [3/4] Building GoedelMigrated.P_c (0.9s)\n"
+              "error: GoedelMigrated/P_c.lean:5:2: `simp` made no progress\n"
+              "error: Lean exited with code 1\n"
+              "Some required targets logged failures:\n- GoedelMigrated.P_c\nerror: build failed\n")
+    assert verdicts(1, failed) == {"a": (True, None), "b": (True, None), "c": (False, "tactic_regression")}
+    killed = "✔ [2/4] Built GoedelMigrated.P_a (1.0s)\n✖ [3/4] Building GoedelMigrated.P_b\n"
+    assert {k: ok for k, (ok, _) in verdicts(-9, killed).items()} == {"a": False, "b": False, "c": False}

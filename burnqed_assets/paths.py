@@ -102,6 +102,7 @@ class MigrationPaths:
     dropped: Path
     summary: Path
     lake_project: Path  # the migrated proofs as a Lake project (one module per proof, git commit)
+    checkpoints: Path  # one result file + done marker per migration chunk (Dagster partition)
 
     def as_dict(self) -> dict[str, Path]:
         return dict(vars(self))
@@ -235,7 +236,8 @@ class Paths:
         d = self.goedel_427_dir
         return MigrationPaths(dir=d, lean=d / "proofs", proofs=d / "migrated_proofs.jsonl",
                               changelog=d / "changelog.json", dropped=d / "dropped.jsonl",
-                              summary=d / "migration_summary.json", lake_project=d / "lake_project")
+                              summary=d / "migration_summary.json", lake_project=d / "lake_project",
+                              checkpoints=d / "checkpoints")
 
     @property
     def benchmarks(self) -> Path:

@@ -96,6 +96,8 @@ class LeanSettings:
     # "bwrap" (required), "auto" (bwrap where it runs, else rlimits with the reason in metadata),
     # "rlimits" (no namespaces; a documented choice). See lean/launcher.py.
     sandbox: str = "auto"
+    # The elan home holding the toolchain (read-only in the sandbox); None: $ELAN_HOME, else ~/.elan
+    elan_home: Path | None = None
     standin_import_latency_s: float = 0.0  # stand-in only: simulated `import Mathlib` time
 
     @property

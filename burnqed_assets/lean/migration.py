@@ -10,14 +10,16 @@ Survival = (compiled + fixed) / total. Every applied edit goes into the changelo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from burnqed_assets.data.io import BadInputError, BadLine, LineReport, iter_jsonl, read_json
+from burnqed_assets.data.io import BadInputError, BadLine, LineReport, file_sha256, iter_jsonl, read_json, write_json
 from burnqed_assets.lean.env import CheckResult, LeanEnv, Message
 from burnqed_assets.lean.verify import DEFAULT_ALLOWED_AXIOMS, VerifyResult, verify_proof
 
@@ -53,6 +55,11 @@ class Edit:
     def as_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "count": self.count, "reason": self.reason, "confidence": self.confidence,
                 "examples": list(self.examples)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Edit:
+        return cls(str(d["rule"]), int(d["count"]), str(d["reason"]), str(d["confidence"]),
+                   tuple(str(x) for x in d.get("examples") or ()))
 
 
 def load_rename_table(path: str | Path) -> list[RenameRule]:
@@ -171,17 +178,101 @@ def triage(verdict: Verdict) -> str:
         return "syntax_change"
     if re.search(r"type mismatch|failed to synthesize|application type mismatch|motive is not type correct", text):
         return "definitional_change"
-    if re.search(r"linarith failed|unsolved goals|failed to prove|simp made no progress|omega could not|failed", text):
+    # lower-cased messages of Lean 4.9 (`linarith failed`) to 4.2x (`` `simp` made no progress ``)
+    if re.search(r"`?linarith`? failed|unsolved goals|failed to prove|`?simp`? made no progress|omega could not"
+                 r"|no goals to be solved|failed", text):
         return "tactic_regression"
     return "other"
 
 
 # ---------------------------------------------------------------------------- the pass
+@dataclass(frozen=True)
+class MigratedProof:
+    """A surviving proof: its 4.27 text, how it survived, and who gave the verdict."""
+
+    problem_id: str
+    full_proof: str
+    status: str  # compiled | fixed_by_rename
+    verdict_source: str
+
+    def as_row(self) -> dict[str, Any]:
+        """The `migrated_proofs.jsonl` row (key order is part of the file's bytes)."""
+        return {"problem_id": self.problem_id, "full_proof": self.full_proof, "status": self.status,
+                "verdict_source": self.verdict_source}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> MigratedProof:
+        return cls(str(row["problem_id"]), str(row["full_proof"]), str(row["status"]), str(row["verdict_source"]))
+
+
+@dataclass(frozen=True)
+class DroppedProof:
+    """A proof that failed after the auto-fix pass, with its triage category and the reasons."""
+
+    problem_id: str
+    category: str
+    action: str
+    reasons: tuple[str, ...]
+    verdict_source: str
+    tried_edits: tuple[str, ...]
+
+    def as_row(self) -> dict[str, Any]:
+        return {"problem_id": self.problem_id, "category": self.category, "action": self.action,
+                "reasons": list(self.reasons), "verdict_source": self.verdict_source,
+                "tried_edits": list(self.tried_edits)}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> DroppedProof:
+        return cls(str(row["problem_id"]), str(row["category"]), str(row["action"]),
+                   tuple(str(r) for r in row.get("reasons") or ()), str(row["verdict_source"]),
+                   tuple(str(e) for e in row.get("tried_edits") or ()))
+
+
+@dataclass(frozen=True)
+class ChangelogEntry:
+    """The rename edits applied to one surviving proof."""
+
+    problem_id: str
+    status: str
+    edits: tuple[Edit, ...]
+    recompiled: bool  # False: the stand-in's verdict is for the original text (edits logged, not re-checked)
+
+    def as_row(self) -> dict[str, Any]:
+        return {"problem_id": self.problem_id, "status": self.status, "edits": [e.as_dict() for e in self.edits],
+                "recompiled": self.recompiled}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> ChangelogEntry:
+        return cls(str(row["problem_id"]), str(row["status"]), tuple(Edit.from_dict(e) for e in row["edits"]),
+                   bool(row["recompiled"]))
+
+
+@dataclass(frozen=True)
+class MigrationSummary:
+    """The counts of a migration (M.3's survival and triage), as `migration_summary.json` holds them."""
+
+    total: int
+    compiled: int
+    fixed_by_rename: int
+    survivors: int
+    dropped: int
+    survival_rate: float
+    triage: dict[str, int]
+    edits_by_rule: dict[str, int]
+    verdict_source: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"total": self.total, "compiled": self.compiled, "fixed_by_rename": self.fixed_by_rename,
+                "survivors": self.survivors, "dropped": self.dropped, "survival_rate": self.survival_rate,
+                "triage": dict(self.triage), "triage_actions": TRIAGE, "edits_by_rule": dict(self.edits_by_rule),
+                "verdict_source": self.verdict_source}
+
+
 @dataclass
 class MigrationResult:
-    migrated: list[dict[str, Any]] = field(default_factory=list)  # {problem_id, full_proof, status, ...}
-    dropped: list[dict[str, Any]] = field(default_factory=list)
-    changelog: list[dict[str, Any]] = field(default_factory=list)
+    migrated: list[MigratedProof] = field(default_factory=list)
+    dropped: list[DroppedProof] = field(default_factory=list)
+    changelog: list[ChangelogEntry] = field(default_factory=list)
     total: int = 0
     verdict_source: str = ""
 
@@ -193,26 +284,47 @@ class MigrationResult:
     def survival_rate(self) -> float:
         return self.survivors / self.total if self.total else 0.0
 
-    def summary(self) -> dict[str, Any]:
-        status = Counter(r["status"] for r in self.migrated)
-        categories = Counter(d["category"] for d in self.dropped)
-        return {
-            "total": self.total, "compiled": status.get("compiled", 0),
-            "fixed_by_rename": status.get("fixed_by_rename", 0), "survivors": self.survivors,
-            "dropped": len(self.dropped), "survival_rate": round(self.survival_rate, 6),
-            "triage": {k: categories.get(k, 0) for k in TRIAGE}, "triage_actions": TRIAGE,
-            "edits_by_rule": dict(Counter(e["rule"] for c in self.changelog for e in c["edits"])),
-            "verdict_source": self.verdict_source,
-        }
+    def summary(self) -> MigrationSummary:
+        status = Counter(r.status for r in self.migrated)
+        categories = Counter(d.category for d in self.dropped)
+        return MigrationSummary(
+            total=self.total, compiled=status.get("compiled", 0), fixed_by_rename=status.get("fixed_by_rename", 0),
+            survivors=self.survivors, dropped=len(self.dropped), survival_rate=round(self.survival_rate, 6),
+            triage={k: categories.get(k, 0) for k in TRIAGE},
+            edits_by_rule=dict(Counter(e.rule for c in self.changelog for e in c.edits)),
+            verdict_source=self.verdict_source)
+
+    def as_json(self) -> dict[str, Any]:
+        """Rows of every part (a chunk's checkpoint file)."""
+        return {"total": self.total, "verdict_source": self.verdict_source,
+                "migrated": [r.as_row() for r in self.migrated], "dropped": [d.as_row() for d in self.dropped],
+                "changelog": [c.as_row() for c in self.changelog]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MigrationResult:
+        return cls(migrated=[MigratedProof.from_row(r) for r in data["migrated"]],
+                   dropped=[DroppedProof.from_row(d) for d in data["dropped"]],
+                   changelog=[ChangelogEntry.from_row(c) for c in data["changelog"]],
+                   total=int(data["total"]), verdict_source=str(data["verdict_source"]))
+
+    @classmethod
+    def concat(cls, parts: Iterable[MigrationResult], verdict_source: str) -> MigrationResult:
+        """The parts in order as one result: proofs are migrated independently, so the chunks of a
+        corpus concatenated equal the corpus migrated in one go."""
+        out = cls(verdict_source=verdict_source)
+        for part in parts:
+            out.migrated += part.migrated
+            out.dropped += part.dropped
+            out.changelog += part.changelog
+            out.total += part.total
+        return out
 
 
 CheckMany = Callable[[list[tuple[dict[str, Any], str]]], list["Verdict"]]  # [(record, code)] -> verdicts
 
 
-def migrate_proofs(records: Iterable[dict[str, Any]], checker: ProofChecker, rules: list[RenameRule],
-                   verdict_label: str, recompile_after_fix: bool = True,
-                   progress: Callable[[int], None] | None = None) -> MigrationResult:
-    """`migrate_batch` with a one-proof-at-a-time checker."""
+def one_at_a_time(checker: ProofChecker, progress: Callable[[int], None] | None = None) -> CheckMany:
+    """A batch checker from a one-proof checker (one given env: tests, notebooks)."""
     done = 0
 
     def check_many(items: list[tuple[dict[str, Any], str]]) -> list[Verdict]:
@@ -225,14 +337,22 @@ def migrate_proofs(records: Iterable[dict[str, Any]], checker: ProofChecker, rul
                 progress(done)
         return out
 
-    return migrate_batch(list(records), check_many, rules, verdict_label, recompile_after_fix)
+    return check_many
+
+
+def migrate_proofs(records: Iterable[dict[str, Any]], checker: ProofChecker, rules: list[RenameRule],
+                   verdict_label: str, recompile_after_fix: bool = True,
+                   progress: Callable[[int], None] | None = None) -> MigrationResult:
+    """`migrate_batch` with a one-proof-at-a-time checker."""
+    return migrate_batch(list(records), one_at_a_time(checker, progress), rules, verdict_label, recompile_after_fix)
 
 
 def migrate_batch(records: list[dict[str, Any]], check_many: CheckMany, rules: list[RenameRule],
                   verdict_label: str, recompile_after_fix: bool = True) -> MigrationResult:
     """Compile every proof → auto-fix the failures → re-compile only those → triage, for
     `{problem_id, full_proof}` records. `check_many` compiles a batch (in parallel on the warm
-    pool, or with `lake build`).
+    pool, or with `lake build`). Each proof's outcome depends on that proof alone, so a corpus
+    cut into chunks gives the same rows, chunk after chunk, as the corpus in one batch.
 
     `recompile_after_fix=False` (the stand-in's verdicts are recorded for the original texts
     only): the verdict of the original stands and the rename edits are applied and logged for
@@ -261,17 +381,82 @@ def migrate_batch(records: list[dict[str, Any]], check_many: CheckMany, rules: l
             if verdict.ok:
                 status, final = "fixed_by_rename", fixed
         if edits and status is not None:
-            result.changelog.append({"problem_id": pid, "status": status, "edits": [e.as_dict() for e in edits],
-                                     "recompiled": recompile_after_fix})
+            result.changelog.append(ChangelogEntry(pid, status, tuple(edits), recompile_after_fix))
         if status is None:
             category = triage(verdict)
-            result.dropped.append({"problem_id": pid, "category": category, "action": TRIAGE[category],
-                                   "reasons": verdict.reasons[:5], "verdict_source": verdict.source,
-                                   "tried_edits": [e.rule for e in edits]})
+            result.dropped.append(DroppedProof(pid, category, TRIAGE[category], tuple(verdict.reasons[:5]),
+                                               verdict.source, tuple(e.rule for e in edits)))
         else:
-            result.migrated.append({"problem_id": pid, "full_proof": final, "status": status,
-                                    "verdict_source": verdict.source})
+            result.migrated.append(MigratedProof(pid, final, status, verdict.source))
     return result
+
+
+# ---------------------------------------------------------------------------- resumable chunks
+@dataclass(frozen=True)
+class ChunkDone:
+    """The done marker of one migration chunk, written after its results file: `chunk_id` says
+    which proofs and which pass settings it holds, `results_sha256` vouches for the results file."""
+
+    chunk_id: str
+    total: int
+    survivors: int
+    dropped: int
+    results_sha256: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"chunk_id": self.chunk_id, "total": self.total, "survivors": self.survivors,
+                "dropped": self.dropped, "results_sha256": self.results_sha256}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChunkDone:
+        return cls(str(data["chunk_id"]), int(data["total"]), int(data["survivors"]), int(data["dropped"]),
+                   str(data["results_sha256"]))
+
+
+def migration_chunk_files(checkpoint_dir: Path, index: int) -> tuple[Path, Path]:
+    """(results file, done marker) of migration chunk `index`."""
+    return checkpoint_dir / f"chunk_{index:05d}.json", checkpoint_dir / f"chunk_{index:05d}.done.json"
+
+
+def migration_chunk_id(records: Sequence[dict[str, Any]], pass_key: str) -> str:
+    """Identity of a chunk's work: its proofs (ids and texts, in order) and the pass settings
+    (`pass_key`: rename table, verdict source, re-compile, axioms). Any change re-does the chunk."""
+    h = hashlib.sha256(pass_key.encode("utf-8"))
+    for rec in records:
+        h.update(b"\0" + str(rec["problem_id"]).encode("utf-8") + b"\0" + str(rec["full_proof"]).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def finished_migration_chunk(checkpoint_dir: Path, index: int, chunk_id: str) -> MigrationResult | None:
+    """The stored result of a chunk finished with exactly this work, else None."""
+    results_path, done_path = migration_chunk_files(checkpoint_dir, index)
+    try:
+        marker = ChunkDone.from_json(json.loads(done_path.read_text(encoding="utf-8")))
+        if marker.chunk_id != chunk_id or file_sha256(results_path) != marker.results_sha256:
+            return None
+        return MigrationResult.from_json(json.loads(results_path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def migrate_chunk(index: int, records: list[dict[str, Any]], check_many: CheckMany, rules: list[RenameRule],
+                  verdict_label: str, recompile_after_fix: bool, checkpoint_dir: Path,
+                  pass_key: str) -> tuple[MigrationResult, bool]:
+    """Migrate one chunk into its checkpoint unless it is finished already: (result, skipped).
+    The results file is written first and the done marker last, both atomically, so a run
+    killed at any point leaves either a finished chunk or one that is migrated again, whole."""
+    chunk_id = migration_chunk_id(records, pass_key)
+    done = finished_migration_chunk(checkpoint_dir, index, chunk_id)
+    if done is not None:
+        return done, True
+    result = migrate_batch(records, check_many, rules, verdict_label, recompile_after_fix)
+    results_path, done_path = migration_chunk_files(checkpoint_dir, index)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    done_path.unlink(missing_ok=True)
+    write_json(results_path, result.as_json())
+    write_json(done_path, ChunkDone(chunk_id, result.total, result.survivors, len(result.dropped),
+                                    file_sha256(results_path)).as_json())
+    return result, False
 
 
 def pool_check_many(pool: Any, allowed_axioms: Iterable[str] = DEFAULT_ALLOWED_AXIOMS,

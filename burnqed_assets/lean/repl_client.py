@@ -238,7 +238,7 @@ class ReplProcess:
         argv = launch.argv if launch is not None else self.argv
         env = self.env
         if launch is not None:
-            env = {**(self.env if self.env is not None else os.environ), "TMPDIR": str(launch.tmpdir)}
+            env = {**(self.env if self.env is not None else os.environ), **launch.env}
         # start_new_session: the REPL and everything it spawns (lake -> repl -> lean) share one
         # process group that we can kill as a whole; no shell, argv only.
         self._proc = spawn_supervised(argv, then=launch.apply_rlimits if launch is not None else None,

@@ -78,7 +78,8 @@ def tactic_result_from_response(resp: dict[str, Any], generation: int = 0) -> Ta
 def launcher_from_settings(settings: Settings) -> LeanLauncher:
     """The one launcher of every Lean process of this profile (sandbox + rlimits)."""
     lean = settings.lean
-    return LeanLauncher(sandbox=lean.sandbox, memory_cap_mb=lean.memory_cap_mb)
+    return LeanLauncher(sandbox=lean.sandbox, memory_cap_mb=lean.memory_cap_mb,
+                        elan_home=str(lean.elan_home) if lean.elan_home else None)
 
 
 def split_imports(code: str) -> tuple[str, str]:

@@ -149,6 +149,58 @@ def default_workers(cpu_count: int | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------- the corpus
+@dataclass(frozen=True)
+class TheoremFailure:
+    """A theorem that was not traced (failed, timed out, or rejected whole), with the reason."""
+
+    theorem: str
+    status: str  # failed | timeout | rejected
+    reason: str
+
+    def as_row(self) -> dict[str, str]:
+        return {"theorem": self.theorem, "status": self.status, "reason": self.reason}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> TheoremFailure:
+        return cls(str(row["theorem"]), str(row["status"]), str(row["reason"]))
+
+    def __str__(self) -> str:
+        return f"{self.theorem}: {self.status}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class TraceChunkDone:
+    """The done marker of one tracing chunk (written after its rows file): which theorems it
+    holds (`chunk_id`) and its counts."""
+
+    chunk_id: str
+    theorems: int
+    ok: int = 0
+    failed: int = 0
+    timeout: int = 0
+    rejected: int = 0
+    rows: int = 0
+    failures: tuple[TheoremFailure, ...] = ()
+    zombies_killed: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"chunk_id": self.chunk_id, "theorems": self.theorems, "ok": self.ok, "failed": self.failed,
+                "timeout": self.timeout, "rejected": self.rejected, "rows": self.rows,
+                "failures": [f.as_row() for f in self.failures], "zombies_killed": self.zombies_killed}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TraceChunkDone:
+        return cls(chunk_id=str(data["chunk_id"]), theorems=int(data.get("theorems", 0)), ok=int(data.get("ok", 0)),
+                   failed=int(data.get("failed", 0)), timeout=int(data.get("timeout", 0)),
+                   rejected=int(data.get("rejected", 0)), rows=int(data.get("rows", 0)),
+                   failures=tuple(TheoremFailure.from_row(f) for f in data.get("failures") or ()),
+                   zombies_killed=int(data.get("zombies_killed", 0)))
+
+    def counts(self) -> str:
+        return (f"ok {self.ok}, failed {self.failed}, timeout {self.timeout}, rejected {self.rejected}, "
+                f"rows {self.rows}")
+
+
 @dataclass
 class TraceRun:
     output: Path
@@ -161,7 +213,7 @@ class TraceRun:
     chunks: int = 0
     chunks_skipped: int = 0
     zombies_killed: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
+    failures: list[TheoremFailure] = field(default_factory=list)
     missing_chunks: list[int] = field(default_factory=list)  # not finished (yet)
     chunk_errors: list[str] = field(default_factory=list)  # chunks that failed in this run
 
@@ -193,17 +245,17 @@ def chunk_files(checkpoint_dir: Path, index: int) -> tuple[Path, Path]:
     return checkpoint_dir / f"chunk_{index:05d}.jsonl", checkpoint_dir / f"chunk_{index:05d}.done.json"
 
 
-def finished_marker(checkpoint_dir: Path, index: int, chunk: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def finished_marker(checkpoint_dir: Path, index: int, chunk: Sequence[dict[str, Any]]) -> TraceChunkDone | None:
     """The marker of a chunk finished with exactly these theorems, else None."""
     rows_path, done_path = chunk_files(checkpoint_dir, index)
     marker = _read_marker(done_path)
-    if marker and marker.get("chunk_id") == _chunk_id([t["name"] for t in chunk]) and rows_path.exists():
+    if marker is not None and marker.chunk_id == _chunk_id([t["name"] for t in chunk]) and rows_path.exists():
         return marker
     return None
 
 
 def trace_chunk(index: int, chunk: Sequence[dict[str, Any]], tracer: Any, checkpoint_dir: Path,
-                workers: int = 1, timeout_s: float = 120.0, pool: Any = None) -> tuple[dict[str, Any], bool]:
+                workers: int = 1, timeout_s: float = 120.0, pool: Any = None) -> tuple[TraceChunkDone, bool]:
     """Trace one chunk into its checkpoint files unless it is already finished; (marker, skipped).
 
     The marker is written last, so a crash mid-chunk leaves no marker and the chunk is traced
@@ -229,13 +281,13 @@ def trace_chunk(index: int, chunk: Sequence[dict[str, Any]], tracer: Any, checkp
                     fh.write(json.dumps(r, ensure_ascii=False) + "\n")
                 counts["rows"] += len(o.rows)
             else:
-                failures.append({"theorem": o.theorem, "status": o.status, "reason": o.reason})
+                failures.append(TheoremFailure(o.theorem, o.status, o.reason))
     # Chunk boundary: no zombie survives into the next chunk. A pool supervises (and keeps
     # warm) its own REPLs, so there is nothing of ours to sweep then.
     killed = cleanup_lean_processes() if pool is None else 0
-    marker = {"chunk_id": _chunk_id([t["name"] for t in chunk]), "theorems": len(chunk), **counts,
-              "failures": failures, "zombies_killed": killed}
-    write_json(done_path, marker)  # written last: its presence means the rows file is complete
+    marker = TraceChunkDone(chunk_id=_chunk_id([t["name"] for t in chunk]), theorems=len(chunk), **counts,
+                            failures=tuple(failures), zombies_killed=killed)
+    write_json(done_path, marker.as_json())  # written last: its presence means the rows file is complete
     return marker, False
 
 
@@ -281,32 +333,31 @@ def trace_corpus(theorems: Sequence[dict[str, Any]], tracer: Any, output: Path, 
             continue
         skipped += was_done
         if progress:
-            progress(f"chunk {index}: already done, skipped" if was_done else
-                     f"chunk {index}: " + str({k: marker[k] for k in ("ok", "failed", "timeout", "rejected", "rows")}))
+            progress(f"chunk {index}: already done, skipped" if was_done else f"chunk {index}: {marker.counts()}")
     run = merge_chunks(chunks, checkpoint_dir, output)
     run.chunks_skipped = skipped
     run.chunk_errors = errors
     return run
 
 
-def _read_marker(path: Path) -> dict[str, Any] | None:
+def _read_marker(path: Path) -> TraceChunkDone | None:
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-        return data if isinstance(data, dict) else None
-    except (OSError, json.JSONDecodeError):
+        return TraceChunkDone.from_json(data) if isinstance(data, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _add_counts(run: TraceRun, marker: dict[str, Any]) -> None:
-    run.theorems += int(marker.get("theorems", 0))
-    run.ok += int(marker.get("ok", 0))
-    run.failed += int(marker.get("failed", 0))
-    run.timeouts += int(marker.get("timeout", 0))
-    run.rejected += int(marker.get("rejected", 0))
-    run.rows += int(marker.get("rows", 0))
-    run.zombies_killed += int(marker.get("zombies_killed", 0))
-    run.failures.extend(marker.get("failures", []))
+def _add_counts(run: TraceRun, marker: TraceChunkDone) -> None:
+    run.theorems += marker.theorems
+    run.ok += marker.ok
+    run.failed += marker.failed
+    run.timeouts += marker.timeout
+    run.rejected += marker.rejected
+    run.rows += marker.rows
+    run.zombies_killed += marker.zombies_killed
+    run.failures.extend(marker.failures)
 
 
 def _trace_chunk(chunk: Sequence[dict[str, Any]], tracer: Tracer, workers: int,

@@ -25,8 +25,10 @@ ARTEFACT_INTERNAL = {
     "models/demo_model.py": "inside a Hugging Face model directory (build provenance)",
     "models/sft.py": "inside a Hugging Face model directory (config.json fingerprint)",
     "lean/tracing.py": "chunk files inside the tracer's own checkpoint folder",
+    "lean/migration.py": "chunk result files and done markers inside the migration's own checkpoint folder",
     "defs/code_versions.py": "the package's own source files (outside the data root)",
     "lean/lake_project.py": "inside the migrated Lake project (lakefile, toolchain, modules, manifest)",
+    "lean/launcher.py": "the elan and Lake layouts the sandbox exposes (~/.elan/bin, <project>/.lake) and its own temp dir",
     "data/exploration.py": "plot files inside the plots folder the caller passes",
     "reports/embedding_plots.py": "plot files inside the plots folder the caller passes",
 }

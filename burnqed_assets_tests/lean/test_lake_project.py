@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 
 from burnqed_assets.lean.lake_project import LIB, parse_lake_build_log, read_lake_project, write_lake_project
-from burnqed_assets.lean.migration import RenameRule, Verdict, migrate_batch, triage
-
 import re
+
+from burnqed_assets.lean.migration import RenameRule, Verdict, migrate_batch, triage
 
 PROOFS = [{"problem_id": "lean_workbook_1", "full_proof": "import Mathlib\n\ntheorem a : 1 = 1 := by\n  rfl"},
           {"problem_id": "amc12-2000.p5", "full_proof": "import Mathlib\n\ntheorem b : 2 = 2 := by\n  rfl\n"}]
@@ -28,6 +28,10 @@ def test_lake_project_layout_and_deterministic_commit(tmp_path):
     fewer = write_lake_project(tmp_path / "proj", PROOFS[:1], "v4.27.0", "v4.27.0")
     assert fewer.commit != p.commit and not p.module_file(f"{LIB}.P_amc12_2000_p5").exists()
     assert read_lake_project(tmp_path / "proj").modules == {f"{LIB}.P_lean_workbook_1": "lean_workbook_1"}
+    # The commit depends on the files only, not on the history: rebuilt (as migration chunks
+    # finish), the project of the same proofs has the commit of one written at once.
+    rebuilt = write_lake_project(tmp_path / "proj", PROOFS, "v4.27.0", "v4.27.0")
+    assert rebuilt.commit == p.commit == read_lake_project(tmp_path / "proj").commit
 
 
 def test_lake_build_log_per_file_errors_feed_triage():
@@ -37,14 +41,17 @@ def test_lake_build_log_per_file_errors_feed_triage():
            f"{LIB}/P_y.lean:2:10: error: unexpected token 'in'; expected ','\n"
            f"{LIB}/P_z.lean:1:0: warning: declaration uses 'sorry'\n"
            "error: build failed\n")
-    per_file = parse_lake_build_log(log)
+    parsed = parse_lake_build_log(log)
+    per_file = parsed.per_file()
     assert set(per_file) == {f"{LIB}/P_x.lean", f"{LIB}/P_y.lean", f"{LIB}/P_z.lean"}
     x = per_file[f"{LIB}/P_x.lean"]
-    assert [(m["line"], m["severity"]) for m in x] == [(4, "error"), (9, "error")] and "⊢ x = x" in x[1]["text"]
-    assert per_file[f"{LIB}/P_z.lean"][0]["severity"] == "warning"
-    verdict = lambda msgs: Verdict(False, [], [m["text"] for m in msgs if m["severity"] == "error"], "lean")  # noqa: E731
-    assert triage(verdict(x[:1])) == "api_rename"
-    assert triage(verdict(per_file[f"{LIB}/P_y.lean"])) == "syntax_change"
+    assert [(m.line, m.severity) for m in x] == [(4, "error"), (9, "error")] and "⊢ x = x" in x[1].text
+    assert {m.module for m in x} == {f"{LIB}.P_x"}  # from the `✖ [3/5] Building` line
+    assert per_file[f"{LIB}/P_z.lean"][0].severity == "warning" and parsed.build_failed
+    verdict = lambda texts: Verdict(False, [], texts, "lean")  # noqa: E731
+    assert triage(verdict(parsed.errors_of_module(f"{LIB}.P_x")[:1])) == "api_rename"
+    assert triage(verdict(parsed.errors_of_module(f"{LIB}.P_y"))) == "syntax_change"
+    assert parsed.errors_of_module(f"{LIB}.P_z") == []  # a warning only
 
 
 def test_auto_fix_recompiles_only_the_failures():
@@ -63,5 +70,5 @@ def test_auto_fix_recompiles_only_the_failures():
 
     result = migrate_batch(records, check_many, rules, "lean")
     assert batches == [["ok", "fixable", "hopeless"], ["fixable"]]  # the fix pass re-runs failures only
-    assert {r["problem_id"]: r["status"] for r in result.migrated} == {"ok": "compiled", "fixable": "fixed_by_rename"}
-    assert [(d["problem_id"], d["category"]) for d in result.dropped] == [("hopeless", "tactic_regression")]
+    assert {r.problem_id: r.status for r in result.migrated} == {"ok": "compiled", "fixable": "fixed_by_rename"}
+    assert [(d.problem_id, d.category) for d in result.dropped] == [("hopeless", "tactic_regression")]

@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 # socket, and write where it may.
 PROBE = textwrap.dedent("""
     import json, os, socket, sys
-    out = {"uid": os.getuid()}
-    for name, path in (("repo", sys.argv[1]), ("home", os.path.expanduser("~/lean_escape_probe")),
+    out = {"uid": os.getuid(), "home_is_private": os.path.expanduser("~") == os.environ["TMPDIR"]}
+    for name, path in (("repo", sys.argv[1]), ("home", os.path.join(sys.argv[2], "lean_escape_probe")),
                        ("tmp", os.path.join(os.environ["TMPDIR"], "ok.txt"))):
         try:
             with open(path, "w") as fh:
@@ -55,8 +55,7 @@ def _run(launcher: LeanLauncher, argv: list[str]) -> tuple[int, str, str]:
     launch = launcher.prepare(argv, cwd=REPO)
     try:
         proc = spawn_supervised(launch.argv, then=launch.apply_rlimits, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(launch.tmpdir)},
-                                start_new_session=True)
+                                stderr=subprocess.PIPE, env={**os.environ, **launch.env}, start_new_session=True)
         out, err = proc.communicate(timeout=60)
         return proc.returncode, out.decode(), err.decode()
     finally:
@@ -66,7 +65,7 @@ def _run(launcher: LeanLauncher, argv: list[str]) -> tuple[int, str, str]:
 def test_sandboxed_process_cannot_write_outside_its_temp_dir_or_reach_the_network():
     _need_bwrap()
     target = REPO / "lean_escape_probe.txt"
-    rc, out, err = _run(LeanLauncher(sandbox="bwrap"), [sys.executable, "-c", PROBE, str(target)])
+    rc, out, err = _run(LeanLauncher(sandbox="bwrap"), [sys.executable, "-c", PROBE, str(target), str(Path.home())])
     assert rc == 0, err
     import json
 
@@ -76,12 +75,13 @@ def test_sandboxed_process_cannot_write_outside_its_temp_dir_or_reach_the_networ
     assert seen["net"] != "connected"
     assert seen["tmp"] == "written"  # its private temp dir is writable
     assert seen["uid"] == 65534  # unprivileged inside
+    assert seen["home_is_private"]  # `~` is the private temp dir: the user's real home is not written
 
 
 def test_without_the_sandbox_the_same_probe_escapes(tmp_path):
     """The control: the probe itself works, so the sandbox is what stops it."""
     target = tmp_path / "escape.txt"
-    rc, out, _ = _run(LeanLauncher(sandbox="rlimits"), [sys.executable, "-c", PROBE, str(target)])
+    rc, out, _ = _run(LeanLauncher(sandbox="rlimits"), [sys.executable, "-c", PROBE, str(target), str(tmp_path)])
     assert rc == 0 and '"repo": "written"' in out
 
 

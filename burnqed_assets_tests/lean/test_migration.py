@@ -73,16 +73,16 @@ def test_full_path_against_fake_lean(rules):
         stats = env.stats()
     finally:
         env.close()
-    status = {r["problem_id"]: r["status"] for r in result.migrated}
+    status = {r.problem_id: r.status for r in result.migrated}
     assert status == {"ok_1": "compiled", "rename_1": "fixed_by_rename", "syntax_1": "fixed_by_rename"}
-    fixed = {r["problem_id"]: r["full_proof"] for r in result.migrated}
+    fixed = {r.problem_id: r.full_proof for r in result.migrated}
     assert "div_le_div_iff_of_pos" in fixed["rename_1"] and "∑ x ∈ Finset.range 2" in fixed["syntax_1"]
-    dropped = {d["problem_id"]: d["category"] for d in result.dropped}
+    dropped = {d.problem_id: d.category for d in result.dropped}
     assert dropped["broken_1"] == "other"
     assert dropped["cheat_1"] == "banned_construct"
     assert "axiom_1" in dropped  # sorryAx in `#print axioms`: never a survivor
     assert result.survival_rate == pytest.approx(3 / 6)
-    assert {c["problem_id"] for c in result.changelog} == {"rename_1", "syntax_1"}
+    assert {c.problem_id for c in result.changelog} == {"rename_1", "syntax_1"}
     # 1 + 2 + 2 + 1 + 0 + 1 files: the sorry cheat is stopped by the static scan, never sent to Lean.
     assert stats["files_checked"] == 7 and stats["repl_calls"] == 8  # + 1 header (imports) command
 
@@ -95,8 +95,8 @@ def test_triage_categories(rules):
         result = migrate_proofs([_proof("r", "  rw [div_le_div_iff h h]\n")], lean_checker(env), no_rules, "lean")
     finally:
         env.close()
-    assert result.dropped[0]["category"] == "api_rename"
-    assert "rename table" in result.dropped[0]["action"]
+    assert result.dropped[0].category == "api_rename"
+    assert "rename table" in result.dropped[0].action
 
 
 def test_demo_migration_uses_recorded_verdicts(tmp_path):
@@ -106,13 +106,14 @@ def test_demo_migration_uses_recorded_verdicts(tmp_path):
     info = phase_m.goedel_migration(settings)
     rows = [json.loads(x) for x in settings.inputs.goedel_proofs.path.read_text(encoding="utf-8").splitlines()]
     recorded_ok = sum(r["expected_verify_result"]["error"] is None for r in rows)
-    assert info["survivors"] == recorded_ok and info["total"] == len(rows)
-    assert info["verdict_source"].startswith("REPL stand-in: recorded")
-    stats = info["lean_stats"]
+    summary = info.summary
+    assert summary.survivors == recorded_ok and summary.total == len(rows) and info.complete
+    assert summary.verdict_source.startswith("REPL stand-in: recorded")
+    stats = info.lean_stats
     assert stats["theorems"] == len(rows) and stats["imports"] == stats["workers"]  # one import per worker
-    assert info["triage"]["timeout"] == len(rows) - recorded_ok
+    assert summary.triage["timeout"] == len(rows) - recorded_ok
     paths = settings.paths.migration
-    assert len(list(paths.lean.glob("*.lean"))) == info["survivors"]
+    assert len(list(paths.lean.glob("*.lean"))) == summary.survivors
     changelog = json.loads(paths.changelog.read_text(encoding="utf-8"))
     assert any(e["rule"] == "div_le_div_iff" for c in changelog for e in c["edits"])
     assert all(c["recompiled"] is False for c in changelog)  # demo: labelled as not re-compiled
@@ -127,8 +128,8 @@ def test_full_profile_migration_through_fake_repl(tmp_path):
         info = phase_m.goedel_migration(settings, env=env)
     finally:
         env.close()
-    assert info["survival_rate"] == 1.0 and info["fixed_by_rename"] == 1
-    assert info["verdict_source"] == "lean (repl)" and info["lean_stats"]["repl_calls"] > 0
+    assert info.summary.survival_rate == 1.0 and info.summary.fixed_by_rename == 1
+    assert info.summary.verdict_source == "lean (repl)" and info.lean_stats["repl_calls"] > 0
 
 
 # ---------------------------------------------------------------------------- benchmarks
@@ -180,12 +181,13 @@ def test_demo_benchmark_files(tmp_path):
     settings = get_settings("demo", tmp_path)
     info = phase_m.port_benchmark(settings, "minif2f_v2s_427")
     test = json.loads((tmp_path / "benchmarks" / "minif2f_v2s_test_427.json").read_text(encoding="utf-8"))
-    assert len(test) == info["splits"]["test"] and {r["split"] for r in test} == {"test"}
+    assert len(test) == info.splits["test"] and {r["split"] for r in test} == {"test"}
     assert set(test[0]) >= {"name", "header", "formal_statement", "split", "source", "goal"}
-    assert info["compile"]["checked"] is False and "not run" in info["compile"]["note"]
+    assert info.compile.checked is False and "not run" in info.compile.note
+    assert phase_m.benchmark_compile_report(settings, "minif2f_v2s_427") == info.compile  # what the check reads
     v1 = phase_m.port_benchmark(settings, "minif2f_v1")
     rows = json.loads((tmp_path / "benchmarks" / "minif2f_v1_test.json").read_text(encoding="utf-8"))
-    assert v1["with_goal"] == 488 and all(" in Finset" not in r["formal_statement"] for r in rows)
+    assert v1.with_goal == 488 and all(" in Finset" not in r["formal_statement"] for r in rows)
 
 
 def test_v2_split_labels_realigned_to_the_original_minif2f_split(tmp_path):
@@ -194,9 +196,9 @@ def test_v2_split_labels_realigned_to_the_original_minif2f_split(tmp_path):
     miniF2F-test search traces shipped for the replay all fall in `test`."""
     settings = get_settings("demo", tmp_path)
     info = phase_m.port_benchmark(settings, "minif2f_v2s_427")
-    assert info["split_labels_realigned_to_minif2f_v1"] == 488
-    v2s = json.loads(open(info["paths"]["all"], encoding="utf-8").read())
-    v1 = {r["name"]: r["split"] for r in json.loads(open(phase_m.port_benchmark(settings, "minif2f_v1")["paths"]["all"],
+    assert info.split_labels_realigned_to_minif2f_v1 == 488
+    v2s = json.loads(open(info.paths.all_splits, encoding="utf-8").read())
+    v1 = {r["name"]: r["split"] for r in json.loads(open(phase_m.port_benchmark(settings, "minif2f_v1").paths.all_splits,
                                                               encoding="utf-8").read())}
     assert all(r["split"] == v1[r["name"]] for r in v2s)
     assert all(r["split_upstream"] != r["split"] for r in v2s)

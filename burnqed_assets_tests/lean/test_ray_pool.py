@@ -102,7 +102,7 @@ def _pairs(settings) -> bytes:
 def _baseline(tmp_path) -> bytes:
     settings = _demo(tmp_path / "baseline", backend="local")
     info = phase_m.goedel_tracing(settings)
-    assert info["lean_pool"]["pool"] == "local" and info["rows"] > 100
+    assert info.lean_pool["pool"] == "local" and info.rows > 100
     return _pairs(settings)
 
 
@@ -155,11 +155,11 @@ def test_demo_tracing_through_ray_actors_matches_the_local_pool(ray_address, tmp
     expected = _baseline(tmp_path)
     settings = _demo(tmp_path / "ray")
     info = phase_m.goedel_tracing(settings)
-    stats = info["lean_pool"]
+    stats = info.lean_pool
     assert stats["pool"] == "ray" and stats["workers"] == 2 and stats["ray_address"]
-    assert stats["theorems"] == info["theorems"] > settings.lean.trace_chunk_size  # several chunks
+    assert stats["theorems"] == info.theorems > settings.lean.trace_chunk_size  # several chunks
     assert stats["reuses"] > 10 * stats["imports"]  # header envs kept warm across theorems and chunks
-    assert info["chunks"] >= 2 and not info["missing_chunks"]
+    assert info.chunks >= 2 and not info.missing_chunks
     assert _pairs(settings) == expected
 
 
@@ -194,7 +194,7 @@ def test_killed_actor_is_restarted_and_its_theorem_retried(ray_address, tmp_path
     finally:
         pool.close()
     assert stats["actor_restarts"] >= 1 and stats["actors_lost"] == 0
-    assert stats["items"] == info["theorems"]
+    assert stats["items"] == info.theorems
     assert _pairs(settings) == expected  # nothing lost, nothing duplicated
 
 
@@ -211,12 +211,12 @@ def test_lost_actor_fails_its_chunk_and_the_partition_rerun_gives_the_same_rows(
         assert pool.stats()["actors_lost"] == 1
     finally:
         pool.close()
-    report = phase_m.read_json(settings.paths.tracing.report)
-    assert report["missing_chunks"] == [1] and report["chunks_this_run"] == list(range(report["chunks"]))
+    report = phase_m.tracing_report(settings)
+    assert report.missing_chunks == (1,) and report.chunks_this_run == tuple(range(report.chunks))
     # The failed chunk's partition re-run alone (a fresh pool): only its theorems are traced.
     rerun = phase_m.goedel_tracing(settings, chunks=[1])
-    assert rerun["chunks_skipped_resumed"] == 0 and not rerun["missing_chunks"]
-    assert rerun["lean_pool"]["theorems"] == size
+    assert rerun.chunks_skipped_resumed == 0 and not rerun.missing_chunks
+    assert rerun.lean_pool["theorems"] == size
     assert _pairs(settings) == expected
 
 

@@ -90,7 +90,7 @@ def test_failures_timeouts_and_banned_rejections(tmp_path):
                 {"name": "cheat_in_proof", "full_proof": "theorem x : True := by\n  admit\n"}]
     run = trace_corpus(theorems, CountingTracer(), tmp_path / "p.jsonl", tmp_path / "c", chunk_size=10,
                        timeout_s=0.5)
-    status = {f["theorem"]: f["status"] for f in run.failures}
+    status = {f.theorem: f.status for f in run.failures}
     assert status == {"broken": "failed", "slow": "timeout", "cheat": "rejected", "cheat_in_proof": "rejected"}
     assert run.ok == 1 and {r["theorem"] for r in _rows(tmp_path / "p.jsonl")} == {"ok"}
     assert run.failure_rate == pytest.approx(2 / 3)  # rejected cheats are not tracing failures
@@ -218,9 +218,9 @@ def test_pool_tracing_survives_a_killed_worker_and_a_killed_run(tmp_path):
         assert stats["repl_starts"] >= 3, stats
     with make_pool(settings, size=2) as pool:
         report = phase_m.goedel_tracing(settings, pool=pool)
-        assert pool.stats()["theorems"] < report["theorems"]  # finished chunks were not traced again
-    assert report["chunks_skipped_resumed"] == 2
-    assert report["lake_project"]["commit"] and report["lake_project"]["modules"] > 50  # traced from the Lake project
+        assert pool.stats()["theorems"] < report.theorems  # finished chunks were not traced again
+    assert report.chunks_skipped_resumed == 2
+    assert report.lake_project["commit"] and report.lake_project["modules"] > 50  # traced from the Lake project
     assert settings.paths.tracing.pairs.read_bytes() == want  # none lost, none duplicated, same order
 
 

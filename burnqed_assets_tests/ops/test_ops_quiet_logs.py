@@ -45,14 +45,16 @@ def _launch(tmp_path, selection: str, data_root, *extra: str) -> subprocess.Comp
 
 @pytest.mark.timeout(900)
 def test_dg_launch_prints_a_line_per_step_and_check_and_no_debug_or_warnings(tmp_path):
-    run = _launch(tmp_path, "goedel_source_proofs+", tmp_path / "data")
+    # Two unpartitioned assets with checks (the chunked Phase M assets need --partition-range).
+    run = _launch(tmp_path, "goedel_source_proofs,minif2f_v1", tmp_path / "data")
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-3000:]
-    total = re.search(r"^\[ 1/(\d+)\] goedel_source_proofs$", out, flags=re.M)
-    assert total, out
-    assert re.search(rf"^\[\s*{total.group(1)}/{total.group(1)}\] goedel_427_proofs", out, flags=re.M), out
-    assert f"finished {total.group(1)} steps" in out
-    assert "check migration_survival_red_line passed" in out
+    steps = re.findall(r"^\[\s*(\d+)/(\d+)\] (\S+)$", out, flags=re.M)  # one line per step, numbered
+    total = steps[0][1] if steps else "?"
+    assert [(int(i), t) for i, t, _ in steps] == [(i, total) for i in range(1, int(total) + 1)], out
+    assert {"goedel_source_proofs", "minif2f_v1"} <= {name for *_, name in steps}, out
+    assert f"finished {total} steps" in out
+    assert "check goedel_source_rows_readable passed" in out
     assert " - DEBUG - " not in out and "STEP_START" not in out  # framework events stay in the event log
     assert "Warning" not in out, out  # SupersessionWarning, BetaWarning, FutureWarning: none
     assert len(out.splitlines()) < 20

@@ -11,7 +11,7 @@ import pytest
 
 import burnqed_assets.definitions  # noqa: F401  (wraps the assets' compute functions)
 from burnqed_assets import settings as settings_module
-from burnqed_assets.defs.migration import goedel_427_proofs, goedel_source_proofs
+from burnqed_assets.defs.migration import all_trace_chunks_tags, goedel_427_proofs, goedel_source_proofs
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import get_settings
 
@@ -22,7 +22,8 @@ def _reuse_on(monkeypatch):
 
 
 def _run(root) -> dict[str, dict]:
-    result = dg.materialize([goedel_source_proofs, goedel_427_proofs],
+    # every migration chunk in one run: a partitioned asset is reused only by a run over all of them
+    result = dg.materialize([goedel_source_proofs, goedel_427_proofs], tags=all_trace_chunks_tags(),
                             resources={"burnqed": BurnqedConfig(profile="demo", data_root=str(root))})
     assert result.success
     return {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()}

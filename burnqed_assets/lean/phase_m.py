@@ -46,6 +46,7 @@ from burnqed_assets.lean.tracing import (
     TheoremFailure,
     finished_marker,
     plan_chunks,
+    run_chunks,
     trace_corpus,
 )
 from burnqed_assets.paths import BenchmarkPaths, MigrationPaths
@@ -186,27 +187,17 @@ def goedel_migration(settings: Settings, env: LeanEnv | None = None, progress: C
     own_pool = env is None and pool is None and needs_work  # no pool start when every asked chunk is done
     if own_pool:
         pool = make_lean_pool(settings)  # Ray actors or local threads
-    errors: list[str] = []
-    skipped = 0
     try:
         check_many: CheckMany = _no_pool  # every asked chunk was finished: nothing to check
         if env is not None:
             check_many = one_at_a_time(lean_checker(env, settings.lean.allowed_axioms))
         elif pool is not None:
             check_many = pool_check_many(pool, settings.lean.allowed_axioms)
-        for index in wanted:
-            try:
-                result, was_done = migrate_chunk(index, planned[index], check_many, rules, label, recompile,
-                                                 paths.checkpoints, pass_key)
-            except Exception as exc:  # noqa: BLE001 - this chunk is re-run alone; the others go on
-                errors.append(f"chunk {index}: {type(exc).__name__}: {exc}"[:500])
-                if progress:
-                    progress(f"migration chunk {index}: FAILED ({errors[-1]})")
-                continue
-            skipped += was_done
-            if progress:
-                progress(f"migration chunk {index}: already done, skipped" if was_done else
-                         f"migration chunk {index}: {result.survivors}/{result.total} survive")
+        outcomes = run_chunks(
+            wanted, lambda i: migrate_chunk(i, planned[i], check_many, rules, label, recompile, paths.checkpoints,
+                                            pass_key),
+            lambda result: f"{result.survivors}/{result.total} survive", progress, label="migration chunk")
+        errors, skipped = outcomes.errors, outcomes.skipped
         if env is not None:
             lean_stats = dict(env.stats())
         else:

@@ -318,26 +318,42 @@ def trace_corpus(theorems: Sequence[dict[str, Any]], tracer: Any, output: Path, 
     chunks, then rebuild `output` (atomic) from all finished chunks. A chunk that raises (e.g.
     its pool worker was lost) is recorded in `chunk_errors` and the other chunks go on."""
     chunks = plan_chunks(theorems, chunk_size)
-    wanted = set(range(len(chunks))) if only_chunks is None else set(only_chunks)
-    skipped = 0
-    errors: list[str] = []
-    for index, chunk in enumerate(chunks):
-        if index not in wanted:
-            continue
-        try:
-            marker, was_done = trace_chunk(index, chunk, tracer, checkpoint_dir, workers, timeout_s, pool)
-        except Exception as exc:  # noqa: BLE001 - this chunk is re-run alone; the others go on
-            errors.append(f"chunk {index}: {type(exc).__name__}: {exc}"[:500])
-            if progress:
-                progress(f"chunk {index}: FAILED ({errors[-1]})")
-            continue
-        skipped += was_done
-        if progress:
-            progress(f"chunk {index}: already done, skipped" if was_done else f"chunk {index}: {marker.counts()}")
+    wanted = range(len(chunks)) if only_chunks is None else sorted(set(only_chunks))
+    outcomes = run_chunks([i for i in wanted if i < len(chunks)],
+                          lambda i: trace_chunk(i, chunks[i], tracer, checkpoint_dir, workers, timeout_s, pool),
+                          lambda marker: marker.counts(), progress)
     run = merge_chunks(chunks, checkpoint_dir, output)
-    run.chunks_skipped = skipped
-    run.chunk_errors = errors
+    run.chunks_skipped = outcomes.skipped
+    run.chunk_errors = outcomes.errors
     return run
+
+
+@dataclass
+class ChunkOutcomes:
+    """What a pass over resumable chunks did: finished chunks it skipped, chunks that raised."""
+
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def run_chunks(indices: Iterable[int], run_one: Callable[[int], tuple[Any, bool]],
+               describe: Callable[[Any], str], progress: Callable[[str], None] | None = None,
+               label: str = "chunk") -> ChunkOutcomes:
+    """Run each chunk (`run_one(index)` → (result, was_already_done)). A chunk that raises is
+    recorded and the others go on: it is re-run alone later (its Dagster partition)."""
+    outcomes = ChunkOutcomes()
+    for index in indices:
+        try:
+            result, was_done = run_one(index)
+        except Exception as exc:  # noqa: BLE001 - this chunk is re-run alone; the others go on
+            outcomes.errors.append(f"chunk {index}: {type(exc).__name__}: {exc}"[:500])
+            if progress:
+                progress(f"{label} {index}: FAILED ({outcomes.errors[-1]})")
+            continue
+        outcomes.skipped += was_done
+        if progress:
+            progress(f"{label} {index}: already done, skipped" if was_done else f"{label} {index}: {describe(result)}")
+    return outcomes
 
 
 def _read_marker(path: Path) -> TraceChunkDone | None:

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from burnqed_assets.resources import BurnqedConfig
 from burnqed_assets.settings import Settings, get_settings
+
+
+def pytest_configure(config):
+    """Interrupt signals as in a foreground run, however the suite was started.
+
+    A non-interactive shell starts a background command (`cmd &`, CI wrappers) with SIGINT ignored;
+    Python then keeps SIG_IGN, and Dagster's in-process runs map SIGTERM to SIGINT's disposition, so
+    SIGTERM becomes ignored in this process and in every child it execs. Servers and REPLs the tests
+    start then sit out their stop timeout before SIGKILL (measured: 30 s per managed policy server,
+    ~3 min over the suite), and tests of Ctrl-C handling cannot raise KeyboardInterrupt."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from burnqed_assets.settings import DEMO_INPUTS
 @pytest.fixture(scope="session")
 def demo_base_model_dir(tmp_path_factory):
     dest = tmp_path_factory.mktemp("base") / "demo-tiny-llama"
-    # a short warm-up keeps the session fixture fast; the asset test covers the default spec
+    # a short warm-up keeps the session fixture fast; the whole-graph demo test (data/test_data_assets.py)
+    # and CI's demo run build the default spec
     build_demo_model(dest, DEMO_INPUTS, DemoModelSpec(warmup_steps=4))
     return dest

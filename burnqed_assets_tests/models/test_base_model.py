@@ -90,9 +90,15 @@ def test_full_profile_missing_model_names_path_and_how_to_obtain(tmp_path):
     assert "DeepSeek-Prover-V2-7B" in msg
 
 
-def test_base_model_asset_materializes(tmp_path):
-    from burnqed_assets.defs.sft import base_model
+def test_base_model_asset_materializes(tmp_path, monkeypatch):
+    """The asset's wiring and metadata. A short warm-up: the default spec's 400 steps take ~2 min on
+    2 cores and are built by the whole-graph demo test (data/test_data_assets.py) and CI's demo run."""
+    import functools
 
+    from burnqed_assets.defs.sft import base_model
+    from burnqed_assets.models import base as base_module
+
+    monkeypatch.setattr(base_module, "DemoModelSpec", functools.partial(DemoModelSpec, warmup_steps=4))
     result = dg.materialize([base_model], resources={"burnqed": BurnqedConfig(data_root=str(tmp_path))})
     assert result.success
     meta = result.asset_materializations_for_node("base_model")[0].metadata
@@ -105,6 +111,9 @@ def test_base_model_asset_materializes(tmp_path):
         "tokenizer_vocab_size", "tokenizer_eos_token", "tokenizer_eos_token_id", "tokenizer_pad_token",
         "tokenizer_pad_token_id", "tokenizer_appends_special_tokens", "tokenizer_probe_tokens", "spec"]
     assert meta["spec"].value["hidden_size"] == meta["hidden_size"].value
+    # the spec the asset built with is the one recorded (and the warm-up ran)
+    assert meta["warmup_steps"].value == meta["spec"].value["warmup_steps"] == 4
+    assert meta["warmup_final_loss"].value is not None
     assert (tmp_path / "models" / "base" / "demo-tiny-llama" / "model.safetensors").exists()
 
 

@@ -53,6 +53,9 @@ PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
 
 
+SIG_DFL_HANDLER = ctypes.c_void_p(0)  # libc's SIG_DFL
+
+
 def _libc() -> Any:
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -62,11 +65,20 @@ def parent_death_preexec(parent_pid: int, then: Callable[[], None] | None = None
     `then` runs next (the launcher's rlimits).
 
     The libc handle is resolved here, in the parent: the child between fork and exec must not
-    load libraries. If the parent already died before prctl ran, exit at once."""
+    load libraries. If the parent already died before prctl ran, exit at once.
+
+    SIGTERM and SIGINT go back to their default action: an ignored signal survives exec, and a
+    supervisor started from a background shell (SIGINT ignored, which Dagster copies onto
+    SIGTERM) would otherwise give children that sit out every stop timeout until SIGKILL.
+    Through libc, since Python's signal.signal only works in the main thread."""
     libc = _libc()
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.signal.restype = ctypes.c_void_p
 
     def preexec() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            libc.signal(signum, SIG_DFL_HANDLER)
         if os.getppid() != parent_pid:
             os._exit(1)
         if then is not None:

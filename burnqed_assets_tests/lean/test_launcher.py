@@ -4,6 +4,7 @@ private writable temp dir, unprivileged uid) plus rlimits; the stand-in runs thr
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -124,3 +125,26 @@ def test_a_working_directory_under_tmp_stays_visible_and_read_only(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["visible", "OSError"], out.stdout
     assert (tmp_path / "program.txt").read_text() == "visible"  # read-only inside
+
+
+_IGNORING_SUPERVISOR = """
+import signal, subprocess
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as under a background shell (SIGINT), copied by Dagster (SIGTERM)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+from burnqed_assets.lean.repl_client import spawn_supervised
+argv = ["grep", "SigIgn", "/proc/self/status"]
+plain = subprocess.run(argv, capture_output=True, text=True).stdout.split()[1]
+supervised = spawn_supervised(argv, stdout=subprocess.PIPE, text=True).communicate()[0].split()[1]
+print(plain, supervised)
+"""
+
+
+def test_supervised_children_do_not_inherit_ignored_stop_signals():
+    """A supervisor that ignores SIGTERM/SIGINT (started from a background shell) must still be
+    able to stop its REPLs and servers with SIGTERM: the spawner resets both before exec."""
+    out = subprocess.run([sys.executable, "-c", _IGNORING_SUPERVISOR], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    plain, supervised = (int(mask, 16) for mask in out)
+    stop_bits = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))
+    assert plain & stop_bits == stop_bits  # what a plain child inherits (the test can fail)
+    assert supervised & stop_bits == 0

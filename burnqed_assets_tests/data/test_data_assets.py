@@ -21,7 +21,14 @@ def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def test_demo_graph_materializes_with_gates_passing(tmp_path):
+def test_demo_graph_materializes_with_gates_passing(tmp_path, monkeypatch):
+    # The data assets read the base model's tokenizer only, which its warm-up does not change:
+    # 4 warm-up steps instead of 400 (~2 min on 2 cores; the whole-graph runs build the default).
+    import functools
+
+    from burnqed_assets.models import base as base_module
+
+    monkeypatch.setattr(base_module, "DemoModelSpec", functools.partial(base_module.DemoModelSpec, warmup_steps=4))
     result = dg.materialize([*migration.defs.assets, sft.base_model, *DATA_ASSETS, *CHECKS],
                             selection=[migration.goedel_source_proofs.key, migration.goedel_427_proofs.key,
                                        migration.goedel_traced_pairs.key, sft.base_model.key]

@@ -16,12 +16,18 @@ Rules (plan M.6, Gotcha 12):
 from __future__ import annotations
 
 import os
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from burnqed_assets.data import duck
+import msgspec
+import numpy as np
+import orjson
+
 from burnqed_assets.data.io import LineReport
+from burnqed_assets.data.pairs import DUCKDB_TRIM_CHARS, INT64_MAX, INT64_MIN, EncodedBlock, PairsWriter, duckdb_blank
 from burnqed_assets.data.schema import (
     BANNED_STATE_WORDS,
     BANNED_TACTIC_WORDS,
@@ -87,13 +93,231 @@ class CleanPoolResult:
 
 def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLike[str],
                      con=None) -> CleanPoolResult:
-    """Sweep `traced_path` and write the clean pairs to `dest` (JSONL, input order).
+    """Sweep `traced_path` and write the clean pairs to `dest` (JSONL in input order, plus its
+    `data.pairs` index for the steps that read the pool).
+
+    One pass over the file, in blocks: msgspec decodes a block of lines into typed records in C
+    (the type checks DuckDB's reader makes), a Python loop computes every per-pair flag, the
+    duplicate check (a 64-bit hash of the pair, every match confirmed against the earlier line)
+    and every count, with the tactic rules run once per distinct tactic, and the block's clean
+    lines are encoded back in C. A file with any line this pass does not accept (bad JSON, a
+    missing or mistyped field, a blank line) is swept by `build_clean_pool_duckdb` instead,
+    whose line-checked reader reports each such line as file:line; both give the same pool and
+    report on a file they both read (tested).
+    """
+    traced_path = Path(traced_path)
+    swept = _sweep(traced_path)
+    if swept is None:
+        return build_clean_pool_duckdb(traced_path, dest, con)
+    writer, result, contaminated = swept
+    result.clean_pairs = writer.write(dest, contaminated)
+    return result
+
+
+# per distinct tactic: its flags (bits) for the sweep's rules
+_T_CONTAMINATED, _T_BLANK = 1, 2
+_T_AXIOM = {ax: 4 << k for k, ax in enumerate(SUSPICIOUS_AXIOMS)}
+_T_ANY_AXIOM = sum(_T_AXIOM.values())
+_CHUNK_BYTES = 32 << 20  # the file is decoded in blocks of whole lines of about this size
+
+
+class TracedPair(msgspec.Struct, gc=False):
+    """One traced line as the sweep reads it: the types DuckDB's reader accepts (a string, an
+    integer within BIGINT, or null/absent for the optional fields), checked while decoding."""
+
+    theorem: str
+    state: str
+    tactic: str
+    state_after: str | None = None
+    depth: Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)] | None = None
+    source: str | None = None
+
+
+_DECODER = msgspec.json.Decoder(TracedPair)
+_ENCODER = msgspec.json.Encoder()
+
+
+def _tactic_flags(tactic: str) -> int:
+    flags = _T_CONTAMINATED if ("sorry" in tactic or "admit" in tactic or "cheat" in tactic) else 0
+    if duckdb_blank(tactic):
+        flags |= _T_BLANK
+    for ax, bit in _T_AXIOM.items():
+        if ax in tactic:
+            flags |= bit
+    return flags
+
+
+def _blocks(data: bytes) -> Iterator[tuple[int, int]]:
+    """(start, end) of blocks of whole lines of about `_CHUNK_BYTES` (the last line may lack its newline)."""
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", min(start + _CHUNK_BYTES, len(data)) - 1) + 1 or len(data)
+        yield start, end
+        start = end
+
+
+def _sweep(path: Path) -> tuple[PairsWriter, CleanPoolResult, set[str]] | None:
+    """The sweep, block by block; None when a line needs the line-checked reader (bad JSON, a
+    missing or mistyped field, a blank line) or a 64-bit hash match turns out not to be a copy."""
+    assert BANNED_STATE_WORDS == ("sorry", "sorryAx") and set(BANNED_TACTIC_WORDS) == {"sorry", "admit", "cheat",
+                                                                                    "sorryAx"}
+    zs, turnstile, goedel = DUCKDB_TRIM_CHARS, TURNSTILE, GOEDEL_SOURCE
+    writer = PairsWriter()
+    theorem_ix, theorem_len, source_ix = writer.theorem_ids, writer.theorem_len, writer.source_ids
+    tactics: dict[str, tuple[int, int]] = {}  # tactic -> (id, flags)
+    seen: dict[int, int] = {}  # hash of (theorem, depth, state, tactic) -> its first line
+    copies: list[tuple[int, int, tuple]] = []  # (line, first line, key): confirmed once the sweep is done
+    unwritten: dict[int, tuple] = {}  # line -> key, for lines not in the pool (to confirm copies of them)
+    good = bytearray()  # per theorem: it has a pair that is neither malformed nor a copy
+    first_line = array("q")  # per theorem
+    contaminated: dict[str, int] = {}  # theorem -> first contaminated line
+    n_contaminated = 0
+    malformed = dict.fromkeys(MALFORMED_REASONS, 0)
+    axioms = dict.fromkeys(SUSPICIOUS_AXIOMS, 0)
+    contamination_ex: list[str] = []
+    malformed_ex: list[str] = []
+    duplicate_ex: list[str] = []
+    written_lines = array("q")  # input line of each pool line
+    loc = f"{path}:"
+    n = 0
+    data = path.read_bytes()
+    theorem_len_arr = np.zeros(0, np.int64)
+    view = memoryview(data)
+    for start, end in _blocks(data):
+        try:
+            rows = _DECODER.decode_lines(view[start:end])
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        if len(rows) != data.count(b"\n", start, end) + (data[end - 1] != 0x0A):
+            return None  # a blank line (skipped by the decoder): DuckDB's reader counts lines itself
+        first_kept = len(writer)
+        keep: list[TracedPair] = []
+        for r in rows:
+            n += 1
+            th, st, tac = r.theorem, r.state, r.tactic
+            if r.depth is None:
+                r.depth = 0
+            if r.source is None:
+                r.source = goedel
+            ix = theorem_ix.get(th)
+            if ix is None:
+                ix = theorem_ix[th] = len(good)
+                theorem_len.append(len(orjson.dumps(th)) - 2)
+                good.append(0)
+                first_line.append(n)
+            t = tactics.get(tac)
+            if t is None:
+                t = tactics[tac] = (len(tactics), _tactic_flags(tac))
+            tflags = t[1]
+            # contamination: BANNED_TACTIC_WORDS in the tactic or BANNED_STATE_WORDS in the state
+            st_sorry = "sorry" in st
+            cont = st_sorry or tflags & _T_CONTAMINATED
+            if cont:
+                n_contaminated += 1
+                if th not in contaminated:
+                    contaminated[th] = n
+                if len(contamination_ex) < EXAMPLES:
+                    contamination_ex.append(f"{loc}{n}: {th}: tactic {tac[:60]!r}, state {st[:60]!r}")
+            # suspicious axioms, looked for in the state only when a shorter word is there
+            if tflags & _T_ANY_AXIOM or st_sorry or "decide" in st or "ofReduceBool" in st:
+                for ax, bit in _T_AXIOM.items():
+                    if tflags & bit or ax in st:
+                        axioms[ax] += 1
+            # malformed, first reason wins (DuckDB's trim: `data.pairs.duckdb_blank`)
+            if not st or (st[0] == " " and not st.strip(zs)):
+                why = "empty_state"
+            elif st[:8] == "no goals" or (st[0] == " " and st.lstrip(zs)[:8] == "no goals"):
+                why = "no_goals_state"
+            elif turnstile not in st:
+                why = "no_turnstile"
+            elif tflags & _T_BLANK:
+                why = "empty_tactic"
+            else:
+                why = None
+            h = hash((th, r.depth, st, tac))
+            first = seen.setdefault(h, n)
+            if first != n:  # a copy of an earlier line (confirmed at the end: the hash could collide)
+                copies.append((n, first, (th, r.depth, st, tac)))
+                if len(duplicate_ex) < EXAMPLES:
+                    duplicate_ex.append(f"{loc}{n}: {th}: duplicate of an earlier pair")
+            if why is not None:
+                malformed[why] += 1
+                if len(malformed_ex) < EXAMPLES:
+                    malformed_ex.append(f"{loc}{n}: {th}: {why}")
+            elif first == n:
+                good[ix] = 1
+                if not cont:
+                    keep.append(r)
+                    written_lines.append(n)
+                    writer.theorem_id.append(ix)
+                    writer.tactic_id.append(t[0])
+                    sid = source_ix.get(r.source)
+                    if sid is None:
+                        sid = source_ix[r.source] = len(source_ix)
+                    writer.source_id.append(sid)
+                    writer.depth.append(r.depth)
+                    writer.depth_null.append(0)
+                    continue
+            if first == n:
+                unwritten[n] = (th, r.depth, st, tac)
+        if keep:
+            encoded = _ENCODER.encode_lines(keep)
+            lines = encoded.split(b"\n")
+            lines.pop()
+            if len(theorem_len_arr) < len(theorem_len):
+                theorem_len_arr = np.array(theorem_len, dtype=np.int64)
+            tid = np.frombuffer(writer.theorem_id[first_kept:], dtype=np.int32)
+            writer.add_block(EncodedBlock.of(lines, theorem_len_arr[tid], data=encoded))
+    view.release()
+    del data
+    if copies and not _copies_confirmed(copies, unwritten, written_lines, writer.blocks):
+        return None
+    writer.tactic_ids.update((tac, t[0]) for tac, t in tactics.items())
+    dropped = [{"theorem": th, "reason": "contaminated (sorry/admit/cheat/sorryAx)", "first_line": f"{loc}{line}"}
+               for th, line in contaminated.items()]
+    # theorems that lost every pair to the malformed/duplicate rules, in first-line order
+    dropped += [{"theorem": th, "reason": "no well-formed pair left", "first_line": f"{loc}{first_line[ix]}"}
+                for th, ix in theorem_ix.items() if not good[ix] and th not in contaminated]
+    result = CleanPoolResult(
+        traced_pairs=n, traced_theorems=len(theorem_ix), bad_lines=0, bad_line_examples=[],
+        contaminated_pairs=n_contaminated, contaminated_theorems=len(contaminated),
+        contamination_examples=contamination_ex,
+        suspicious_axiom_mentions={ax: c for ax, c in axioms.items() if c},
+        malformed=malformed, malformed_examples=malformed_ex, duplicate_pairs=len(copies),
+        duplicate_examples=duplicate_ex, clean_pairs=0,
+        clean_theorems=sum(1 for th, ix in theorem_ix.items() if good[ix] and th not in contaminated),
+        dropped_theorems=dropped)
+    return writer, result, set(contaminated)
+
+
+def _copies_confirmed(copies: list[tuple[int, int, tuple]], unwritten: dict[int, tuple], written_lines: array,
+                      blocks: list[EncodedBlock]) -> bool:
+    """Every hash match is the same pair as its first line (pool lines decoded back)."""
+    lines = np.frombuffer(written_lines, dtype=np.int64) if len(written_lines) else np.zeros(0, np.int64)
+    bounds = np.cumsum([0] + [len(b) for b in blocks])
+    for _, first, key in copies:
+        earlier = unwritten.get(first)
+        if earlier is None:
+            row = int(np.searchsorted(lines, first))
+            k = int(np.searchsorted(bounds, row, side="right")) - 1
+            r = _DECODER.decode(blocks[k].line(row - int(bounds[k])))
+            earlier = (r.theorem, r.depth, r.state, r.tactic)
+        if earlier != key:
+            return False
+    return True
+
+
+def build_clean_pool_duckdb(traced_path: str | os.PathLike[str], dest: str | os.PathLike[str],
+                            con=None) -> CleanPoolResult:
+    """The sweep in DuckDB with its line-checked reader: every unreadable line is reported as
+    file:line and counted (the path for a file with bad lines; same rules, same outputs).
 
     One read of the file computes every per-pair flag (contamination, malformed reason, the
     pair's 64-bit hash); duplicates and contaminated theorems come from hash aggregates and
-    only the few affected rows are updated, so the clean pool streams out of the one table in
-    file order, with no window, sort or join over the pairs.
+    only the few affected rows are updated.
     """
+    from burnqed_assets.data import duck
+
     con = con or duck.connect(input_bytes=duck.file_bytes(traced_path))
     traced_path = Path(traced_path)
     report = LineReport()
@@ -144,10 +368,13 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
         [w for ax in SUSPICIOUS_AXIOMS for w in (ax, ax)]).fetchall()[0]
     suspicious_counts = {ax: int(n) for ax, n in zip(SUSPICIOUS_AXIOMS, stats[4:]) if n}
 
-    clean = "traced WHERE NOT dropped"
-    clean_pairs = duck.export_jsonl_with_sidecar(
-        con, clean, ["theorem", "state", "tactic", "state_after", "coalesce(depth, 0) AS depth",
-                     f"coalesce(source, {duck.sql_str(GOEDEL_SOURCE)}) AS source"], None, dest)
+    writer = PairsWriter()
+    cur = con.execute(f"""SELECT theorem, state, tactic, state_after, coalesce(depth, 0),
+        coalesce(source, {duck.sql_str(GOEDEL_SOURCE)}) FROM traced WHERE NOT dropped ORDER BY _line""")
+    while batch := cur.fetchmany(8192):
+        for row in batch:
+            writer.add(*row)
+    clean_pairs = writer.write(dest)
     dropped = [{"theorem": th, "reason": "contaminated (sorry/admit/cheat/sorryAx)", "first_line": loc(n)}
                for th, n in con.execute("SELECT theorem, first_line FROM bad_theorems ORDER BY first_line").fetchall()]
     # theorems that lost every pair to malformed/duplicate rules are dropped too (only theorems
@@ -158,13 +385,15 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
                  AND theorem NOT IN (SELECT theorem FROM bad_theorems)
                GROUP BY theorem HAVING bool_and(malformed IS NOT NULL OR duplicate) ORDER BY 2""").fetchall():
         dropped.append({"theorem": th, "reason": "no well-formed pair left", "first_line": loc(n)})
+    n_bad_theorems = int(duck.scalar(con, "SELECT count(*) FROM bad_theorems"))
+    con.execute("DROP TABLE traced; DROP TABLE bad_theorems")
     return CleanPoolResult(
         traced_pairs=report.rows + report.bad_count,
         traced_theorems=int(stats[1]),
         bad_lines=report.bad_count,
         bad_line_examples=[str(b) for b in report.bad[:EXAMPLES]],
         contaminated_pairs=int(stats[0]),
-        contaminated_theorems=int(duck.scalar(con, "SELECT count(*) FROM bad_theorems")),
+        contaminated_theorems=n_bad_theorems,
         contamination_examples=contamination_examples,
         suspicious_axiom_mentions=suspicious_counts,
         malformed=malformed_counts,

@@ -404,8 +404,8 @@ def _warm(w: Path, side: str, stage: str) -> None:
     (on a shared machine other jobs' writes evict it at random)."""
     d = w / side
     inputs = {"M.6": [w / "traced.jsonl"], "M.9": [w / "github.jsonl"],
-              "M.7": [d / "clean.jsonl", d / "clean.parquet"], "M.8": [d / "clean.jsonl", d / "clean.parquet"],
-              "M.10": [d / f for f in ("clean.jsonl", "clean.parquet", "github_pairs.jsonl", "github_pairs.parquet")],
+              "M.7": [d / "clean.jsonl"], "M.8": [d / "clean.jsonl", d / "clean.index.npz"],
+              "M.10": [d / f for f in ("clean.jsonl", "clean.index.npz", "github_pairs.jsonl", "github_pairs.index.npz")],
               "duckdb": [w / "traced.jsonl"], "pyarrow": [w / "traced.jsonl"]}[stage]
     for f in inputs:
         if f.is_file():

@@ -14,18 +14,22 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from itertools import repeat
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
-from burnqed_assets.data.pairs import DUCKDB_TRIM_CHARS, PairTable, read_pairs, text_of
+from burnqed_assets.data.pairs import DUCKDB_TRIM_CHARS, PairTable, read_pairs
 
 DEPTH_BUCKETS = ("0", "1-2", "3-4", "5+")
 # The plan's tactic name (`re.split(r"[\s\[\(]", tactic.strip())[0]`), as the SQL rule before this
 # computed it, so reports keep their bytes: DuckDB's trim (`DUCKDB_TRIM_CHARS`), then everything
 # before the first RE2 `\s` ([\t\n\f\r ], no \v), '[' or '('.
 _TACTIC_NAME = re.compile(r"[^\t\n\f\r \[(]*")
+_GROUP0 = methodcaller("group", 0)
 _IMPORT = re.compile(r"^\s*import\s+(\S+)", re.MULTILINE)
 
 
@@ -101,11 +105,15 @@ class ExplorationReport:
 
 def _tactic_names(t: PairTable) -> list[tuple[str, int]]:
     """(name, pairs) per tactic name, most pairs first, then by name (one name per distinct tactic)."""
-    per_tactic = np.bincount(t.tactic_id, minlength=len(t.tactics)).tolist()
+    per_tactic = np.bincount(t.tactic_id, minlength=len(t.tactics))
+    used = np.flatnonzero(per_tactic)
+    texts = [t.tactics[i] for i in used.tolist()]
+    # every used tactic decoded in one pass (a JSON array of their escaped texts), named with C-level maps
+    tactics = orjson.loads(b'["' + b'","'.join(texts) + b'"]') if texts else []
     names: Counter = Counter()
-    for text, c in zip(t.tactics, per_tactic):
-        if c:
-            names[tactic_name(text_of(text))] += c
+    for name, c in zip(map(_GROUP0, map(_TACTIC_NAME.match, map(str.strip, tactics, repeat(DUCKDB_TRIM_CHARS)))),
+                       per_tactic[used].tolist()):
+        names[name] += c
     return sorted(names.items(), key=lambda kv: (-kv[1], kv[0]))
 
 

@@ -15,10 +15,12 @@ Rules (plan M.6, Gotcha 12):
 
 from __future__ import annotations
 
+import operator
 import os
-from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +29,15 @@ import numpy as np
 import orjson
 
 from burnqed_assets.data.io import LineReport
-from burnqed_assets.data.pairs import DUCKDB_TRIM_CHARS, INT64_MAX, INT64_MIN, EncodedBlock, PairsWriter, duckdb_blank
+from burnqed_assets.data.pairs import (
+    DUCKDB_TRIM_CHARS,
+    INT64_MAX,
+    INT64_MIN,
+    EncodedBlock,
+    PairsWriter,
+    duckdb_blank,
+    json_bytes,
+)
 from burnqed_assets.data.schema import (
     BANNED_STATE_WORDS,
     BANNED_TACTIC_WORDS,
@@ -118,7 +128,7 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
 _T_CONTAMINATED, _T_BLANK = 1, 2
 _T_AXIOM = {ax: 4 << k for k, ax in enumerate(SUSPICIOUS_AXIOMS)}
 _T_ANY_AXIOM = sum(_T_AXIOM.values())
-_CHUNK_BYTES = 32 << 20  # the file is decoded in blocks of whole lines of about this size
+_CHUNK_BYTES = 8 << 20  # the file is decoded in blocks of whole lines of about this size
 
 
 class TracedPair(msgspec.Struct, gc=False):
@@ -137,39 +147,73 @@ _DECODER = msgspec.json.Decoder(TracedPair)
 _ENCODER = msgspec.json.Encoder()
 
 
-def _tactic_flags(tactic: str) -> int:
-    flags = _T_CONTAMINATED if ("sorry" in tactic or "admit" in tactic or "cheat" in tactic) else 0
-    if duckdb_blank(tactic):
-        flags |= _T_BLANK
-    for ax, bit in _T_AXIOM.items():
-        if ax in tactic:
-            flags |= bit
+def _tactic_flags(tactics: list[str]) -> np.ndarray:
+    """The rule flags of each tactic; each word is looked for tactic by tactic only when the
+    tactics joined hold it at all (a tactic never contains NUL-free words across two tactics)."""
+    flags = np.zeros(len(tactics), dtype=np.int64)
+    joined = "\x00".join(tactics)
+    for word, bit in (("sorry", _T_CONTAMINATED), ("admit", _T_CONTAMINATED), ("cheat", _T_CONTAMINATED),
+                      *_T_AXIOM.items()):
+        if word in joined:
+            flags[_has(tactics, word)] |= bit
+    for i in np.flatnonzero(_starts(tactics, " ") | ~np.fromiter(map(bool, tactics), np.bool_, len(tactics))).tolist():
+        if duckdb_blank(tactics[i]):
+            flags[i] |= _T_BLANK
     return flags
 
 
-def _blocks(data: bytes) -> Iterator[tuple[int, int]]:
-    """(start, end) of blocks of whole lines of about `_CHUNK_BYTES` (the last line may lack its newline)."""
-    start = 0
-    while start < len(data):
-        end = data.find(b"\n", min(start + _CHUNK_BYTES, len(data)) - 1) + 1 or len(data)
-        yield start, end
-        start = end
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The file in blocks of whole lines of about `_CHUNK_BYTES` (the last may lack its final newline)."""
+    with open(path, "rb") as fh:
+        carry = b""
+        while data := fh.read(_CHUNK_BYTES):
+            cut = data.rfind(b"\n") + 1
+            if not cut:
+                carry += data
+                continue
+            yield carry + data[:cut] if carry else data[:cut]
+            carry = data[cut:]
+        if carry:
+            yield carry
+
+
+def _escaped(texts: list[str]) -> list[bytes]:
+    """The escaped JSON text of each string, from one encoded JSON array split at its '","'
+    (inside a JSON string every '"' is escaped, so the separator occurs only between items)."""
+    if not texts:
+        return []
+    return json_bytes(texts)[2:-2].split(b'","')
+
+
+def _has(texts: list[str], word: str) -> np.ndarray:
+    """Per text: it contains `word` (a C-level pass, no Python code per text)."""
+    return np.fromiter(map(str.__contains__, texts, repeat(word)), dtype=np.bool_, count=len(texts))
+
+
+def _starts(texts: list[str], prefix: str) -> np.ndarray:
+    return np.fromiter(map(str.startswith, texts, repeat(prefix)), dtype=np.bool_, count=len(texts))
+
+
+_THEOREM, _STATE, _TACTIC, _DEPTH, _SOURCE = (attrgetter(f) for f in ("theorem", "state", "tactic", "depth", "source"))
 
 
 def _sweep(path: Path) -> tuple[PairsWriter, CleanPoolResult, set[str]] | None:
-    """The sweep, block by block; None when a line needs the line-checked reader (bad JSON, a
+    """The sweep, block by block, column-wise: each rule is one C-level pass over a block's
+    column (`map` of a str method, a dict's `setdefault`), then numpy; Python runs per line only
+    for the few lines a rule flags. None when a line needs the line-checked reader (bad JSON, a
     missing or mistyped field, a blank line) or a 64-bit hash match turns out not to be a copy."""
     assert BANNED_STATE_WORDS == ("sorry", "sorryAx") and set(BANNED_TACTIC_WORDS) == {"sorry", "admit", "cheat",
                                                                                     "sorryAx"}
-    zs, turnstile, goedel = DUCKDB_TRIM_CHARS, TURNSTILE, GOEDEL_SOURCE
+    zs = DUCKDB_TRIM_CHARS
     writer = PairsWriter()
-    theorem_ix, theorem_len, source_ix = writer.theorem_ids, writer.theorem_len, writer.source_ids
-    tactics: dict[str, tuple[int, int]] = {}  # tactic -> (id, flags)
-    seen: dict[int, int] = {}  # hash of (theorem, depth, state, tactic) -> its first line
-    copies: list[tuple[int, int, tuple]] = []  # (line, first line, key): confirmed once the sweep is done
-    unwritten: dict[int, tuple] = {}  # line -> key, for lines not in the pool (to confirm copies of them)
-    good = bytearray()  # per theorem: it has a pair that is neither malformed nor a copy
-    first_line = array("q")  # per theorem
+    # ids are the row (0-based) where a theorem / tactic / source / pair first appears
+    theorem_first, tactic_first, source_first = writer.theorem_ids, writer.tactic_ids, writer.source_ids
+    seen: dict[int, int] = {}  # hash of (theorem, depth, state, tactic) -> its first row
+    tactic_flags = np.zeros(0, dtype=np.int64)  # by tactic id: the rule flags of that tactic
+    theorem_len = np.zeros(0, dtype=np.int64)  # by theorem id: the escaped length of its name
+    copies: list[tuple[int, int, tuple]] = []  # (row, first row, key): confirmed once the sweep is done
+    unwritten: dict[int, tuple] = {}  # row -> key, for first copies not in the pool (to confirm copies of them)
+    good: set[int] = set()  # theorems with a pair that is neither malformed nor a copy
     contaminated: dict[str, int] = {}  # theorem -> first contaminated line
     n_contaminated = 0
     malformed = dict.fromkeys(MALFORMED_REASONS, 0)
@@ -177,128 +221,146 @@ def _sweep(path: Path) -> tuple[PairsWriter, CleanPoolResult, set[str]] | None:
     contamination_ex: list[str] = []
     malformed_ex: list[str] = []
     duplicate_ex: list[str] = []
-    written_lines = array("q")  # input line of each pool line
+    written_rows = []  # per block: the rows written
     loc = f"{path}:"
     n = 0
-    data = path.read_bytes()
-    theorem_len_arr = np.zeros(0, np.int64)
-    view = memoryview(data)
-    for start, end in _blocks(data):
+    for block in _blocks(path):
         try:
-            rows = _DECODER.decode_lines(view[start:end])
+            rows = _DECODER.decode_lines(block)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
-        if len(rows) != data.count(b"\n", start, end) + (data[end - 1] != 0x0A):
+        k = len(rows)
+        if k != block.count(b"\n") + (not block.endswith(b"\n")):
             return None  # a blank line (skipped by the decoder): DuckDB's reader counts lines itself
-        first_kept = len(writer)
-        keep: list[TracedPair] = []
-        for r in rows:
-            n += 1
-            th, st, tac = r.theorem, r.state, r.tactic
-            if r.depth is None:
-                r.depth = 0
-            if r.source is None:
-                r.source = goedel
-            ix = theorem_ix.get(th)
-            if ix is None:
-                ix = theorem_ix[th] = len(good)
-                theorem_len.append(len(orjson.dumps(th)) - 2)
-                good.append(0)
-                first_line.append(n)
-            t = tactics.get(tac)
-            if t is None:
-                t = tactics[tac] = (len(tactics), _tactic_flags(tac))
-            tflags = t[1]
-            # contamination: BANNED_TACTIC_WORDS in the tactic or BANNED_STATE_WORDS in the state
-            st_sorry = "sorry" in st
-            cont = st_sorry or tflags & _T_CONTAMINATED
-            if cont:
-                n_contaminated += 1
-                if th not in contaminated:
-                    contaminated[th] = n
-                if len(contamination_ex) < EXAMPLES:
-                    contamination_ex.append(f"{loc}{n}: {th}: tactic {tac[:60]!r}, state {st[:60]!r}")
-            # suspicious axioms, looked for in the state only when a shorter word is there
-            if tflags & _T_ANY_AXIOM or st_sorry or "decide" in st or "ofReduceBool" in st:
-                for ax, bit in _T_AXIOM.items():
-                    if tflags & bit or ax in st:
-                        axioms[ax] += 1
-            # malformed, first reason wins (DuckDB's trim: `data.pairs.duckdb_blank`)
-            if not st or (st[0] == " " and not st.strip(zs)):
-                why = "empty_state"
-            elif st[:8] == "no goals" or (st[0] == " " and st.lstrip(zs)[:8] == "no goals"):
-                why = "no_goals_state"
-            elif turnstile not in st:
-                why = "no_turnstile"
-            elif tflags & _T_BLANK:
-                why = "empty_tactic"
-            else:
-                why = None
-            h = hash((th, r.depth, st, tac))
-            first = seen.setdefault(h, n)
-            if first != n:  # a copy of an earlier line (confirmed at the end: the hash could collide)
-                copies.append((n, first, (th, r.depth, st, tac)))
-                if len(duplicate_ex) < EXAMPLES:
-                    duplicate_ex.append(f"{loc}{n}: {th}: duplicate of an earlier pair")
-            if why is not None:
-                malformed[why] += 1
-                if len(malformed_ex) < EXAMPLES:
-                    malformed_ex.append(f"{loc}{n}: {th}: {why}")
-            elif first == n:
-                good[ix] = 1
-                if not cont:
-                    keep.append(r)
-                    written_lines.append(n)
-                    writer.theorem_id.append(ix)
-                    writer.tactic_id.append(t[0])
-                    sid = source_ix.get(r.source)
-                    if sid is None:
-                        sid = source_ix[r.source] = len(source_ix)
-                    writer.source_id.append(sid)
-                    writer.depth.append(r.depth)
-                    writer.depth_null.append(0)
-                    continue
-            if first == n:
-                unwritten[n] = (th, r.depth, st, tac)
-        if keep:
-            encoded = _ENCODER.encode_lines(keep)
-            lines = encoded.split(b"\n")
-            lines.pop()
-            if len(theorem_len_arr) < len(theorem_len):
-                theorem_len_arr = np.array(theorem_len, dtype=np.int64)
-            tid = np.frombuffer(writer.theorem_id[first_kept:], dtype=np.int32)
-            writer.add_block(EncodedBlock.of(lines, theorem_len_arr[tid], data=encoded))
-    view.release()
-    del data
-    if copies and not _copies_confirmed(copies, unwritten, written_lines, writer.blocks):
+        base, n = n, n + k
+        here = np.arange(base, n, dtype=np.int64)
+        ths, sts, tacs = list(map(_THEOREM, rows)), list(map(_STATE, rows)), list(map(_TACTIC, rows))
+        depths = list(map(_DEPTH, rows))
+        if None in depths:  # coalesce(depth, 0)
+            depths = [0 if d is None else d for d in depths]
+        tid = np.fromiter(map(theorem_first.setdefault, ths, range(base, n)), dtype=np.int64, count=k)
+        tac = np.fromiter(map(tactic_first.setdefault, tacs, range(base, n)), dtype=np.int64, count=k)
+        first = np.fromiter(map(seen.setdefault, map(hash, zip(ths, depths, sts, tacs)), range(base, n)),
+                            dtype=np.int64, count=k)
+        theorem_len = np.concatenate([theorem_len, np.zeros(k, np.int64)])
+        new = np.flatnonzero(tid == here)
+        if new.size:  # escaped lengths of the new names: one JSON array, split at its '","'
+            theorem_len[base + new] = list(map(len, _escaped([ths[r] for r in new.tolist()])))
+        tactic_flags = np.concatenate([tactic_flags, np.zeros(k, np.int64)])
+        new = np.flatnonzero(tac == here)
+        tactic_flags[base + new] = _tactic_flags([tacs[r] for r in new.tolist()])
+        tf = tactic_flags[tac]
+        # a word absent from the block's bytes is in none of its states (JSON escapes a letter
+        # only as \uXXXX: with one in the block, every state is searched)
+        escapes = b"\\u" in block
+
+        def has(word: str) -> np.ndarray:
+            if escapes or word.encode() in block:
+                return _has(sts, word)
+            return np.zeros(k, dtype=np.bool_)
+
+        # contamination: BANNED_TACTIC_WORDS in the tactic or BANNED_STATE_WORDS in the state
+        st_sorry = has("sorry")
+        cont = st_sorry | (tf & _T_CONTAMINATED != 0)
+        for r in np.flatnonzero(cont).tolist():
+            n_contaminated += 1
+            th, line = ths[r], base + r + 1
+            contaminated.setdefault(th, line)
+            if len(contamination_ex) < EXAMPLES:
+                contamination_ex.append(f"{loc}{line}: {th}: tactic {tacs[r][:60]!r}, state {sts[r][:60]!r}")
+        # suspicious axioms: each looked for in the state only where a shorter word is there
+        maybe = (tf & _T_ANY_AXIOM != 0) | st_sorry | has("decide") | has("ofReduceBool")
+        for r in np.flatnonzero(maybe).tolist():
+            for ax, bit in _T_AXIOM.items():
+                if tf[r] & bit or ax in sts[r]:
+                    axioms[ax] += 1
+        # malformed, first reason wins (DuckDB's trim, `data.pairs.duckdb_blank`: only a state
+        # that starts with ' ' can trim to empty or to 'no goals')
+        lead = _starts(sts, " ")
+        empty = np.fromiter(map(operator.not_, sts), dtype=np.bool_, count=k)
+        no_goals = _starts(sts, "no goals")
+        for r in np.flatnonzero(lead).tolist():
+            trimmed = sts[r].strip(zs)
+            empty[r] = not trimmed
+            no_goals[r] = no_goals[r] or sts[r].lstrip(zs).startswith("no goals")
+        why = np.zeros(k, dtype=np.int8)  # 1 + index in MALFORMED_REASONS
+        for code, hit in enumerate((empty, no_goals, ~_has(sts, TURNSTILE), tf & _T_BLANK != 0), start=1):
+            why[(why == 0) & hit] = code
+        for r in np.flatnonzero(why).tolist():
+            reason = MALFORMED_REASONS[why[r] - 1]
+            malformed[reason] += 1
+            if len(malformed_ex) < EXAMPLES:
+                malformed_ex.append(f"{loc}{base + r + 1}: {ths[r]}: {reason}")
+        # copies of an earlier pair (confirmed at the end: a 64-bit hash can collide)
+        dup = first != here
+        for r in np.flatnonzero(dup).tolist():
+            copies.append((base + r, int(first[r]), (ths[r], depths[r], sts[r], tacs[r])))
+            if len(duplicate_ex) < EXAMPLES:
+                duplicate_ex.append(f"{loc}{base + r + 1}: {ths[r]}: duplicate of an earlier pair")
+        del block
+        ok = (why == 0) & ~dup
+        good.update(tid[ok].tolist())
+        for r in np.flatnonzero(~dup & ~(ok & ~cont)).tolist():
+            unwritten[base + r] = (ths[r], depths[r], sts[r], tacs[r])
+        # the pool's lines: well-formed first copies without a banned word (their theorem may
+        # still turn out contaminated further on; `write` drops those)
+        mask = ok & ~cont
+        put = np.flatnonzero(mask)
+        kept = list(compress(rows, mask.tolist()))
+        del rows
+        sources = list(map(_SOURCE, kept))
+        if None in sources:  # coalesce(source, 'goedel_workbook') in the written line
+            for r in kept:
+                if r.source is None:
+                    r.source = GOEDEL_SOURCE
+            sources = list(map(_SOURCE, kept))
+        if None in map(_DEPTH, kept):  # coalesce(depth, 0)
+            for r in kept:
+                if r.depth is None:
+                    r.depth = 0
+        sid = np.fromiter(map(source_first.setdefault, sources, range(base, base + len(kept))), dtype=np.int64,
+                          count=len(kept))
+        if not kept:
+            continue
+        encoded = _ENCODER.encode_lines(kept)
+        lines = encoded.split(b"\n")
+        lines.pop()
+        tid_kept = tid[put]
+        writer.add_block(EncodedBlock.of(lines, theorem_len[tid_kept], data=encoded))
+        writer.theorem_id.frombytes(tid_kept.tobytes())
+        writer.tactic_id.frombytes(tac[put].tobytes())
+        writer.source_id.frombytes(sid.tobytes())
+        writer.depth.frombytes(np.fromiter(depths, dtype=np.int64, count=k)[put].tobytes())
+        writer.depth_null.extend(bytes(put.size))
+        written_rows.append(put + base)
+    if copies and not _copies_confirmed(copies, unwritten, written_rows, writer.blocks):
         return None
-    writer.tactic_ids.update((tac, t[0]) for tac, t in tactics.items())
     dropped = [{"theorem": th, "reason": "contaminated (sorry/admit/cheat/sorryAx)", "first_line": f"{loc}{line}"}
                for th, line in contaminated.items()]
-    # theorems that lost every pair to the malformed/duplicate rules, in first-line order
-    dropped += [{"theorem": th, "reason": "no well-formed pair left", "first_line": f"{loc}{first_line[ix]}"}
-                for th, ix in theorem_ix.items() if not good[ix] and th not in contaminated]
+    # theorems that lost every pair to the malformed/duplicate rules, by first line (= id + 1)
+    dropped += [{"theorem": th, "reason": "no well-formed pair left", "first_line": f"{loc}{ix + 1}"}
+                for th, ix in theorem_first.items() if ix not in good and th not in contaminated]
     result = CleanPoolResult(
-        traced_pairs=n, traced_theorems=len(theorem_ix), bad_lines=0, bad_line_examples=[],
+        traced_pairs=n, traced_theorems=len(theorem_first), bad_lines=0, bad_line_examples=[],
         contaminated_pairs=n_contaminated, contaminated_theorems=len(contaminated),
         contamination_examples=contamination_ex,
         suspicious_axiom_mentions={ax: c for ax, c in axioms.items() if c},
         malformed=malformed, malformed_examples=malformed_ex, duplicate_pairs=len(copies),
         duplicate_examples=duplicate_ex, clean_pairs=0,
-        clean_theorems=sum(1 for th, ix in theorem_ix.items() if good[ix] and th not in contaminated),
+        clean_theorems=sum(1 for th, ix in theorem_first.items() if ix in good and th not in contaminated),
         dropped_theorems=dropped)
     return writer, result, set(contaminated)
 
 
-def _copies_confirmed(copies: list[tuple[int, int, tuple]], unwritten: dict[int, tuple], written_lines: array,
-                      blocks: list[EncodedBlock]) -> bool:
-    """Every hash match is the same pair as its first line (pool lines decoded back)."""
-    lines = np.frombuffer(written_lines, dtype=np.int64) if len(written_lines) else np.zeros(0, np.int64)
+def _copies_confirmed(copies: list[tuple[int, int, tuple]], unwritten: dict[int, tuple],
+                      written_rows: list[np.ndarray], blocks: list[EncodedBlock]) -> bool:
+    """Every hash match is the same pair as its first row (pool lines decoded back)."""
+    rows = np.concatenate(written_rows) if written_rows else np.zeros(0, np.int64)
     bounds = np.cumsum([0] + [len(b) for b in blocks])
     for _, first, key in copies:
         earlier = unwritten.get(first)
         if earlier is None:
-            row = int(np.searchsorted(lines, first))
+            row = int(np.searchsorted(rows, first))
             k = int(np.searchsorted(bounds, row, side="right")) - 1
             r = _DECODER.decode(blocks[k].line(row - int(bounds[k])))
             earlier = (r.theorem, r.depth, r.state, r.tactic)

@@ -20,6 +20,7 @@ reported with its file:line by DuckDB's line-checked reader.
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import re
 from array import array
@@ -167,12 +168,14 @@ class PairsWriter:
         self.lines: list[bytes] = []
         self.blocks: list[EncodedBlock] = []
         self.theorem_ids: dict[str, int] = {}
-        self.theorem_len: list[int] = []  # escaped JSON length of each theorem name
+        self.theorem_len: dict[int, int] = {}  # theorem id -> escaped JSON length of its name
         self.tactic_ids: dict[str, int] = {}
         self.source_ids: dict[str | None, int] = {}
-        self.theorem_id = array("i")
-        self.tactic_id = array("i")
-        self.source_id = array("i")
+        # ids index the dictionaries above; they need not be dense (the M.6 sweep uses the row
+        # where a value first appears): `write` renumbers them in order of first appearance
+        self.theorem_id = array("q")
+        self.tactic_id = array("q")
+        self.source_id = array("q")
         self.depth = array("q")
         self.depth_null = bytearray()
 
@@ -182,8 +185,8 @@ class PairsWriter:
     def theorem(self, name: str) -> int:
         tid = self.theorem_ids.get(name)
         if tid is None:
-            tid = self.theorem_ids[name] = len(self.theorem_len)
-            self.theorem_len.append(len(orjson.dumps(name)) - 2)
+            tid = self.theorem_ids[name] = len(self.theorem_ids)
+            self.theorem_len[tid] = len(orjson.dumps(name)) - 2
         return tid
 
     def add(self, theorem: str, state: str, tactic: str, state_after: str | None, depth: int | None,
@@ -206,8 +209,9 @@ class PairsWriter:
 
     def _flush(self) -> None:
         if self.lines:
-            tid = np.frombuffer(self.theorem_id[len(self.theorem_id) - len(self.lines):], dtype=np.int32)
-            self.blocks.append(EncodedBlock.of(self.lines, np.array(self.theorem_len, dtype=np.int64)[tid]))
+            tid = self.theorem_id[len(self.theorem_id) - len(self.lines):]
+            self.blocks.append(EncodedBlock.of(self.lines, np.fromiter(map(self.theorem_len.__getitem__, tid),
+                                                                       dtype=np.int64, count=len(tid))))
             self.lines = []
 
     def add_block(self, block: EncodedBlock) -> None:
@@ -224,8 +228,8 @@ class PairsWriter:
         def col(a: array | bytearray, dtype) -> np.ndarray:
             return np.frombuffer(a, dtype=dtype) if n_all else np.zeros(0, dtype)
 
-        columns = {"theorem_id": col(self.theorem_id, np.int32), "tactic_id": col(self.tactic_id, np.int32),
-                   "source_id": col(self.source_id, np.int32), "depth": col(self.depth, np.int64),
+        columns = {"theorem_id": col(self.theorem_id, np.int64), "tactic_id": col(self.tactic_id, np.int64),
+                   "source_id": col(self.source_id, np.int64), "depth": col(self.depth, np.int64),
                    "depth_null": col(self.depth_null, np.bool_)}
         keep = None
         if drop_theorems:
@@ -251,10 +255,15 @@ class PairsWriter:
         # dictionaries hold the values of the rows written, in order of first appearance
         columns["theorem_id"], theorem_old = _first_appearance(columns["theorem_id"])
         columns["tactic_id"], tactic_old = _first_appearance(columns["tactic_id"])
-        theorem_names, tactic_names = list(self.theorem_ids), list(self.tactic_ids)
-        tactic_text, tactic_offsets = _texts_blob([json_text(tactic_names[i]) for i in tactic_old.tolist()])
+        columns["source_id"], source_old = _first_appearance(columns["source_id"])
+        theorem_names = {i: name for name, i in self.theorem_ids.items()}
+        tactic_names = {i: name for name, i in self.tactic_ids.items()}
+        source_names = {i: name for name, i in self.source_ids.items()}
+        tactics = [tactic_names[i] for i in tactic_old.tolist()]
+        # escaped texts from one encoded JSON array, split at '","' (which cannot occur inside a string)
+        tactic_text, tactic_offsets = _texts_blob(json_bytes(tactics)[2:-2].split(b'","') if tactics else [])
         meta = {"version": INDEX_VERSION, "rows": n, "theorems": [theorem_names[i] for i in theorem_old.tolist()],
-                "sources": list(self.source_ids), **_stamp(dest)}
+                "sources": [source_names[i] for i in source_old.tolist()], **_stamp(dest)}
         buf = io.BytesIO()
         np.savez(buf, meta=np.frombuffer(orjson.dumps(meta), dtype=np.uint8), **columns,
                  state_start=np.concatenate(starts_out) if starts_out else np.zeros(0, np.int64),
@@ -289,9 +298,11 @@ class PairTable:
         return int(self.theorem_id.size)
 
     @property
-    def blob(self) -> bytes:
+    def blob(self) -> bytes | mmap.mmap:
+        """The file's bytes (mapped, not copied: a state is sliced out when asked for)."""
         if self._blob is None:
-            self._blob = self.path.read_bytes()
+            with open(self.path, "rb") as fh:
+                self._blob = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if self._size else b""
             if len(self._blob) != self._size:
                 raise RuntimeError(f"{self.path} changed while it was read")
         return self._blob

@@ -26,12 +26,12 @@ re-reads both files otherwise.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import chain, repeat
+from itertools import chain, count, repeat
+from operator import methodcaller
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ PAIR_REQUIRED = ("theorem", "state", "tactic", "source")
 _BARE = re.compile(r"^[a-z_]+::")
 _LAST_COMPONENT = re.compile(r"([^.]+)\Z")  # RE2's `([^.]+)$`: `$` is the end of the text
 _EXAMPLES = 20
+_HEXDIGEST = methodcaller("hexdigest")
 
 
 # ----------------------------------------------------------------------------- results
@@ -218,9 +219,13 @@ class _Merged:
 
     def __init__(self, tables: list[PairTable]):
         self.tables = tables
+        # theorem and tactic ids are handed out by `setdefault` from a running counter (C-level
+        # passes): unique but not dense, so `names` and `tactics` are indexed by id (with gaps);
+        # source ids are dense
         name_ix: dict[str, int] = {}
         source_ix: dict[str | None, int] = {}
         tactic_ix: dict[bytes, int] = {}
+        counter = count()
         gids, sids, tids = [], [], []
         for t in tables:
             # the prefixed name depends on (theorem, source): one lookup per combination present
@@ -229,17 +234,28 @@ class _Merged:
             present = np.flatnonzero(np.bincount(combo, minlength=len(t.theorems) * ns))
             g = np.zeros(len(t.theorems) * ns, dtype=np.int64)
             s = np.zeros(len(t.theorems) * ns, dtype=np.int64)
-            for c in present.tolist():
-                src = t.sources[c % ns]
-                g[c] = name_ix.setdefault(_prefixed(t.theorems[c // ns], src), len(name_ix))
-                s[c] = source_ix.setdefault(src, len(source_ix))
-            tac = np.array([tactic_ix.setdefault(text, len(tactic_ix)) for text in t.tactics], dtype=np.int64)
+            for si, src in enumerate(t.sources):
+                here = present[present % ns == si]
+                names = [t.theorems[i] for i in (here // ns).tolist()]
+                prefix = SOURCE_PREFIX.get(src) if src is not None else None
+                if prefix is not None:
+                    names = [n if n.startswith(prefix) else prefix + n for n in names]
+                g[here] = np.fromiter(map(name_ix.setdefault, names, counter), dtype=np.int64, count=len(names))
+                s[here] = source_ix.setdefault(src, len(source_ix))
+            tac = np.fromiter(map(tactic_ix.setdefault, t.tactics, counter), dtype=np.int64, count=len(t.tactics))
             gids.append(g[combo])
             sids.append(s[combo])
             tids.append(tac[t.tactic_id] if len(t) else np.zeros(0, np.int64))
-        self.names: list[str] = list(name_ix)
+        size = next(counter)
+        self.names: list[str] = [""] * size  # by theorem id
+        for name, i in name_ix.items():
+            self.names[i] = name
         self.sources: list[str | None] = list(source_ix)
-        self.tactics: list[bytes] = list(tactic_ix)  # escaped JSON texts
+        self.tactics: list[bytes] = [b""] * size  # escaped JSON texts, by tactic id
+        for text, i in tactic_ix.items():
+            self.tactics[i] = text
+        self.tactic_ids = list(tactic_ix.values())
+        self.theorem_ids = list(name_ix.values())
         self.gid = np.concatenate(gids)
         self.sid = np.concatenate(sids)
         self.tac = np.concatenate(tids)
@@ -283,7 +299,12 @@ def _scan(m: _Merged) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n = len(m)
     # banned words are ASCII letters, which JSON escaping never touches (and no escape starts
     # one of them), so they are searched in the escaped texts
-    banned_tactic = np.array([b"sorry" in t or b"admit" in t or b"cheat" in t for t in m.tactics], dtype=np.bool_)
+    banned_tactic = np.zeros(len(m.tactics), dtype=np.bool_)
+    joined = b"\x00".join(m.tactics)  # a word found nowhere needs no tactic-by-tactic search
+    for word in (b"sorry", b"admit", b"cheat"):
+        if word in joined:
+            banned_tactic |= np.fromiter(map(bytes.__contains__, m.tactics, repeat(word)), dtype=np.bool_,
+                                         count=len(m.tactics))
     banned = banned_tactic[m.tac] if n else np.zeros(0, np.bool_)
     state_hashes = []
     for k, t in enumerate(m.tables):
@@ -305,6 +326,17 @@ def _scan(m: _Merged) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             first_of[o] = f
             dup[o] = f != o
     return hashes, dup, first_of, banned
+
+
+def _escaped(texts: list[str]) -> list[bytes]:
+    """The escaped JSON text of each string, from one encoded JSON array split at its '","'
+    (inside a JSON string every '"' is escaped, so the separator occurs only between items)."""
+    return json_bytes(texts)[2:-2].split(b'","') if texts else []
+
+
+def _texts_of(escaped: list[bytes]) -> list[str]:
+    """The strings of escaped JSON texts, decoded as one JSON array."""
+    return orjson.loads(b'["' + b'","'.join(escaped) + b'"]') if escaped else []
 
 
 def _names_in(names: list[str], ids: Iterable[int]) -> list[str]:
@@ -347,9 +379,9 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
     duplicates = int(dup.sum())
     cross_duplicates = int((gid[dup] != gid[first_of[dup]]).sum())
     sorry_ids = np.unique(gid[banned])
-    bench_ids = [i for i, name in enumerate(m.names) if _is_benchmark_name(name, benchmark)] if benchmark else []
+    bench_ids = sorted(i for i in m.theorem_ids if _is_benchmark_name(m.names[i], benchmark)) if benchmark else []
     contaminated = set(contaminated)
-    contaminated_ids = [i for i, name in enumerate(m.names) if name in contaminated] if contaminated else []
+    contaminated_ids = sorted(i for i in m.theorem_ids if m.names[i] in contaminated) if contaminated else []
     dropped_theorem = np.zeros(n_gid, dtype=np.bool_)
     for ids in (sorry_ids, bench_ids, contaminated_ids):
         dropped_theorem[np.asarray(ids, dtype=np.int64)] = True
@@ -361,8 +393,13 @@ def build_sft_dataset(clean_pairs: str | os.PathLike[str], github_pairs: str | o
         ids = np.flatnonzero(np.bincount(gid[keep & (sid == s)], minlength=n_gid)).tolist()  # distinct theorems
         k = 0 if len(ids) < 2 else max(1, _sql_round(len(ids) * float(val_fraction)))
         if k:
-            ranked = heapq.nsmallest(k, ((hashlib.md5(f"{seed}|{m.names[i]}".encode()).hexdigest(), m.names[i], i)
-                                         for i in ids))
+            names = [m.names[i] for i in ids]
+            keys = list(map(_HEXDIGEST, map(hashlib.md5, map(str.encode, map(f"{seed}|".__add__, names)))))
+            # the k smallest (md5, name): a partition finds the k-th key, the few candidates are sorted
+            arr = np.array(keys, dtype="S32")
+            kth = np.partition(arr, k - 1)[k - 1] if k < arr.size else arr.max()
+            candidates = np.flatnonzero(arr <= kth).tolist()
+            ranked = sorted((keys[i], names[i], ids[i]) for i in candidates)[:k]
             val_theorem[[i for _, _, i in ranked]] = True
     is_val = keep & val_theorem[gid]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -405,10 +442,11 @@ def _write_split(m: _Merged, keep: np.ndarray, is_val: np.ndarray, hashes: np.nd
     mid = json_text(PROMPT_SUFFIX) + b'","completion":"'
     ns = max(1, len(m.sources))
     combo = m.gid * ns + m.sid
-    tails: dict[int, bytes] = {}
-    for c in np.flatnonzero(np.bincount(combo[keep])).tolist():
-        g, s = divmod(c, ns)
-        tails[c] = b'","theorem":' + json_bytes(m.names[g]) + b',"source":' + json_bytes(m.sources[s]) + b"}\n"
+    present = np.flatnonzero(np.bincount(combo[keep])) if keep.any() else np.zeros(0, np.int64)
+    names = _escaped([m.names[g] for g in (present // ns).tolist()])
+    sources = _escaped([m.sources[s] for s in range(len(m.sources))])
+    tails = {c: b'","theorem":"' + name + b'","source":"' + sources[c % ns] + b'"}\n'
+             for c, name in zip(present.tolist(), names)}
     train_path, val_path = out_dir / SFT_TRAIN_FILE, out_dir / SFT_VAL_FILE
     for path, rows_of_split in ((train_path, keep & ~is_val), (val_path, is_val)):
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -597,22 +635,27 @@ def build_contrastive_pool(clean_pairs: str | os.PathLike[str], dest: str | os.P
     decision = (f"depth >= {min_depth}: {at_min} theorems (>= {min_theorems})" if threshold == min_depth else
                 f"depth >= {min_depth} gave {at_min} < {min_theorems} theorems: lowered to depth >= {fallback_depth}")
     statements = statements or {}
-    selected = np.flatnonzero(max_depth >= threshold).tolist()
-    selected.sort(key=lambda k: (-int(max_depth[k]), t.theorems[int(theorem_of[k])]))
+    selected = np.flatnonzero(max_depth >= threshold)
+    names = [t.theorems[i] for i in theorem_of[selected].tolist()]
+    depths, counts, roots = max_depth[selected].tolist(), num_pairs[selected].tolist(), root_row[selected].tolist()
+    order = sorted(range(len(names)), key=lambda k: (-depths[k], names[k]))
     entries, excluded_benchmark, excluded_contaminated = [], 0, 0
-    for k in selected:
-        theorem = t.theorems[int(theorem_of[k])]
-        bare = bare_name(theorem)
+    keep = []
+    for k in order:
+        bare = bare_name(names[k])
         if benchmark and bare in benchmark:
             excluded_benchmark += 1
-            continue
-        if theorem in contaminated:
+        elif names[k] in contaminated:
             excluded_contaminated += 1
-            continue
-        st = statements.get(bare)
-        entries.append({"theorem": theorem, "max_depth": int(max_depth[k]), "num_pairs": int(num_pairs[k]),
-                        "root_state": text_of(t.state_json(int(root_row[k]))), "source": GOEDEL_SOURCE,
-                        "formal_statement": st.formal_statement if st else None, "header": st.header if st else None})
+        else:
+            keep.append(k)
+    # the root states, decoded in one pass (a JSON array of their escaped texts)
+    root_states = _texts_of([t.state_json(roots[k]) for k in keep])
+    for k, root in zip(keep, root_states):
+        st = statements.get(bare_name(names[k]))
+        entries.append({"theorem": names[k], "max_depth": depths[k], "num_pairs": counts[k], "root_state": root,
+                        "source": GOEDEL_SOURCE, "formal_statement": st.formal_statement if st else None,
+                        "header": st.header if st else None})
     # orjson writes the bytes of write_json's json.dumps(indent=2, ensure_ascii=False) for these
     # str/int/None values (tested), ~5x faster: the pool holds a root state per deep theorem
     with atomic_open(dest, "wb") as fh:

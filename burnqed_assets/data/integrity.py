@@ -15,7 +15,6 @@ Rules (plan M.6, Gotcha 12):
 
 from __future__ import annotations
 
-import operator
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -128,7 +127,7 @@ def build_clean_pool(traced_path: str | os.PathLike[str], dest: str | os.PathLik
 _T_CONTAMINATED, _T_BLANK = 1, 2
 _T_AXIOM = {ax: 4 << k for k, ax in enumerate(SUSPICIOUS_AXIOMS)}
 _T_ANY_AXIOM = sum(_T_AXIOM.values())
-_CHUNK_BYTES = 8 << 20  # the file is decoded in blocks of whole lines of about this size
+_CHUNK_BYTES = 2 << 20  # the file is decoded in blocks of whole lines of about this size
 
 
 class TracedPair(msgspec.Struct, gc=False):
@@ -175,6 +174,15 @@ def _blocks(path: Path) -> Iterator[bytes]:
             carry = data[cut:]
         if carry:
             yield carry
+
+
+def _grown(a: np.ndarray, size: int) -> np.ndarray:
+    """`a` with room for `size` entries (capacity doubled: amortized O(1) per entry)."""
+    if a.size >= size:
+        return a
+    out = np.zeros(max(size, 2 * a.size), dtype=a.dtype)
+    out[: a.size] = a
+    return out
 
 
 def _escaped(texts: list[str]) -> list[bytes]:
@@ -242,11 +250,11 @@ def _sweep(path: Path) -> tuple[PairsWriter, CleanPoolResult, set[str]] | None:
         tac = np.fromiter(map(tactic_first.setdefault, tacs, range(base, n)), dtype=np.int64, count=k)
         first = np.fromiter(map(seen.setdefault, map(hash, zip(ths, depths, sts, tacs)), range(base, n)),
                             dtype=np.int64, count=k)
-        theorem_len = np.concatenate([theorem_len, np.zeros(k, np.int64)])
+        theorem_len = _grown(theorem_len, n)
         new = np.flatnonzero(tid == here)
         if new.size:  # escaped lengths of the new names: one JSON array, split at its '","'
             theorem_len[base + new] = list(map(len, _escaped([ths[r] for r in new.tolist()])))
-        tactic_flags = np.concatenate([tactic_flags, np.zeros(k, np.int64)])
+        tactic_flags = _grown(tactic_flags, n)
         new = np.flatnonzero(tac == here)
         tactic_flags[base + new] = _tactic_flags([tacs[r] for r in new.tolist()])
         tf = tactic_flags[tac]
@@ -277,14 +285,17 @@ def _sweep(path: Path) -> tuple[PairsWriter, CleanPoolResult, set[str]] | None:
         # malformed, first reason wins (DuckDB's trim, `data.pairs.duckdb_blank`: only a state
         # that starts with ' ' can trim to empty or to 'no goals')
         lead = _starts(sts, " ")
-        empty = np.fromiter(map(operator.not_, sts), dtype=np.bool_, count=k)
+        turnstile = _has(sts, TURNSTILE)
+        empty = np.zeros(k, dtype=np.bool_)  # an empty state has no turnstile: only those are looked at
+        for r in np.flatnonzero(~turnstile).tolist():
+            empty[r] = not sts[r]
         no_goals = _starts(sts, "no goals")
         for r in np.flatnonzero(lead).tolist():
             trimmed = sts[r].strip(zs)
             empty[r] = not trimmed
             no_goals[r] = no_goals[r] or sts[r].lstrip(zs).startswith("no goals")
         why = np.zeros(k, dtype=np.int8)  # 1 + index in MALFORMED_REASONS
-        for code, hit in enumerate((empty, no_goals, ~_has(sts, TURNSTILE), tf & _T_BLANK != 0), start=1):
+        for code, hit in enumerate((empty, no_goals, ~turnstile, tf & _T_BLANK != 0), start=1):
             why[(why == 0) & hit] = code
         for r in np.flatnonzero(why).tolist():
             reason = MALFORMED_REASONS[why[r] - 1]
@@ -318,15 +329,20 @@ def _sweep(path: Path) -> tuple[PairsWriter, CleanPoolResult, set[str]] | None:
             for r in kept:
                 if r.depth is None:
                     r.depth = 0
-        sid = np.fromiter(map(source_first.setdefault, sources, range(base, base + len(kept))), dtype=np.int64,
-                          count=len(kept))
+        if sources and sources.count(sources[0]) == len(sources):  # one source (the usual case)
+            sid = np.full(len(kept), source_first.setdefault(sources[0], base), dtype=np.int64)
+        else:
+            sid = np.fromiter(map(source_first.setdefault, sources, range(base, base + len(kept))), dtype=np.int64,
+                              count=len(kept))
         if not kept:
             continue
         encoded = _ENCODER.encode_lines(kept)
         lines = encoded.split(b"\n")
         lines.pop()
         tid_kept = tid[put]
-        writer.add_block(EncodedBlock.of(lines, theorem_len[tid_kept], data=encoded))
+        # control characters other than \b\f\n\r\t reach JSON text only as \uXXXX escapes: a block
+        # whose input has none cannot need DuckDB's upper-case escapes
+        writer.add_block(EncodedBlock.of(lines, theorem_len[tid_kept], data=encoded, may_escape=escapes))
         writer.theorem_id.frombytes(tid_kept.tobytes())
         writer.tactic_id.frombytes(tac[put].tobytes())
         writer.source_id.frombytes(sid.tobytes())

@@ -99,11 +99,10 @@ def _first_appearance(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dense ids in order of first appearance: (new id per row, old id of each new id)."""
     if not ids.size:
         return ids.astype(np.int32), np.zeros(0, np.int64)
-    uniq, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(order.size, dtype=np.int32)
-    rank[order] = np.arange(order.size, dtype=np.int32)
-    return rank[inverse.reshape(-1)], uniq[order]
+    old = np.fromiter(dict.fromkeys(ids.tolist()), dtype=np.int64)  # unique, in order of first appearance
+    lut = np.zeros(int(old.max()) + 1, dtype=np.int32)
+    lut[old] = np.arange(old.size, dtype=np.int32)
+    return lut[ids], old
 
 
 _STATE_END = b'","tactic":"'
@@ -117,9 +116,11 @@ class EncodedBlock:
     line_start: np.ndarray  # int64, relative to `data`
     state_start: np.ndarray
     state_end: np.ndarray
+    may_escape: bool = True  # may hold orjson's lower-case \u00xx escapes (False: its input had no \u)
 
     @classmethod
-    def of(cls, lines: list[bytes], theorem_len: np.ndarray, data: bytes | None = None) -> EncodedBlock:
+    def of(cls, lines: list[bytes], theorem_len: np.ndarray, data: bytes | None = None,
+           may_escape: bool = True) -> EncodedBlock:
         """The block of `lines` (lines without their newline; `data` is their joined form when
         the caller has it); `theorem_len` is the escaped length of each line's theorem name."""
         n = len(lines)
@@ -132,7 +133,7 @@ class EncodedBlock:
         rel = theorem_len + 23
         end = np.fromiter(map(bytes.find, lines, repeat(_STATE_END), rel.tolist()), dtype=np.int64, count=n)
         return cls(data if data is not None else b"\n".join(lines) + b"\n" if lines else b"",
-                   line_start, line_start + rel, line_start + end)
+                   line_start, line_start + rel, line_start + end, may_escape)
 
     def __len__(self) -> int:
         return int(self.line_start.size)
@@ -153,7 +154,8 @@ class EncodedBlock:
         if lengths.size:
             np.cumsum(lengths[:-1], out=line_start[1:])
         shift = line_start - self.line_start[mask]
-        return EncodedBlock(data, line_start, self.state_start[mask] + shift, self.state_end[mask] + shift)
+        return EncodedBlock(data, line_start, self.state_start[mask] + shift, self.state_end[mask] + shift,
+                            self.may_escape)
 
 
 class PairsWriter:
@@ -246,7 +248,7 @@ class PairsWriter:
                 row += size
                 starts_out.append(block.state_start + pos)
                 ends_out.append(block.state_end + pos)
-                fh.write(duckdb_escapes(block.data))  # same length: the spans stay
+                fh.write(duckdb_escapes(block.data) if block.may_escape else block.data)  # same length
                 pos += len(block.data)
         self.blocks = []
         if keep is not None:

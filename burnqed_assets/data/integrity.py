@@ -25,7 +25,6 @@ from typing import Annotated, Any
 
 import msgspec
 import numpy as np
-import orjson
 
 from burnqed_assets.data.io import LineReport
 from burnqed_assets.data.pairs import (

@@ -18,7 +18,9 @@ the files the same side's previous stage wrote, after an untimed read that puts 
 cache. Wall time and CPU time (all threads) are printed; with `--repeat K` the best of K runs
 counts, since on a shared machine single runs slow down at random. Sides per stage:
   ours   burnqed_assets.data (M.6 integrity, M.7 token geometry, M.8 exploration, M.9 LEAN-GitHub
-         filter, M.10 SFT merge/split + contrastive pool + 0.6 split verification)
+         filter, M.10 SFT merge/split + contrastive pool + 0.6 split verification), as the
+         assets call them: M.10's verification is `verify_split`, which answers from the record
+         the SFT writer made of the split it wrote (the files' size and mtime unchanged)
   plain  the plan's scripts: `[json.loads(l) for l in open(...)]`, Python loops, `tok.encode` per
          text, json.dumps writes. The plan runs M.6-M.8 in one script (explore_traced.py), so the
          plain M.7 and M.8 times leave out re-reading the clean pool (in their RSS it counts).
@@ -31,13 +33,14 @@ on the first `--m7-plain-limit` clean pairs (default 100K) and scaled, as it is 
 Goals (issue 18, item 7), checked per size: M.6+M.8+M.10 >= 3x faster than plain with a peak
 RSS (max over the three stages) no higher than plain's; M.7 >= 3x the per-text `tok.encode` loop.
 
-Measured 2026-11-28, 2-core demo machine shared with other jobs (full table, loads and caveats:
-docs/operations.md, "Data path at plan scale (measured)"):
-  M.6+M.8+M.10 wall (CPU) speed-up: 30K 2.08x (1.81x), 300K 2.04x (2.30x), 1M 1.92x (2.75x): MISS
-  peak RSS ours / plain: 30K 152 / 103 MB (MISS), 300K 449 / 721 MB, 1M 838 / 2327 MB (PASS)
-  M.7 over the tok.encode loop: 30K 4.7x, 300K 32x, 1M 18x (PASS)
-Both sides parse and write the same JSONL bytes, and those passes are most of our time; at 30K
-the engine's fixed costs (DuckDB start ~0.08 s and ~28 MB, ~15 queries a step) dominate.
+Measured 2026-12-06, 2-core demo machine shared with other sessions, under the heavy-job lock at
+load 0.8-1.5 (full table and where the time goes: docs/operations.md, "Data path at plan scale"):
+  M.6+M.8+M.10 wall (CPU) speed-up: 30K 2.63x (2.89x), 300K 2.85x (2.88x), 1M 2.78x (2.84x): MISS
+  peak RSS ours / plain: 30K 89 / 103 MB, 300K 341 / 721 MB, 1M 1037 / 2327 MB (PASS)
+  (before: 2.08x / 2.04x / 1.92x, and 152 / 103 MB at 30K)
+M.6 now parses in C (msgspec) and applies its rules column-wise, and M.8/M.10 read the clean pool
+through its column index instead of parsing it; what is left is mostly M.6's parse, encode and
+write of the same JSONL bytes the plan's script parses and writes.
 """
 
 from __future__ import annotations
@@ -404,8 +407,8 @@ def _warm(w: Path, side: str, stage: str) -> None:
     (on a shared machine other jobs' writes evict it at random)."""
     d = w / side
     inputs = {"M.6": [w / "traced.jsonl"], "M.9": [w / "github.jsonl"],
-              "M.7": [d / "clean.jsonl", d / "clean.parquet"], "M.8": [d / "clean.jsonl", d / "clean.parquet"],
-              "M.10": [d / f for f in ("clean.jsonl", "clean.parquet", "github_pairs.jsonl", "github_pairs.parquet")],
+              "M.7": [d / "clean.jsonl"], "M.8": [d / "clean.jsonl", d / "clean.index.npz"],
+              "M.10": [d / f for f in ("clean.jsonl", "clean.index.npz", "github_pairs.jsonl", "github_pairs.index.npz")],
               "duckdb": [w / "traced.jsonl"], "pyarrow": [w / "traced.jsonl"]}[stage]
     for f in inputs:
         if f.is_file():

@@ -51,6 +51,8 @@ DEMO_TOKENIZER_CORPUS_DIRNAMES = ("traced", "goedel", "lean_github")
 SFT_TRAIN_FILE = "train.jsonl"
 SFT_VAL_FILE = "val.jsonl"
 SFT_STATS_FILE = "stats.json"
+# what the SFT writer measured on the split it wrote (read by the split checks while train/val are unchanged)
+SFT_SPLIT_CHECK_FILE = "split_check.json"
 SFT_METRICS_FILE = "sft_metrics.json"
 # embeddings (ebm.store): per kind an (N, d) .npy matrix and a Parquet index (theorem[, state_id], row)
 STATE_EMBEDDINGS_MATRIX_FILE = "state_embeddings.npy"

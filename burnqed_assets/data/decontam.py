@@ -53,17 +53,29 @@ class DecontamResult:
     statements_checked: int = 0
     ngram_tokens: int = DEFAULT_NGRAM_TOKENS
 
-    def as_dict(self) -> dict[str, Any]:
+    @property
+    def dropped_count(self) -> int:
+        return len(self.dropped_theorems)
+
+    @property
+    def matches_by_rule(self) -> dict[str, int]:
         by_rule: dict[str, int] = {}
-        by_source: dict[str, int] = {}
         for m in self.matches:
             by_rule[m["rule"]] = by_rule.get(m["rule"], 0) + 1
+        return dict(sorted(by_rule.items()))
+
+    @property
+    def dropped_by_prefix(self) -> dict[str, int]:
+        by_source: dict[str, int] = {}
         for t in self.dropped_theorems:
             src = t.split("::", 1)[0] if "::" in t else "?"
             by_source[src] = by_source.get(src, 0) + 1
+        return dict(sorted(by_source.items()))
+
+    def as_dict(self) -> dict[str, Any]:
         return {"matches": self.matches, "dropped_theorems": self.dropped_theorems,
-                "dropped_count": len(self.dropped_theorems), "matches_by_rule": dict(sorted(by_rule.items())),
-                "dropped_by_prefix": dict(sorted(by_source.items())), "benchmarks": self.benchmarks,
+                "dropped_count": self.dropped_count, "matches_by_rule": self.matches_by_rule,
+                "dropped_by_prefix": self.dropped_by_prefix, "benchmarks": self.benchmarks,
                 "pairs_checked": self.pairs_checked, "statements_checked": self.statements_checked,
                 "ngram_tokens": self.ngram_tokens}
 
@@ -211,7 +223,7 @@ def decontaminate(pair_files: Mapping[str, str | os.PathLike[str]], problems: li
         if not Path(path).is_file():
             continue
         table = f"dc_in_{i}"
-        n_pairs += duck.load_pairs(con, path, table, PAIR_COLUMNS, PAIR_REQUIRED)
+        n_pairs += duck.load_jsonl(con, path, table, PAIR_COLUMNS, PAIR_REQUIRED)
         tables.append(table)
     if not tables:
         con.execute("CREATE OR REPLACE TEMP TABLE dc_empty (theorem VARCHAR, source VARCHAR, state VARCHAR)")

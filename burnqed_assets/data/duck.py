@@ -1,9 +1,10 @@
-"""DuckDB helpers: line-checked JSONL loading and atomic JSONL/Parquet export.
+"""DuckDB helpers: line-checked JSONL loading and atomic Parquet export.
 
 Rows never pass through Python one dict at a time: DuckDB reads the file as raw lines in
 parallel (so every record keeps its file:line), validates and parses each line in SQL, and
 the bad ones come back as `BadLine`s for the caller's `LineReport`. Exports go through
-`io.atomic_path`, so a failed run never leaves half a file.
+`io.atomic_path`, so a failed run never leaves half a file. DuckDB itself is imported on first
+use (~25 MB and 0.1 s that a step which never queries should not pay).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from burnqed_assets.data.io import BadInputError, BadLine, LineReport, atomic_path
+
+if TYPE_CHECKING:
+    import duckdb
 
 # JSON types DuckDB's json_type() reports for an acceptable value of each SQL type.
 _TYPE_WORDS = {"VARCHAR": "a string", "BIGINT": "an integer", "DOUBLE": "a number", "BOOLEAN": "a boolean"}
@@ -50,6 +52,8 @@ def connect(threads: int | None = None, memory_limit: str | None = None,
     up to 128 MiB cached), which keeps a step's peak RSS near its data.
     """
     global _DATABASE
+    import duckdb
+
     if _DATABASE is None or _DATABASE[0] != os.getpid():  # a forked child needs its own (threads are not forked)
         db = duckdb.connect(":memory:")
         db.execute("SET preserve_insertion_order = true")
@@ -134,6 +138,8 @@ def _wrong_json_type(column: str, sql_type: str) -> str:
 
 def _load_jsonl_fast(con, path: Path, table: str, columns: Mapping[str, str], required: Sequence[str],
                      transform: str | None = None) -> int | None:
+    import duckdb
+
     src = _sql_str(str(path))
     # Columns are read as JSON and their JSON types checked before the cast: read_json would
     # silently turn a depth "3" into 3 or a tactic 5 into "5"; such a file takes the checked
@@ -246,66 +252,6 @@ def _load_jsonl_checked(con, path: Path, table: str, columns: Mapping[str, str],
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_transformed(select, transform)}")
     con.execute("DROP TABLE _raw; DROP TABLE _checked")
     return int(scalar(con, f"SELECT count(*) FROM {table}"))
-
-
-def copy_to_jsonl(con: duckdb.DuckDBPyConnection, query: str, dest: str | os.PathLike[str],
-                  params: Sequence[Any] | None = None) -> int:
-    """Write a query's rows as JSONL (one object per line, columns in select order), atomically."""
-    with atomic_path(dest) as tmp:
-        rows = con.execute(f"COPY ({query}) TO {_sql_str(str(tmp))} (FORMAT JSON)", params or []).fetchall()
-    return int(rows[0][0])  # COPY reports the rows it wrote
-
-
-def sidecar_path(jsonl: str | os.PathLike[str]) -> Path:
-    """The Parquet twin of a JSONL file this package wrote (same rows, plus `_line`)."""
-    return Path(jsonl).with_suffix(".parquet")
-
-
-def export_jsonl_with_sidecar(con: duckdb.DuckDBPyConnection, source: str, columns: Sequence[str],
-                              order_by: str | None, dest: str | os.PathLike[str]) -> int:
-    """Write `source` (a table or a parenthesised query) as JSONL and a Parquet sidecar.
-
-    JSONL is the plan's interchange format; downstream steps read the sidecar (columnar, no
-    JSON parse) while it is at least as new as the JSONL, and fall back to the JSONL after an
-    edit. `_line` is the row's JSONL line number. With `order_by`, rows are sorted once into a
-    temp table and both files written from it. With `order_by=None`, `source` must already
-    yield rows in output order: one table filtered by WHERE, which DuckDB keeps in insertion
-    order (preserve_insertion_order), so both files stream from it with no sort and no copy.
-    """
-    cols = ", ".join(columns)
-    if order_by is None:
-        n = copy_to_jsonl(con, f"SELECT {cols} FROM {source}", dest)
-        copy_to_parquet(con, f"SELECT {cols}, row_number() OVER () AS _line FROM {source}", sidecar_path(dest),
-                        compression="SNAPPY")
-        return n
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _export AS SELECT {cols} FROM {source} ORDER BY {order_by}")
-    n = copy_to_jsonl(con, f"SELECT {cols} FROM _export", dest)
-    copy_to_parquet(con, f"SELECT {cols}, rowid + 1 AS _line FROM _export", sidecar_path(dest), compression="SNAPPY")
-    con.execute("DROP TABLE _export")
-    return n
-
-
-def load_pairs(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], table: str,
-               columns: Mapping[str, str], required: Sequence[str] = (), report: LineReport | None = None,
-               transform: str | None = None) -> int:
-    """`load_jsonl`, but from the fresh Parquet sidecar when there is one."""
-    path = Path(path)
-    side = sidecar_path(path)
-    if side.exists() and path.exists() and side.stat().st_mtime_ns >= path.stat().st_mtime_ns:
-        try:
-            select = f"""SELECT {_sql_str(str(path))} AS _file, _line,
-                    {', '.join(f'CAST({c} AS {t}) AS {c}' for c, t in columns.items())}
-                FROM read_parquet({_sql_str(str(side))})"""
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_transformed(select, transform)}")
-            missing = " OR ".join(f"{c} IS NULL" for c in required) or "false"
-            n, bad = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {missing}) FROM {table}").fetchall()[0]
-            if not bad:
-                if report is not None:
-                    report.rows += int(n)
-                return int(n)
-        except duckdb.Error:
-            pass  # a sidecar without these columns: read the JSONL
-    return load_jsonl(con, path, table, columns, required, report, transform)
 
 
 def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, dest: str | os.PathLike[str],

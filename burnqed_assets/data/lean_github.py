@@ -20,6 +20,7 @@ from typing import Any
 
 from burnqed_assets.data import duck
 from burnqed_assets.data.io import LineReport
+from burnqed_assets.data.pairs import PairsWriter
 from burnqed_assets.data.schema import LEAN_GITHUB_SOURCE, SOURCE_PREFIX, TURNSTILE
 
 TRIVIAL_TACTICS = ("rfl", "simp", "trivial", "exact?", "decide")
@@ -42,8 +43,12 @@ class LeanGithubResult:
     kept_theorems: int
     input_files: int
 
+    @property
+    def keep_rate(self) -> float:
+        return self.kept_pairs / self.rows_read if self.rows_read else 0.0
+
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "keep_rate": self.kept_pairs / self.rows_read if self.rows_read else 0.0}
+        return {**self.__dict__, "keep_rate": self.keep_rate}
 
 
 def _load(con, src: Path, report: LineReport) -> int:
@@ -97,14 +102,16 @@ def filter_lean_github(src: str | os.PathLike[str], dest: str | os.PathLike[str]
     )
     dropped = dict(con.execute(
         "SELECT drop_reason, count(*) FROM judged WHERE drop_reason IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall())
-    prefix = SOURCE_PREFIX[LEAN_GITHUB_SOURCE]
-    kept = f"""(SELECT CASE WHEN starts_with(full_name, {duck.sql_str(prefix)}) THEN full_name
-                    ELSE {duck.sql_str(prefix)} || full_name END AS theorem,
-               state_before AS state, tactic, state_after, CAST(NULL AS BIGINT) AS depth,
-               {duck.sql_str(LEAN_GITHUB_SOURCE)} AS source, _file, _line
-        FROM judged WHERE drop_reason IS NULL)"""
-    kept_pairs = duck.export_jsonl_with_sidecar(
-        con, kept, ["theorem", "state", "tactic", "state_after", "depth", "source"], "_file, _line", dest)
+    prefix = duck.sql_str(SOURCE_PREFIX[LEAN_GITHUB_SOURCE])
+    writer = PairsWriter()
+    cur = con.execute(
+        f"""SELECT CASE WHEN starts_with(full_name, {prefix}) THEN full_name ELSE {prefix} || full_name END,
+               state_before, tactic, state_after, CAST(NULL AS BIGINT), {duck.sql_str(LEAN_GITHUB_SOURCE)}
+        FROM judged WHERE drop_reason IS NULL ORDER BY _file, _line""")
+    while batch := cur.fetchmany(8192):
+        for row in batch:
+            writer.add(*row)
+    kept_pairs = writer.write(dest)
     trivial_rows, trivial_kept, kept_theorems = con.execute(
         "SELECT count(*) FILTER (WHERE trivial), count(*) FILTER (WHERE trivial AND drop_reason IS NULL), "
         "count(DISTINCT full_name) FILTER (WHERE drop_reason IS NULL) FROM judged").fetchall()[0]

@@ -14,6 +14,7 @@ Nothing in it depends on the clock, so a re-run on the same inputs gives the sam
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,16 @@ from burnqed_assets.paths import (
 )
 
 PROOFS_SCHEMA = pa.schema([("name", pa.string()), ("full_proof", pa.string()), ("origin", pa.string())])
+
+
+@dataclass
+class ReleaseInfo:
+    proofs: int
+    pairs: int
+    dropped_theorems: int
+    proofs_origin: str
+    files: list[str]
+    release_dir: str
 
 
 
@@ -70,12 +81,12 @@ def _write_proofs(dest: Path, lean_dir: Path | None, proofs_jsonl: Path | None) 
 
 def build_release(release_dir: str | os.PathLike[str], clean_pairs: Path, clean_pool_report: dict[str, Any],
                   lean_version: str, profile: str, lean_dir: Path | None = None,
-                  proofs_jsonl: Path | None = None, extra_dropped: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                  proofs_jsonl: Path | None = None, extra_dropped: list[dict[str, Any]] | None = None) -> ReleaseInfo:
     out = Path(release_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_proofs, proofs_origin = _write_proofs(out / RELEASE_PROOFS_FILE, lean_dir, proofs_jsonl)
     con = duck.connect()
-    duck.load_pairs(con, clean_pairs, "pairs", {"theorem": "VARCHAR", "state": "VARCHAR", "tactic": "VARCHAR",
+    duck.load_jsonl(con, clean_pairs, "pairs", {"theorem": "VARCHAR", "state": "VARCHAR", "tactic": "VARCHAR",
                                                 "state_after": "VARCHAR", "depth": "BIGINT", "source": "VARCHAR"},
                     ("theorem", "state", "tactic"))
     n_pairs = duck.copy_to_parquet(
@@ -115,5 +126,5 @@ def build_release(release_dir: str | os.PathLike[str], clean_pairs: Path, clean_
         p = out / name
         manifest[name] = {"bytes": p.stat().st_size, "sha256": file_sha256(p), "rows": rows}
     write_json(out / RELEASE_MANIFEST_FILE, manifest)
-    return {"proofs": n_proofs, "pairs": n_pairs, "dropped_theorems": len(dropped), "proofs_origin": proofs_origin,
-            "files": sorted(manifest) + [RELEASE_MANIFEST_FILE], "release_dir": str(out)}
+    return ReleaseInfo(proofs=n_proofs, pairs=n_pairs, dropped_theorems=len(dropped), proofs_origin=proofs_origin,
+                       files=sorted(manifest) + [RELEASE_MANIFEST_FILE], release_dir=str(out))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,40 @@ def recommended_max_length(token_geometry_path: str | os.PathLike[str], kind: st
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value, f"token_geometry ({path})"
     return fallback, f"default {fallback} (token_geometry absent or without {key})"
+
+
+@dataclass
+class TokenLengths:
+    """Token counts per pair of the clean pool, and how each was obtained."""
+
+    state: np.ndarray
+    tactic: np.ndarray
+    full: np.ndarray  # the whole SFT example (prompt + completion)
+    full_method: str = "exact"
+    state_method: str = "exact"
+
+
+@dataclass
+class TokenGeometry:
+    """The plan's token_geometry.json (`as_dict()`)."""
+
+    num_pairs: int
+    state_tokens: dict[str, float]
+    tactic_tokens: dict[str, float]
+    full_tokens: dict[str, float]
+    state_tactic_ratio: dict[str, float]
+    prompt_overhead_tokens: int
+    full_length_method: str
+    state_length_method: str
+    truncation: list[dict[str, Any]]
+    truncation_budget: float
+    recommended_sft_max_length: int
+    recommended_encode_max_length: int
+    sft_max_length_within_budget: bool
+    encode_max_length_within_budget: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 def _lengths(tokenizer: Any, texts: list[str], special: bool = True) -> np.ndarray:
@@ -79,7 +114,7 @@ def _segment_lengths(con, n: int, tokenizer: Any, batch_size: int, specials: int
 
 
 def measure(pairs_path: str | os.PathLike[str], tokenizer: Any, batch_size: int = 2048,
-            verify_sample: int = 2000) -> dict[str, Any]:
+            verify_sample: int = 2000) -> TokenLengths:
     """Token counts of state, tactic and full SFT example for every pair of a JSONL file.
 
     State counts come from distinct lines (`_segment_lengths`) or distinct states; distinct
@@ -89,11 +124,11 @@ def measure(pairs_path: str | os.PathLike[str], tokenizer: Any, batch_size: int 
     `verify_sample` pairs (it does for byte-level BPE tokenizers, whose pre-tokenizer splits at
     the prompt's newlines); otherwise every full example is tokenized. `full_method` says which.
     """
-    con = duck.connect(input_bytes=duck.file_bytes(duck.sidecar_path(pairs_path)))
-    duck.load_pairs(con, pairs_path, "pairs_in", {"state": "VARCHAR", "tactic": "VARCHAR"}, ("state", "tactic"))
+    con = duck.connect(input_bytes=duck.file_bytes(pairs_path))
+    duck.load_jsonl(con, pairs_path, "pairs_in", {"state": "VARCHAR", "tactic": "VARCHAR"}, ("state", "tactic"))
     n, max_line = con.execute("SELECT count(*), coalesce(max(_line), 0) FROM pairs_in").fetchall()[0]
     n = int(n)
-    if n == max_line:  # gap-free line numbers (sidecar, fast path) are already positions: no copy
+    if n == max_line:  # gap-free line numbers (the fast path) are already positions: no copy
         con.execute("CREATE OR REPLACE TEMP VIEW pairs AS SELECT state, tactic, _line - 1 AS pos FROM pairs_in")
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE pairs AS SELECT state, tactic, row_number() OVER (ORDER BY _line) - 1 AS pos "
@@ -121,7 +156,7 @@ def measure(pairs_path: str | os.PathLike[str], tokenizer: Any, batch_size: int 
                              "AS full FROM pairs ORDER BY pos").to_arrow_reader(batch_size):
             parts.append(_lengths(tokenizer, batch.column(0).to_pylist()))
         full, method = (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)), "exact (every pair tokenized)"
-    return {"state": state, "tactic": tactic, "full": full, "full_method": method, "state_method": state_method}
+    return TokenLengths(state=state, tactic=tactic, full=full, full_method=method, state_method=state_method)
 
 
 def _stats(values: np.ndarray, percentiles: Sequence[int]) -> dict[str, float]:
@@ -133,12 +168,12 @@ def _stats(values: np.ndarray, percentiles: Sequence[int]) -> dict[str, float]:
     return out
 
 
-def geometry(lengths: dict[str, Any], tokenizer: Any, percentiles: Sequence[int] = (50, 75, 90, 95, 99),
+def geometry(lengths: TokenLengths, tokenizer: Any, percentiles: Sequence[int] = (50, 75, 90, 95, 99),
              sft_candidates: Sequence[int] = (1024, 1536, 2048, 3072),
              encode_candidates: Sequence[int] = (256, 384, 512, 768, 1024),
-             truncation_budget: float = 0.02) -> dict[str, Any]:
+             truncation_budget: float = 0.02) -> TokenGeometry:
     """The plan's token_geometry.json from measured lengths."""
-    state, tactic, full = lengths["state"], lengths["tactic"], lengths["full"]
+    state, tactic, full = lengths.state, lengths.tactic, lengths.full
     n = int(full.size)
     ratios = state / np.maximum(tactic, 1) if n else np.zeros(0)
     # The wrapper's own cost: the plan assumed 45 tokens; measure it with this tokenizer.
@@ -159,35 +194,36 @@ def geometry(lengths: dict[str, Any], tokenizer: Any, percentiles: Sequence[int]
 
     sft_len, sft_ok = pick(full, sft_candidates)
     enc_len, enc_ok = pick(state, encode_candidates)
-    return {
-        "num_pairs": n,
-        "state_tokens": _stats(state, percentiles),
-        "tactic_tokens": _stats(tactic, percentiles),
-        "full_tokens": _stats(full, percentiles),
-        "state_tactic_ratio": {
+    return TokenGeometry(
+        num_pairs=n,
+        state_tokens=_stats(state, percentiles),
+        tactic_tokens=_stats(tactic, percentiles),
+        full_tokens=_stats(full, percentiles),
+        state_tactic_ratio={
             "median": float(np.median(ratios)) if n else 0.0,
             "mean": float(np.mean(ratios)) if n else 0.0,
             "p95": float(np.percentile(ratios, 95)) if n else 0.0,
         },
-        "prompt_overhead_tokens": overhead,
-        "full_length_method": lengths.get("full_method", "exact"),
-        "state_length_method": lengths.get("state_method", "exact"),
-        "truncation": truncation,
-        "truncation_budget": truncation_budget,
-        "recommended_sft_max_length": sft_len,
-        "recommended_encode_max_length": enc_len,
-        "sft_max_length_within_budget": sft_ok,
-        "encode_max_length_within_budget": enc_ok,
-    }
+        prompt_overhead_tokens=overhead,
+        full_length_method=lengths.full_method,
+        state_length_method=lengths.state_method,
+        truncation=truncation,
+        truncation_budget=truncation_budget,
+        recommended_sft_max_length=sft_len,
+        recommended_encode_max_length=enc_len,
+        sft_max_length_within_budget=sft_ok,
+        encode_max_length_within_budget=enc_ok,
+    )
 
 
-def plot_lengths(lengths: dict[str, np.ndarray], dest: str | os.PathLike[str]):
+def plot_lengths(lengths: TokenLengths, dest: str | os.PathLike[str]):
     from burnqed_assets.reports.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(5, 3))
     for key in ("state", "tactic", "full"):
-        if lengths[key].size:
-            ax.hist(lengths[key], bins=40, alpha=0.5, label=key)
+        values = getattr(lengths, key)
+        if values.size:
+            ax.hist(values, bins=40, alpha=0.5, label=key)
     ax.set(title="Token lengths", xlabel="tokens", ylabel="pairs")
     ax.legend()
     return save_figure(fig, dest)

@@ -103,19 +103,18 @@ def token_geometry(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) ->
     d = settings.data
     geo = geometry(lengths, tok, d.token_length_percentiles, d.sft_max_length_candidates,
                    d.encode_max_length_candidates, d.truncation_budget)
-    geo["tokenizer"] = str(settings.model.base_model_path)
-    geo["profile"] = settings.profile
-    write_json(settings.paths.token_geometry, geo)
+    write_json(settings.paths.token_geometry,
+               {**geo.as_dict(), "tokenizer": str(settings.model.base_model_path), "profile": settings.profile})
     plot = plot_lengths(lengths, settings.paths.token_lengths_plot)
     return dg.MaterializeResult(metadata={
         "path": str(settings.paths.token_geometry),
-        "num_pairs": geo["num_pairs"],
-        "recommended_sft_max_length": geo["recommended_sft_max_length"],
-        "recommended_encode_max_length": geo["recommended_encode_max_length"],
-        "state_p95": geo["state_tokens"]["p95"],
-        "full_p95": geo["full_tokens"]["p95"],
-        "state_tactic_ratio_median": geo["state_tactic_ratio"]["median"],
-        "truncation": dg.MetadataValue.json(geo["truncation"]),
+        "num_pairs": geo.num_pairs,
+        "recommended_sft_max_length": geo.recommended_sft_max_length,
+        "recommended_encode_max_length": geo.recommended_encode_max_length,
+        "state_p95": geo.state_tokens["p95"],
+        "full_p95": geo.full_tokens["p95"],
+        "state_tactic_ratio_median": geo.state_tactic_ratio["median"],
+        "truncation": dg.MetadataValue.json(geo.truncation),
         "token_lengths": dg.MetadataValue.md(png_markdown(plot, "Token lengths")),
     })
 
@@ -140,27 +139,26 @@ def exploration_report(context: dg.AssetExecutionContext, burnqed: BurnqedConfig
     pool_report = read_json(report_path) if report_path.exists() else None
     mig = settings.paths.migration
     proofs = [p for p in (mig.proofs, settings.inputs.goedel_proofs.path) if p.is_file()]
-    report, arrays = explore(
+    report = explore(
         settings.paths.clean_pairs, pool_report, lean_dirs=[mig.lean], proof_jsonl=proofs,
         contrastive_min_depth=settings.data.contrastive_min_depth,
         contrastive_min_theorems=settings.data.contrastive_min_theorems)
-    report["profile"] = settings.profile
-    write_json(settings.paths.exploration_report, report)
-    plots = plot_exploration(report, arrays, settings.paths.exploration_plots)
-    top = report["top_30_tactics"][:10]
+    write_json(settings.paths.exploration_report, {**report.as_dict(), "profile": settings.profile})
+    plots = plot_exploration(report, settings.paths.exploration_plots)
+    top = report.top_30_tactics[:10]
     table = "| tactic | count | share |\n|---|---|---|\n" + "\n".join(
         f"| `{t['tactic']}` | {t['count']} | {t['share']:.1%} |" for t in top)
     return dg.MaterializeResult(metadata={
         "path": str(settings.paths.exploration_report),
-        "clean_theorems": report["clean_theorems"],
-        "clean_pairs": report["clean_pairs"],
-        "contrastive_eligible": report["contrastive_eligible"],
-        "depth_distribution": dg.MetadataValue.json(report["depth_distribution"]),
-        "top5_tactic_share": float(report["top5_tactic_share"]),
-        "top10_tactic_share": float(report["top10_tactic_share"]),
-        "unique_tactic_names": report["unique_tactic_names"],
-        "unique_import_paths": report["unique_import_paths"],
-        "import_source": report["import_source"],
+        "clean_theorems": report.clean_theorems,
+        "clean_pairs": report.clean_pairs,
+        "contrastive_eligible": report.contrastive_eligible,
+        "depth_distribution": dg.MetadataValue.json(report.depth_distribution),
+        "top5_tactic_share": float(report.top5_tactic_share),
+        "top10_tactic_share": float(report.top10_tactic_share),
+        "unique_tactic_names": report.unique_tactic_names,
+        "unique_import_paths": report.unique_import_paths,
+        "import_source": report.import_source,
         "top_tactics": dg.MetadataValue.md(table),
         "proof_length_plot": dg.MetadataValue.md(png_markdown(plots["proof_length"], "Proof length")),
         "depth_plot": dg.MetadataValue.md(png_markdown(plots["depth"], "Max depth per theorem")),

@@ -2,6 +2,7 @@
 # No `from __future__ import annotations` in defs/: Dagster inspects the context annotation.
 
 import json
+from dataclasses import asdict
 
 import dagster as dg
 
@@ -11,6 +12,7 @@ from burnqed_assets.data.io import iter_jsonl, read_json, write_json
 from burnqed_assets.data.lean_github import filter_lean_github
 from burnqed_assets.data.release import build_release
 from burnqed_assets.data.sft import (
+    SplitVerification,
     benchmark_names,
     build_contrastive_pool,
     build_sft_dataset,
@@ -46,7 +48,7 @@ def _training_statements(settings: Settings) -> dict[str, str]:
     traced_dir = settings.inputs.goedel_recorded_traces.path
     statement_files = sorted(traced_dir.glob("*statements.jsonl")) if traced_dir.is_dir() else []
     statements = load_statements(statement_files, _proof_files(settings))
-    return {f"goedel::{name}": st["formal_statement"] for name, st in statements.items()}
+    return {f"goedel::{name}": st.formal_statement for name, st in statements.items()}
 
 
 def _contaminated(settings: Settings) -> list[str]:
@@ -90,7 +92,7 @@ def lean_github_pairs(context: dg.AssetExecutionContext, burnqed: BurnqedConfig)
         "rows_read": res.rows_read,
         "kept_pairs": res.kept_pairs,
         "kept_theorems": res.kept_theorems,
-        "keep_rate": float(res.as_dict()["keep_rate"]),
+        "keep_rate": float(res.keep_rate),
         "dropped": dg.MetadataValue.json(res.dropped),
         "trivial_rows": res.trivial_rows,
         "trivial_kept": res.trivial_kept,
@@ -120,22 +122,21 @@ def benchmark_decontamination(context: dg.AssetExecutionContext, burnqed: Burnqe
     problems = _benchmark_problems(settings)
     result = decontaminate({"goedel_clean": settings.paths.clean_pairs, "lean_github": settings.paths.lean_github_pairs},
                            problems, _training_statements(settings), settings.data.decontam_ngram_tokens)
-    info = result.as_dict()
-    write_json(decontamination_path(settings), info)
+    write_json(decontamination_path(settings), result.as_dict())
     for m in result.matches[:20]:
         context.log.warning(f"benchmark match ({m['rule']}): {m['theorem']} ~ {m['benchmark']}")
     return dg.MaterializeResult(metadata={
         "path": str(decontamination_path(settings)),
         "benchmark_problems": len(problems),
-        "benchmarks": dg.MetadataValue.json(info["benchmarks"]),
-        "pairs_checked": info["pairs_checked"],
-        "statements_checked": info["statements_checked"],
+        "benchmarks": dg.MetadataValue.json(result.benchmarks),
+        "pairs_checked": result.pairs_checked,
+        "statements_checked": result.statements_checked,
         "matches": len(result.matches),
-        "matches_by_rule": dg.MetadataValue.json(info["matches_by_rule"]),
-        "dropped_theorems": info["dropped_count"],
-        "dropped_by_prefix": dg.MetadataValue.json(info["dropped_by_prefix"]),
-        "dropped_examples": dg.MetadataValue.json(info["dropped_theorems"][:20]),
-        "ngram_tokens": info["ngram_tokens"],
+        "matches_by_rule": dg.MetadataValue.json(result.matches_by_rule),
+        "dropped_theorems": result.dropped_count,
+        "dropped_by_prefix": dg.MetadataValue.json(result.dropped_by_prefix),
+        "dropped_examples": dg.MetadataValue.json(result.dropped_theorems[:20]),
+        "ngram_tokens": result.ngram_tokens,
     })
 
 
@@ -165,18 +166,18 @@ def sft_dataset(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) -> dg
         "train_path": str(settings.paths.sft_train),
         "val_path": str(settings.paths.sft_val),
         "stats_path": str(settings.paths.sft_stats),
-        "total_pairs": stats["total_pairs"],
-        "train_pairs": stats["train_pairs"],
-        "val_pairs": stats["val_pairs"],
-        "train_theorems": stats["train_theorems"],
-        "val_theorems": stats["val_theorems"],
-        "by_source": dg.MetadataValue.json(stats["by_source"]),
-        "dropped": dg.MetadataValue.json(stats["dropped"]),
+        "total_pairs": stats.total_pairs,
+        "train_pairs": stats.train_pairs,
+        "val_pairs": stats.val_pairs,
+        "train_theorems": stats.train_theorems,
+        "val_theorems": stats.val_theorems,
+        "by_source": dg.MetadataValue.json({k: v.as_dict() for k, v in stats.by_source.items()}),
+        "dropped": dg.MetadataValue.json(asdict(stats.dropped)),
         "preview": dg.MetadataValue.md(_preview(settings.paths.sft_train)),
     })
 
 
-def _verified(settings: Settings) -> dict:
+def _verified(settings: Settings) -> SplitVerification:
     return verify_split(settings.paths.sft, _benchmarks(settings))
 
 
@@ -184,10 +185,10 @@ def _verified(settings: Settings) -> dict:
                 description="ABORT gate (Gotcha 11): no theorem and no prompt+completion appears in both train and val.")
 def sft_no_theorem_leak(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     v = _verified(burnqed.settings())
-    n, n_pairs = v["leaked_theorems"], v["pairs_in_both_splits"]
+    n, n_pairs = v.leaked_theorems, v.pairs_in_both_splits
     desc = f"{n} theorems and {n_pairs} prompt+completion pairs in both train and val"
     if n or n_pairs:
-        desc += f": {v['leak_examples'][:5] + v['pairs_in_both_examples'][:5]}"
+        desc += f": {v.leak_examples[:5] + v.pairs_in_both_examples[:5]}"
     return gate(n == 0 and n_pairs == 0, desc, leaked_theorems=n, pairs_in_both_splits=n_pairs)
 
 
@@ -207,10 +208,10 @@ def sft_no_benchmark_statement(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
                 "every completion is non-empty.")
 def sft_prompt_format(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     v = _verified(burnqed.settings())
-    n, bad = v["bad_format_pairs"], v["unreadable_lines"]
+    n, bad = v.bad_format_pairs, v.unreadable_lines
     desc = f"{n} records with a bad prompt/completion, {bad} unreadable lines"
     if n or bad:
-        desc += ": " + "; ".join(v["bad_format_examples"][:5] + v["unreadable_examples"][:5])
+        desc += ": " + "; ".join(v.bad_format_examples[:5] + v.unreadable_examples[:5])
     return gate(n == 0 and bad == 0, desc, bad_format_pairs=n, unreadable_lines=bad)
 
 
@@ -219,9 +220,9 @@ def sft_prompt_format(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
 def sft_size_and_sources(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     settings = burnqed.settings()
     v = _verified(settings)
-    total = v["train_pairs"] + v["val_pairs"]
+    total = v.train_pairs + v.val_pairs
     need = settings.thresholds.min_sft_pairs
-    by_source = v["pairs_by_source"]
+    by_source = v.pairs_by_source
     missing = [s for s in ("goedel_workbook", "lean_github") if not by_source.get(s)]
     ok = total >= need and not missing
     desc = f"{total} SFT pairs (need >= {need}); by source {by_source}" + (f"; missing {missing}" if missing else "")
@@ -232,7 +233,7 @@ def sft_size_and_sources(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
                 description="Gate: no miniF2F (v2s/v2c/v1) problem name appears in train or val.")
 def sft_no_benchmark_theorems(burnqed: BurnqedConfig) -> dg.AssetCheckResult:
     v = _verified(burnqed.settings())
-    hits = v["benchmark_theorems"]
+    hits = v.benchmark_theorems
     return gate(not hits, f"{len(hits)} benchmark theorems in the SFT data" + (f": {hits[:5]}" if hits else ""),
                 benchmark_theorems=len(hits))
 
@@ -251,17 +252,17 @@ def contrastive_pool(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) 
     info = build_contrastive_pool(settings.paths.clean_pairs, dest, d.contrastive_min_depth,
                                   d.contrastive_fallback_depth, d.contrastive_min_theorems, statements,
                                   _benchmarks(settings), contaminated=_contaminated(settings))
-    context.log.info(info["decision"])
+    context.log.info(info.decision)
     return dg.MaterializeResult(metadata={
         "path": str(dest),
-        "theorems": info["theorems"],
-        "depth_threshold": info["depth_threshold"],
-        "fallback_used": info["fallback_used"],
-        "decision": info["decision"],
-        "eligible_at_min_depth": info["eligible_at_min_depth"],
-        "with_formal_statement": info["with_statement"],
-        "excluded_benchmark_names": info["excluded_benchmark"],
-        "excluded_contaminated": info["excluded_contaminated"],
+        "theorems": info.theorems,
+        "depth_threshold": info.depth_threshold,
+        "fallback_used": info.fallback_used,
+        "decision": info.decision,
+        "eligible_at_min_depth": info.eligible_at_min_depth,
+        "with_formal_statement": info.with_statement,
+        "excluded_benchmark_names": info.excluded_benchmark,
+        "excluded_contaminated": info.excluded_contaminated,
         "statement_sources": dg.MetadataValue.json([str(p) for p in statement_files + _proof_files(settings)]),
     })
 
@@ -308,12 +309,12 @@ def release_bundle(context: dg.AssetExecutionContext, burnqed: BurnqedConfig) ->
                          extra_dropped=migration_dropped)
     changelog = settings.paths.release_changelog.read_text(encoding="utf-8")
     return dg.MaterializeResult(metadata={
-        "release_dir": info["release_dir"],
-        "proofs": info["proofs"],
-        "pairs": info["pairs"],
-        "dropped_theorems": info["dropped_theorems"],
-        "proofs_origin": info["proofs_origin"],
-        "files": dg.MetadataValue.json(info["files"]),
+        "release_dir": info.release_dir,
+        "proofs": info.proofs,
+        "pairs": info.pairs,
+        "dropped_theorems": info.dropped_theorems,
+        "proofs_origin": info.proofs_origin,
+        "files": dg.MetadataValue.json(info.files),
         "changelog": dg.MetadataValue.md(changelog),
     })
 

@@ -36,6 +36,8 @@ TIMING_KEYS = frozenset({
     "trajectories_sha256",
     # memory as the OS measured it (allocator and page-cache state differ between runs)
     "peak_memory_gb", "peak_rss_mb", "repl_peak_rss_mb", "seconds_per_step",
+    # a file's modification time (the SFT split-check record names the train/val it measured)
+    "mtime_ns",
 })
 # Key endings that mark a duration or rate (TRL's trainer_state names them freely).
 TIMING_SUFFIXES = ("_seconds", "_time", "_runtime", "_per_second")

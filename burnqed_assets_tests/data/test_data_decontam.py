@@ -109,8 +109,8 @@ def test_planted_benchmarks_are_dropped_in_each_source(tmp_path, problems):
             "github::Mathlib.Analysis.Planted.bar"} <= leaked
     # With it they are dropped, counted and listed; nothing is reachable any more.
     stats = build_sft_dataset(clean, gh, tmp_path / "sft", val_fraction=0.5, contaminated=result.dropped_theorems)
-    assert stats["dropped"]["contaminated_theorems"] == 4
-    assert set(stats["dropped"]["contaminated_theorem_names"]) == set(result.dropped_theorems)
+    assert stats.dropped.contaminated_theorems == 4
+    assert set(stats.dropped.contaminated_theorem_names) == set(result.dropped_theorems)
     kept = {r["theorem"] for split in ("train", "val") for r in _read(tmp_path / "sft" / f"{split}.jsonl")}
     assert kept == {"goedel::honest", "goedel::honest2", "github::Mathlib.Honest.baz", "github::Mathlib.Honest.qux"}
     assert reachable_from_split(tmp_path / "sft", problems) == []
@@ -118,7 +118,7 @@ def test_planted_benchmarks_are_dropped_in_each_source(tmp_path, problems):
     info = build_contrastive_pool(clean, tmp_path / "pool.json", min_depth=0, fallback_depth=0, min_theorems=0,
                                   contaminated=result.dropped_theorems)
     pool = {e["theorem"] for e in json.loads((tmp_path / "pool.json").read_text(encoding="utf-8"))}
-    assert info["excluded_contaminated"] == 2 and pool == {"goedel::honest", "goedel::honest2"}
+    assert info.excluded_contaminated == 2 and pool == {"goedel::honest", "goedel::honest2"}
 
 
 def test_shared_hypotheses_alone_are_no_match(tmp_path, problems):
@@ -137,10 +137,10 @@ def test_same_prompt_completion_from_two_sources_is_kept_once(tmp_path):
     clean, gh = _write(tmp_path / "c.jsonl", goedel), _write(tmp_path / "g.jsonl", github)
     for seed in range(6):  # whatever the split, the pair is in one of them only
         stats = build_sft_dataset(clean, gh, tmp_path / f"s{seed}", seed=seed, val_fraction=0.5)
-        assert stats["dropped"]["duplicate_pairs_across_theorems"] == 1
+        assert stats.dropped.duplicate_pairs_across_theorems == 1
         rows = [r for split in ("train", "val") for r in _read(tmp_path / f"s{seed}" / f"{split}.jsonl")]
         assert sum(r["completion"] == "omega" and r["prompt"].count("a + b = b + a") for r in rows) == 1
-        assert verify_split(tmp_path / f"s{seed}")["pairs_in_both_splits"] == 0
+        assert verify_split(tmp_path / f"s{seed}").pairs_in_both_splits == 0
 
 
 def test_verify_split_flags_a_prompt_completion_in_both(tmp_path):
@@ -150,4 +150,4 @@ def test_verify_split_flags_a_prompt_completion_in_both(tmp_path):
     (tmp_path / "train.jsonl").write_text(json.dumps({**row, "theorem": "goedel::a"}) + "\n", encoding="utf-8")
     (tmp_path / "val.jsonl").write_text(json.dumps({**row, "theorem": "github::b"}) + "\n", encoding="utf-8")
     v = verify_split(tmp_path)
-    assert v["leaked_theorems"] == 0 and v["pairs_in_both_splits"] == 1 and "github::b" in v["pairs_in_both_examples"][0]
+    assert v.leaked_theorems == 0 and v.pairs_in_both_splits == 1 and "github::b" in v.pairs_in_both_examples[0]

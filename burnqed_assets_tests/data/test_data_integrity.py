@@ -73,28 +73,19 @@ def test_clean_pool_rerun_is_byte_identical(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write left no temp file
 
 
-def test_parquet_sidecar_matches_the_jsonl_and_goes_stale_after_an_edit(tmp_path):
-    import os
-
-    import pyarrow.parquet as pq
+def test_the_pool_index_matches_the_jsonl(tmp_path):
+    from burnqed_assets.data.pairs import read_pairs, text_of
 
     dest = tmp_path / "clean.jsonl"
     build_clean_pool(DEMO_INPUTS / "traced" / "handwritten_deep_traces.jsonl", dest)
-    lines = dest.read_text(encoding="utf-8").splitlines()
-    side = pq.read_table(duck.sidecar_path(dest)).to_pylist()
-    assert [r["_line"] for r in side] == list(range(1, len(lines) + 1))
-    assert [json.loads(line) for line in lines] == [{k: v for k, v in r.items() if k != "_line"} for r in side]
-    cols = {"theorem": "VARCHAR", "tactic": "VARCHAR"}
-    con = duck.connect()
-    assert duck.load_pairs(con, dest, "p", cols, ("theorem",)) == len(lines)
-    # an edited JSONL is newer than its sidecar: the JSONL is read (and its bad line reported)
-    with open(dest, "a", encoding="utf-8") as fh:
-        fh.write("{broken\n")
-    st = duck.sidecar_path(dest).stat()
-    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    report = LineReport()
-    assert duck.load_pairs(con, dest, "p", cols, ("theorem",), report) == len(lines)
-    assert report.bad_count == 1 and report.bad[0].line == len(lines) + 1
+    rows = [json.loads(line) for line in dest.read_text(encoding="utf-8").splitlines()]
+    t = read_pairs(dest)
+    assert t.indexed and len(t) == len(rows)
+    assert [t.theorems[i] for i in t.theorem_id.tolist()] == [r["theorem"] for r in rows]
+    assert [text_of(t.state_json(i)) for i in range(len(t))] == [r["state"] for r in rows]
+    assert [text_of(t.tactic_json(i)) for i in range(len(t))] == [r["tactic"] for r in rows]
+    assert t.depth.tolist() == [r["depth"] for r in rows] and not t.depth_null.any()
+    assert [t.sources[i] for i in t.source_id.tolist()] == [r["source"] for r in rows]
 
 
 def test_bad_lines_raise_when_there_is_no_report_to_count_them(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from burnqed_assets.data.sft import (
+    Statement,
     build_contrastive_pool,
     build_sft_dataset,
     load_statements,
@@ -43,17 +44,17 @@ def test_split_is_theorem_level_stratified_and_formatted(tmp_path):
     stats = build_sft_dataset(clean, gh, tmp_path / "sft", seed=1, val_fraction=0.05)
     train, val = _read(tmp_path / "sft" / "train.jsonl"), _read(tmp_path / "sft" / "val.jsonl")
     assert not {r["theorem"] for r in train} & {r["theorem"] for r in val}
-    assert stats["by_source"]["goedel_workbook"]["val_theorems"] == 10  # 5 % of 200
-    assert stats["by_source"]["lean_github"]["val_theorems"] == 3  # 5 % of 60
-    assert len(train) + len(val) == 200 * 3 + 60 == stats["total_pairs"]
+    assert stats.by_source["goedel_workbook"].val_theorems == 10  # 5 % of 200
+    assert stats.by_source["lean_github"].val_theorems == 3  # 5 % of 60
+    assert len(train) + len(val) == 200 * 3 + 60 == stats.total_pairs
     for r in train[:50] + val:
         assert set(r) == {"prompt", "completion", "theorem", "source"}
         assert is_well_formed_prompt(r["prompt"])
     first = train[0]
     assert first["prompt"] == format_prompt("x : ℝ\n⊢ x + 0 = 0") or first["theorem"] != "goedel::g0"
     v = verify_split(tmp_path / "sft")
-    assert v["leaked_theorems"] == 0 and v["bad_format_pairs"] == 0
-    assert v["pairs_by_source"] == {"goedel_workbook": 600, "lean_github": 60}
+    assert v.leaked_theorems == 0 and v.bad_format_pairs == 0
+    assert v.pairs_by_source == {"goedel_workbook": 600, "lean_github": 60}
 
 
 def test_split_is_deterministic_and_seed_dependent(tmp_path):
@@ -80,9 +81,9 @@ def test_dedup_sorry_benchmark_and_prefix(tmp_path):
                               benchmark={"mathd_algebra_478"})
     names = {r["theorem"] for r in _read(tmp_path / "sft" / "train.jsonl") + _read(tmp_path / "sft" / "val.jsonl")}
     assert names == {"goedel::a", "goedel::b", "github::Foo.bar"}
-    assert stats["dropped"]["duplicate_pairs"] == 1
-    assert stats["dropped"]["sorry_theorems"] == 1
-    assert stats["dropped"]["benchmark_theorem_names"] == ["goedel::mathd_algebra_478"]
+    assert stats.dropped.duplicate_pairs == 1
+    assert stats.dropped.sorry_theorems == 1
+    assert stats.dropped.benchmark_theorem_names == ["goedel::mathd_algebra_478"]
 
 
 def test_verify_split_detects_a_leak_and_a_bad_prompt(tmp_path):
@@ -92,9 +93,9 @@ def test_verify_split_detects_a_leak_and_a_bad_prompt(tmp_path):
     _write(d / "train.jsonl", [ok, {**ok, "theorem": "goedel::y", "prompt": "no prefix"}])
     _write(d / "val.jsonl", [ok])
     v = verify_split(d, benchmark={"y"})
-    assert v["leaked_theorems"] == 1 and v["bad_format_pairs"] == 1
-    assert v["bad_format_examples"] == [f"{d / 'train.jsonl'}:2"]
-    assert v["benchmark_theorems"] == ["goedel::y"]
+    assert v.leaked_theorems == 1 and v.bad_format_pairs == 1
+    assert v.bad_format_examples == [f"{d / 'train.jsonl'}:2"]
+    assert v.benchmark_theorems == ["goedel::y"]
 
 
 def test_contrastive_pool_threshold_and_fallback(tmp_path):
@@ -105,27 +106,26 @@ def test_contrastive_pool_threshold_and_fallback(tmp_path):
     rows.append(_pair("github::G", "⊢ g", "simp", None, "lean_github"))
     _write(tmp_path / "clean.jsonl", rows)
     info = build_contrastive_pool(tmp_path / "clean.jsonl", tmp_path / "pool.json", min_depth=3, fallback_depth=2,
-                                  min_theorems=2, statements={"deep1": {"formal_statement": "theorem deep1 : p := by",
-                                                                        "header": "import Mathlib\n"}})
+                                  min_theorems=2, statements={"deep1": Statement("theorem deep1 : p := by", "import Mathlib\n")})
     pool = json.loads((tmp_path / "pool.json").read_text(encoding="utf-8"))
-    assert not info["fallback_used"] and [e["theorem"] for e in pool] == ["goedel::deep1", "goedel::deep2"]
+    assert not info.fallback_used and [e["theorem"] for e in pool] == ["goedel::deep1", "goedel::deep2"]
     assert pool[0] == {"theorem": "goedel::deep1", "max_depth": 4, "num_pairs": 5, "root_state": "⊢ deep1 0",
                        "source": "goedel_workbook", "formal_statement": "theorem deep1 : p := by",
                        "header": "import Mathlib\n"}
     assert pool[1]["formal_statement"] is None
     info = build_contrastive_pool(tmp_path / "clean.jsonl", tmp_path / "pool.json", min_theorems=3)
-    assert info["fallback_used"] and info["depth_threshold"] == 2 and info["theorems"] == 3
-    assert "lowered to depth >= 2" in info["decision"]
+    assert info.fallback_used and info.depth_threshold == 2 and info.theorems == 3
+    assert "lowered to depth >= 2" in info.decision
 
 
 def test_load_statements_from_goedel_proofs_and_handwritten_file():
     st = load_statements([DEMO_INPUTS / "traced" / "handwritten_statements.jsonl"],
                          [DEMO_INPUTS / "goedel" / "goedel_workbook_proofs.jsonl"])
     g = st["lean_workbook_10009"]
-    assert g["formal_statement"].startswith("theorem lean_workbook_10009 (a b c: ℝ)")
-    assert g["formal_statement"].endswith(":= by") and g["header"].startswith("import Mathlib")
-    assert "/-" not in g["header"]
-    assert st["demo_handwritten_1"]["formal_statement"].startswith("theorem demo_handwritten_1")
+    assert g.formal_statement.startswith("theorem lean_workbook_10009 (a b c: ℝ)")
+    assert g.formal_statement.endswith(":= by") and g.header.startswith("import Mathlib")
+    assert "/-" not in g.header
+    assert st["demo_handwritten_1"].formal_statement.startswith("theorem demo_handwritten_1")
 
 
 def test_contrastive_pool_file_has_the_bytes_of_write_json(tmp_path):
@@ -135,7 +135,7 @@ def test_contrastive_pool_file_has_the_bytes_of_write_json(tmp_path):
     rows = [_pair("goedel::t\"q\\", "h : a\tb\x01\x7f ⊢ \u2028 😀\n⊢ p", "tac", d, "goedel_workbook") for d in range(4)]
     _write(tmp_path / "clean.jsonl", rows)
     build_contrastive_pool(tmp_path / "clean.jsonl", tmp_path / "pool.json", min_theorems=1,
-                           statements={"t\"q\\": {"formal_statement": "theorem t : p := by", "header": ""}})
+                           statements={"t\"q\\": Statement("theorem t : p := by", "")})
     pool = json.loads((tmp_path / "pool.json").read_text(encoding="utf-8"))
     assert pool[0]["root_state"] == rows[0]["state"] and pool[0]["num_pairs"] == 4
     write_json(tmp_path / "ref.json", pool)

@@ -60,7 +60,8 @@ def _write_proofs(dest: Path, lean_dir: Path | None, proofs_jsonl: Path | None) 
                         "name": [f.stem for f in chunk],
                         "full_proof": [f.read_text(encoding="utf-8", errors="replace") for f in chunk],
                         "origin": [str(f.relative_to(lean_dir)) for f in chunk]}, schema=PROOFS_SCHEMA))
-                origin = f"{len(files)} migrated .lean files under {lean_dir}"
+                # relative to the bundle: the same text (and manifest bytes) from any data root
+                origin = f"{len(files)} migrated .lean files under {os.path.relpath(lean_dir, dest.parent)}"
                 n = len(files)
             elif proofs_jsonl and proofs_jsonl.is_file():
                 con = duck.connect(threads=1)
@@ -71,7 +72,8 @@ def _write_proofs(dest: Path, lean_dir: Path | None, proofs_jsonl: Path | None) 
                     params=[proofs_jsonl.name]).to_arrow_reader(1000)
                 for batch in reader:
                     writer.write_table(pa.Table.from_batches([batch]).cast(PROOFS_SCHEMA))
-                origin = f"{n} source proofs from {proofs_jsonl} (no migrated .lean files found)"
+                origin = (f"{n} source proofs from {os.path.relpath(proofs_jsonl, dest.parent)} "
+                          "(no migrated .lean files found)")
             else:
                 n, origin = 0, "no proofs found"
         finally:

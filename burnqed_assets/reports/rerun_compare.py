@@ -38,6 +38,9 @@ TIMING_KEYS = frozenset({
     "peak_memory_gb", "peak_rss_mb", "repl_peak_rss_mb", "seconds_per_step",
     # a file's modification time (the SFT split-check record names the train/val it measured)
     "mtime_ns",
+    # resume keys of chunk done markers: a digest over the model files' sizes and mtimes
+    # (bookkeeping, like the reuse cache; the searched trees are compared row for row)
+    "fingerprint",
 })
 # Key endings that mark a duration or rate (TRL's trainer_state names them freely).
 TIMING_SUFFIXES = ("_seconds", "_time", "_runtime", "_per_second")
@@ -147,8 +150,10 @@ def compare_roots(root_a: str | Path, root_b: str | Path,
     """Every difference between two data roots, as `relative/path: what differs`. `aliases` are
     (path under run A, path under run B) pairs that mean the same place, beside the two roots."""
     fa, fb = _files(Path(root_a)), _files(Path(root_b))
-    subs_a, subs_b = _placeholders([(str(Path(root_a).resolve()), str(Path(root_b).resolve())),
-                                    (str(root_a), str(root_b)), *aliases])
+    # aliases first: where an alias names the same path as a root (run A's files point at the
+    # root it ran in, not where its copy now lies), the alias's placeholder is the one used
+    subs_a, subs_b = _placeholders([*aliases, (str(Path(root_a).resolve()), str(Path(root_b).resolve())),
+                                    (str(root_a), str(root_b))])
     for rel in sorted(set(fa) ^ set(fb)):
         yield f"{rel}: only under {'A' if rel in fa else 'B'}"
     for rel in sorted(set(fa) & set(fb)):

@@ -189,6 +189,7 @@ def keep_readme_run(repo: Path) -> None:
     dest.mkdir(parents=True)
     shutil.copytree(repo / README_DATA_ROOT, dest / "data", symlinks=True)
     (dest / "checkout").write_text(str(repo), encoding="utf-8")
+    (dest / "data_root").write_text(str(repo / README_DATA_ROOT), encoding="utf-8")  # where its files point
 
 
 def _stop_group(proc: subprocess.Popen) -> None:

@@ -56,7 +56,8 @@ def test_ci_compares_its_run_with_the_browser_tests_readme_run():
     assert export in script and script.index(export) < script.index("python -m pytest")
     compare = script[script.index(f'if [ -d "${KEEP_README_RUN_ENV}/data" ]'):]
     assert f'rerun_compare "${KEEP_README_RUN_ENV}/data" "$BURNQED_DATA_ROOT"' in compare
-    assert "--alias" in compare
+    assert f'--alias "$(cat "${KEEP_README_RUN_ENV}/data_root")=$BURNQED_DATA_ROOT"' in compare
+    assert f'--alias "$(cat "${KEEP_README_RUN_ENV}/checkout")=$PWD"' in compare
 
 
 def test_browser_test_keeps_the_readme_run_where_ci_asks(tmp_path, monkeypatch):
@@ -69,5 +70,6 @@ def test_browser_test_keeps_the_readme_run_where_ci_asks(tmp_path, monkeypatch):
     browser.keep_readme_run(repo)
     assert (tmp_path / "kept" / "data" / "evals" / "m.json").read_text() == "{}"
     assert (tmp_path / "kept" / "checkout").read_text() == str(repo)
+    assert (tmp_path / "kept" / "data_root").read_text() == str(repo / browser.README_DATA_ROOT)
     monkeypatch.delenv(browser.KEEP_README_RUN_ENV)
     browser.keep_readme_run(tmp_path / "elsewhere")  # without the hook it does nothing

@@ -77,3 +77,14 @@ def test_runs_in_different_places_compare_by_relative_paths(tmp_path, capsys):
         {"adapter": f"{a}/checkpoints/lora", "input": f"{repo_b}/data/demo/goedel.jsonl"}))
     diffs = list(compare_roots(a, b, [(str(repo_a), str(repo_b))]))  # B points into A's root
     assert len(diffs) == 1 and diffs[0].startswith("evals/paths.json: $.adapter")
+
+
+def test_a_copied_run_compares_through_the_root_it_ran_in(tmp_path):
+    """CI compares a copy of the browser test's run, whose files point at the root it ran in
+    (inside its own checkout), with a run whose root lies outside its checkout."""
+    ran_in, copy, b = tmp_path / "clone-a" / "data" / "demo", tmp_path / "kept", _root(tmp_path, "b")
+    a = _root(tmp_path, "kept")
+    for root, points_at in ((a, ran_in), (b, b)):
+        (root / "evals" / "paths.json").write_text(json.dumps({"adapter": f"{points_at}/checkpoints/lora"}))
+    assert list(compare_roots(copy, b)) != []
+    assert list(compare_roots(copy, b, [(str(ran_in), str(b)), (str(tmp_path / "clone-a"), str(tmp_path))])) == []

@@ -106,3 +106,19 @@ def oracle_policy() -> TablePolicy:
     for r in rows:
         table[r["state_before"]].append((r["tactic"], -1.0))
     return TablePolicy(dict(table), default=[("norm_num", -0.3), ("linarith", -0.4)])
+
+
+def world(n: int = 6):
+    """n theorems in a transition table: each root has a tempting dead end (`junk`) and a two-step
+    path (`step`) that proves every theorem whose index is not a multiple of 3."""
+    from burnqed_assets.search.engine import Theorem
+
+    names = [f"thm{i}" for i in range(n)]
+    roots = {n_: f"⊢ r{i}" for i, n_ in enumerate(names)}
+    tr = {}
+    for i in range(n):
+        tr[f"⊢ r{i}"] = {"step": f"⊢ m{i}", "junk": f"⊢ j{i}"}
+        tr[f"⊢ m{i}"] = {"step": f"⊢ n{i}"}
+        tr[f"⊢ n{i}"] = {"step": PROVED} if i % 3 else {}
+    policy = TablePolicy({}, default=[("junk", -0.1), ("step", -0.5)])
+    return [Theorem(n_, n_) for n_ in names], roots, tr, policy

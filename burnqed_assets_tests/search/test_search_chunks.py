@@ -9,24 +9,12 @@ import pytest
 
 from burnqed_assets.paths import Paths
 from burnqed_assets.search.chunks import finished_marker, fingerprint_digest, merge_chunks, plan_chunks, search_chunk
-from burnqed_assets.search.engine import SearchConfig, Theorem
+from burnqed_assets.search.engine import SearchConfig
 from burnqed_assets.search.run import run_search, write_results
-from search_fakes import PROVED, FakeEnv, TablePolicy
+from search_fakes import FakeEnv, world
 
 CFG = SearchConfig(max_nodes=50, timeout_s=10, num_candidates=4, temperature=1.0)
 FINGERPRINT = {"model": "m1"}
-
-
-def world(n: int):
-    names = [f"thm{i}" for i in range(n)]
-    roots = {n_: f"⊢ r{i}" for i, n_ in enumerate(names)}
-    tr = {}
-    for i in range(n):
-        tr[f"⊢ r{i}"] = {"step": f"⊢ m{i}", "junk": f"⊢ j{i}"}
-        tr[f"⊢ m{i}"] = {"step": f"⊢ n{i}"}
-        tr[f"⊢ n{i}"] = {"step": PROVED} if i % 3 else {}
-    policy = TablePolicy({}, default=[("junk", -0.1), ("step", -0.5)])
-    return [Theorem(n_, n_) for n_ in names], roots, tr, policy
 
 
 def ticks():

@@ -16,21 +16,9 @@ from burnqed_assets.search.run import (
     trajectory_stats,
 )
 from burnqed_assets.settings import get_settings
-from search_fakes import PROVED, FakeEnv, TablePolicy
+from search_fakes import PROVED, FakeEnv, TablePolicy, world
 
 CFG = SearchConfig(max_nodes=50, timeout_s=10, num_candidates=4, temperature=1.0)
-
-
-def world(n: int = 6):
-    names = [f"thm{i}" for i in range(n)]
-    roots = {n_: f"⊢ r{i}" for i, n_ in enumerate(names)}
-    tr = {}
-    for i in range(n):
-        tr[f"⊢ r{i}"] = {"step": f"⊢ m{i}", "junk": f"⊢ j{i}"}
-        tr[f"⊢ m{i}"] = {"step": f"⊢ n{i}"}
-        tr[f"⊢ n{i}"] = {"step": PROVED} if i % 3 else {}
-    policy = TablePolicy({}, default=[("junk", -0.1), ("step", -0.5)])
-    return [Theorem(n_, n_) for n_ in names], roots, tr, policy
 
 
 def test_interrupted_run_resumes_without_duplicates(tmp_path):

@@ -207,13 +207,20 @@ def load_tokenizer(workdir: Path):
     return PreTrainedTokenizerFast(tokenizer_file=str(workdir / "tokenizer.json"), bos_token="<s>", eos_token="</s>")
 
 
+def _cpu() -> float:
+    """CPU seconds of every thread of this process and of its waited-for children (the workers
+    a stage forks count)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _clock() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
+    return time.perf_counter(), _cpu()
 
 
 def _since(t0: tuple[float, float], scale: float = 1.0) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of every thread of this process) since `t0`, times `scale`."""
-    return (time.perf_counter() - t0[0]) * scale, (time.process_time() - t0[1]) * scale
+    """(wall seconds, CPU seconds of this process and its children) since `t0`, times `scale`."""
+    return (time.perf_counter() - t0[0]) * scale, (_cpu() - t0[1]) * scale
 
 
 # ----------------------------------------------------------------------------- ours
@@ -427,12 +434,55 @@ def run_child(side: str, stage: str, w: Path, m7_plain_limit: int = 0, repeat: i
         _warm(w, side, stage)
         with open(w / ".child.log", "w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage: its peak RSS alone
+            tree_peak = _tree_peak_rss(proc.pid)
+            _, status, usage = os.wait4(proc.pid, 0)  # peak RSS of the child or of its largest descendant
         if os.waitstatus_to_exitcode(status) != 0:
             raise RuntimeError(f"{side} {stage} failed:\n{(w / '.child.log').read_text()[-3000:]}")
         out = json.loads(res.read_text())
-        runs.append((out["seconds"], usage.ru_maxrss / 1024, out["cpu"]))  # Linux: KiB
+        # a stage that forks workers: the process tree's sampled sum (PSS), when it is higher
+        runs.append((out["seconds"], max(usage.ru_maxrss / 1024, tree_peak()), out["cpu"]))  # Linux: KiB
     return min(r[0] for r in runs), max(r[1] for r in runs), min(r[2] for r in runs)
+
+
+def _tree_peak_rss(pid: int):
+    """Sample the memory of `pid` and its descendants in a thread until the returned function is
+    called (every 0.1 s); it gives the peak in MB, summed over the processes that ran at the same time. The
+    sum is of proportional set sizes (PSS): a forked worker shares its parent's pages
+    copy-on-write, and a sum of RSS would count them once per process. Only a tree with a
+    descendant is sampled: reading a process's PSS walks its page tables and slows it down,
+    while a single process's peak RSS comes exactly from `os.wait4`."""
+    import threading
+
+    import psutil
+
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        try:
+            root = psutil.Process(pid)
+            while not done.is_set() and root.status() != psutil.STATUS_ZOMBIE:
+                kids = root.children(recursive=True)
+                if kids:
+                    total = 0
+                    for p in [root, *kids]:
+                        try:
+                            total += p.memory_full_info().pss
+                        except psutil.Error:
+                            pass
+                    peak[0] = max(peak[0], total)
+                done.wait(0.1)
+        except psutil.Error:
+            pass
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+
+    def stop() -> float:
+        done.set()
+        thread.join()
+        return peak[0] / 2**20
+
+    return stop
 
 
 def _count(path: Path) -> int:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,93 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+class ConcurrentWrite:
+    """Writes `buffers` to a new file at `path` from `threads` threads, each `os.pwrite`-ing its
+    own share of the buffers: the kernel's copies into the page cache run side by side (the GIL
+    is released during `pwrite`) and alongside the caller's own work until `wait`, which
+    re-raises a thread's error. The buffers go one after the other from offset 0, or each at
+    its own offset (`offsets`, into a file of `size` bytes whose other ranges others write)."""
+
+    def __init__(self, path: str | os.PathLike[str], buffers: list[bytes], threads: int = 2,
+                 offsets: list[int] | None = None, size: int | None = None) -> None:
+        if offsets is None:
+            offsets = [0]
+            for b in buffers[:-1]:
+                offsets.append(offsets[-1] + len(b))
+        self.size = size if size is not None else sum(map(len, buffers))
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._errors: list[BaseException] = []
+        try:
+            os.ftruncate(self._fd, self.size)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        # contiguous shares of the buffers, about an equal number of bytes each
+        total, cuts, done = sum(map(len, buffers)), [0], 0
+        for i, b in enumerate(buffers):
+            done += len(b)
+            if len(cuts) < threads and done >= total * len(cuts) / threads:
+                cuts.append(i + 1)
+        cuts.append(len(buffers))
+        shares = [(buffers[a:b], offsets[a:b]) for a, b in zip(cuts, cuts[1:]) if b > a]
+        self._threads = [threading.Thread(target=self._run, args=share, daemon=True) for share in shares]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, buffers: list[bytes], offsets: list[int]) -> None:
+        try:
+            for data, offset in zip(buffers, offsets):
+                view = memoryview(data)
+                while view:
+                    written = os.pwrite(self._fd, view, offset)
+                    view, offset = view[written:], offset + written
+        except BaseException as exc:  # handed to `wait`
+            self._errors.append(exc)
+
+    def wait(self) -> None:
+        for t in self._threads:
+            t.join()
+        os.close(self._fd)
+        if self._errors:
+            raise self._errors[0]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_forked(tasks: list[Callable[[], None]]) -> None:
+    """Run `tasks[0]` here and each other task at the same time in a forked child process (it
+    sees this process's memory as it was, with no pickling); return when all are done, raising
+    if a child failed (its traceback is on stderr). Without fork the tasks run one by one."""
+    import multiprocessing as mp
+
+    if len(tasks) < 2 or "fork" not in mp.get_all_start_methods():
+        for task in tasks:
+            task()
+        return
+    ctx = mp.get_context("fork")
+    children = []
+    try:
+        for task in tasks[1:]:
+            child = ctx.Process(target=task, daemon=True)
+            child.start()
+            children.append(child)
+    except (OSError, AssertionError):  # no child processes here (e.g. in a daemon): run them here
+        tasks = tasks[:1] + tasks[1 + len(children):]
+        for task in tasks[1:]:
+            task()
+    try:
+        tasks[0]()
+    finally:
+        for child in children:
+            child.join()
+    failed = [c.exitcode for c in children if c.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(children)} forked worker(s) failed (exit codes {failed})")
 
 
 @contextlib.contextmanager

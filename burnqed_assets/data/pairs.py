@@ -28,11 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import orjson
 
-from burnqed_assets.data.io import atomic_path
+from burnqed_assets.data.io import ConcurrentWrite, atomic_path
 
 INDEX_SUFFIX = ".index.npz"
 INDEX_VERSION = 2
@@ -110,13 +111,25 @@ _STATE_END = b'","tactic":"'
 
 @dataclass
 class EncodedBlock:
-    """Newline-terminated pair lines, with each line's start and its state's text span."""
+    """Newline-terminated pair lines, with each line's start and its state's text span.
 
-    data: bytes
+    A block may leave its bytes in the process that encoded them (`data` None, `size` their
+    length, `owner` a `BlockOwner` there): `keep` then works on the spans alone and records in
+    `lines` which of the owner's lines remain, for the owner to write."""
+
+    data: bytes | None
     line_start: np.ndarray  # int64, relative to `data`
     state_start: np.ndarray
     state_end: np.ndarray
     may_escape: bool = True  # may hold orjson's lower-case \u00xx escapes (False: its input had no \u)
+    size: int = -1  # len(data)
+    owner: BlockOwner | None = None  # holds `data` when it is None
+    ref: int = -1  # the block's number at its owner
+    lines: np.ndarray | None = None  # the owner's lines that remain (None: all)
+
+    def __post_init__(self) -> None:
+        if self.data is not None:
+            self.size = len(self.data)
 
     @classmethod
     def of(cls, lines: list[bytes], theorem_len: np.ndarray, data: bytes | None = None,
@@ -139,23 +152,49 @@ class EncodedBlock:
         return int(self.line_start.size)
 
     def line(self, i: int) -> bytes:
-        end = self.line_start[i + 1] - 1 if i + 1 < len(self) else len(self.data) - 1
+        end = self.line_start[i + 1] - 1 if i + 1 < len(self) else self.size - 1
         return self.data[int(self.line_start[i]):int(end)]
 
     def keep(self, mask: np.ndarray) -> EncodedBlock:
         """The block without the lines where `mask` is false (runs of kept lines copied as slices)."""
         if mask.all():
             return self
-        bounds = np.r_[self.line_start, len(self.data)]
-        edges = np.flatnonzero(np.diff(np.r_[False, mask, False].astype(np.int8)))
-        data = b"".join(self.data[bounds[a]: bounds[b]] for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()))
+        bounds = np.r_[self.line_start, self.size]
         lengths = np.diff(bounds)[mask]
         line_start = np.zeros(lengths.size, dtype=np.int64)
         if lengths.size:
             np.cumsum(lengths[:-1], out=line_start[1:])
         shift = line_start - self.line_start[mask]
-        return EncodedBlock(data, line_start, self.state_start[mask] + shift, self.state_end[mask] + shift,
-                            self.may_escape)
+        kept = dict(line_start=line_start, state_start=self.state_start[mask] + shift,
+                    state_end=self.state_end[mask] + shift, may_escape=self.may_escape)
+        if self.data is None:
+            lines = np.arange(len(self)) if self.lines is None else self.lines
+            return EncodedBlock(None, size=int(lengths.sum()), owner=self.owner, ref=self.ref, lines=lines[mask], **kept)
+        return EncodedBlock(kept_lines(self.data, self.line_start, mask), **kept)
+
+    def without_data(self, owner: BlockOwner | None = None, ref: int = -1) -> EncodedBlock:
+        """The block's spans, its bytes left with `owner` (block number `ref` there)."""
+        return EncodedBlock(None, self.line_start, self.state_start, self.state_end, self.may_escape, self.size,
+                            owner, ref)
+
+
+def kept_lines(data: bytes, line_start: np.ndarray, mask: np.ndarray) -> bytes:
+    """The lines of `data` (starting at `line_start`) where `mask` is true, joined."""
+    if mask.all():
+        return data
+    bounds = np.r_[line_start, len(data)]
+    edges = np.flatnonzero(np.diff(np.r_[False, mask, False].astype(np.int8)))
+    return b"".join(data[bounds[a]: bounds[b]] for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+class BlockOwner(Protocol):
+    """Where the bytes of blocks encoded in another process live: `start_writing` hands over
+    the file and, per block, the lines that remain and their offset in it; `wait` returns once
+    they are written."""
+
+    def start_writing(self, path: Path, jobs: list[tuple[int, np.ndarray | None, int]]) -> None: ...
+
+    def wait(self) -> None: ...
 
 
 class PairsWriter:
@@ -238,39 +277,56 @@ class PairsWriter:
             dropped = [i for name, i in self.theorem_ids.items() if name in drop_theorems]
             if dropped:
                 keep = ~np.isin(columns["theorem_id"], dropped)
-        starts_out, ends_out = [], []
+        starts_out, ends_out, buffers, offsets = [], [], [], []
+        elsewhere: dict[int, tuple[BlockOwner, list[tuple[int, np.ndarray | None, int]]]] = {}
         row = pos = 0
-        with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
-            for block in self.blocks:
-                size = len(block)
-                if keep is not None:
-                    block = block.keep(keep[row: row + size])
-                row += size
-                starts_out.append(block.state_start + pos)
-                ends_out.append(block.state_end + pos)
-                fh.write(duckdb_escapes(block.data) if block.may_escape else block.data)  # same length
-                pos += len(block.data)
+        for block in self.blocks:
+            size = len(block)
+            if keep is not None:
+                block = block.keep(keep[row: row + size])
+            row += size
+            starts_out.append(block.state_start + pos)
+            ends_out.append(block.state_end + pos)
+            if block.data is None:  # written by the process that holds it
+                elsewhere.setdefault(id(block.owner), (block.owner, []))[1].append((block.ref, block.lines, pos))
+            else:
+                buffers.append(duckdb_escapes(block.data) if block.may_escape else block.data)  # same length
+                offsets.append(pos)
+            pos += block.size
         self.blocks = []
-        if keep is not None:
-            columns = {k: v[keep] for k, v in columns.items()}
-        n = int(columns["theorem_id"].size)
-        # dictionaries hold the values of the rows written, in order of first appearance
-        columns["theorem_id"], theorem_old = _first_appearance(columns["theorem_id"])
-        columns["tactic_id"], tactic_old = _first_appearance(columns["tactic_id"])
-        columns["source_id"], source_old = _first_appearance(columns["source_id"])
-        theorem_names = {i: name for name, i in self.theorem_ids.items()}
-        tactic_names = {i: name for name, i in self.tactic_ids.items()}
-        source_names = {i: name for name, i in self.source_ids.items()}
-        tactics = [tactic_names[i] for i in tactic_old.tolist()]
-        # escaped texts from one encoded JSON array, split at '","' (which cannot occur inside a string)
-        tactic_text, tactic_offsets = _texts_blob(json_bytes(tactics)[2:-2].split(b'","') if tactics else [])
-        meta = {"version": INDEX_VERSION, "rows": n, "theorems": [theorem_names[i] for i in theorem_old.tolist()],
-                "sources": [source_names[i] for i in source_old.tolist()], **_stamp(dest)}
+        with atomic_path(dest) as tmp:
+            # the file is written by two threads here and by the blocks' owners, while the
+            # index columns are built here
+            writing = ConcurrentWrite(tmp, buffers, offsets=offsets, size=pos)
+            for owner, jobs in elsewhere.values():
+                owner.start_writing(tmp, jobs)
+            try:
+                if keep is not None:
+                    columns = {k: v[keep] for k, v in columns.items()}
+                n = int(columns["theorem_id"].size)
+                # dictionaries hold the values of the rows written, in order of first appearance
+                columns["theorem_id"], theorem_old = _first_appearance(columns["theorem_id"])
+                columns["tactic_id"], tactic_old = _first_appearance(columns["tactic_id"])
+                columns["source_id"], source_old = _first_appearance(columns["source_id"])
+                theorem_names = {i: name for name, i in self.theorem_ids.items()}
+                tactic_names = {i: name for name, i in self.tactic_ids.items()}
+                source_names = {i: name for name, i in self.source_ids.items()}
+                tactics = [tactic_names[i] for i in tactic_old.tolist()]
+                # escaped texts from one encoded JSON array, split at '","' (which cannot occur inside a string)
+                tactic_text, tactic_offsets = _texts_blob(json_bytes(tactics)[2:-2].split(b'","') if tactics else [])
+                meta = {"version": INDEX_VERSION, "rows": n,
+                        "theorems": [theorem_names[i] for i in theorem_old.tolist()],
+                        "sources": [source_names[i] for i in source_old.tolist()]}
+                arrays = dict(**columns, state_start=np.concatenate(starts_out) if starts_out else np.zeros(0, np.int64),
+                              state_end=np.concatenate(ends_out) if ends_out else np.zeros(0, np.int64),
+                              tactic_text=tactic_text, tactic_offsets=tactic_offsets)
+            finally:
+                writing.wait()
+                for owner, _ in elsewhere.values():
+                    owner.wait()
+        meta.update(_stamp(dest))
         buf = io.BytesIO()
-        np.savez(buf, meta=np.frombuffer(orjson.dumps(meta), dtype=np.uint8), **columns,
-                 state_start=np.concatenate(starts_out) if starts_out else np.zeros(0, np.int64),
-                 state_end=np.concatenate(ends_out) if ends_out else np.zeros(0, np.int64),
-                 tactic_text=tactic_text, tactic_offsets=tactic_offsets)
+        np.savez(buf, meta=np.frombuffer(orjson.dumps(meta), dtype=np.uint8), **arrays)
         with atomic_path(index_path(dest)) as tmp:
             tmp.write_bytes(buf.getbuffer())
         return n

@@ -30,6 +30,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from itertools import chain, count, repeat
 from operator import methodcaller
 from dataclasses import asdict, dataclass
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from burnqed_assets.data.io import atomic_open, atomic_path, read_json, write_json
+from burnqed_assets.data.io import atomic_open, atomic_path, read_json, run_forked, usable_cpus, write_json
 from burnqed_assets.data.pairs import DUCKDB_TRIM_CHARS, PairTable, json_bytes, json_text, read_pairs, text_of
 from burnqed_assets.data.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 from burnqed_assets.data.schema import GOEDEL_SOURCE, SOURCE_PREFIX
@@ -50,6 +51,8 @@ PAIR_REQUIRED = ("theorem", "state", "tactic", "source")
 _BARE = re.compile(r"^[a-z_]+::")
 _LAST_COMPONENT = re.compile(r"([^.]+)\Z")  # RE2's `([^.]+)$`: `$` is the end of the text
 _EXAMPLES = 20
+_WRITE_WORKERS = 8  # processes that write one split file, at most
+_WRITE_BYTES_PER_WORKER = 16 << 20  # a smaller share costs more to fork than to write
 _HEXDIGEST = methodcaller("hexdigest")
 
 
@@ -448,18 +451,50 @@ def _write_split(m: _Merged, keep: np.ndarray, is_val: np.ndarray, hashes: np.nd
     tails = {c: b'","theorem":"' + name + b'","source":"' + sources[c % ns] + b'"}\n'
              for c, name in zip(present.tolist(), names)}
     train_path, val_path = out_dir / SFT_TRAIN_FILE, out_dir / SFT_VAL_FILE
+    tail_len = np.zeros(int(present.max()) + 1 if present.size else 0, dtype=np.int64)
+    tail_len[present] = [len(tails[c]) for c in present.tolist()]
+    tactic_len = np.fromiter(map(len, m.tactics), dtype=np.int64, count=len(m.tactics))
     for path, rows_of_split in ((train_path, keep & ~is_val), (val_path, is_val)):
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            for k, t in enumerate(m.tables):
-                part = m.rows(k)
-                rows = np.flatnonzero(rows_of_split[part])
-                base = int(m.bounds[k])
-                for b in range(0, rows.size, 16384):
-                    block = rows[b: b + 16384]
-                    pieces = zip(repeat(head), _states(t, block), repeat(mid),
-                                 map(m.tactics.__getitem__, m.tac[base + block].tolist()),
-                                 map(tails.__getitem__, combo[base + block].tolist()))
-                    fh.write(b"".join(chain.from_iterable(pieces)))
+        # every line's length is known before it is built: the file is cut into shares of about
+        # equal bytes, each built and written at its own offset by its own process
+        table_of, rows, sizes = [], [], []  # the file's lines in order, table by table
+        for k, t in enumerate(m.tables):
+            r = np.flatnonzero(rows_of_split[m.rows(k)])
+            base = int(m.bounds[k])
+            table_of.append(np.full(r.size, k, dtype=np.int64))
+            rows.append(r)
+            sizes.append(len(head) + len(mid) + t.state_end[r] - t.state_start[r] + tactic_len[m.tac[base + r]]
+                         + tail_len[combo[base + r]])
+        table_of, rows, ends = np.concatenate(table_of), np.concatenate(rows), np.cumsum(np.concatenate(sizes))
+        total = int(ends[-1]) if ends.size else 0
+        workers = max(1, min(usable_cpus(), _WRITE_WORKERS, total // _WRITE_BYTES_PER_WORKER))
+        cuts = [0, *np.searchsorted(ends, np.arange(1, workers) * total // workers).tolist(), rows.size]
+
+        def write_share(a: int, b: int) -> None:
+            at = int(ends[a - 1]) if a else 0
+            for c in range(a, b, 16384):
+                d = min(b, c + 16384)
+                ks = np.unique(table_of[c:d])
+                data = b"".join(lines_of(int(k), rows[c:d][table_of[c:d] == k]) for k in ks.tolist())
+                view = memoryview(data)
+                while view:
+                    n = os.pwrite(fd, view, at)
+                    view, at = view[n:], at + n
+
+        def lines_of(k: int, block: np.ndarray) -> bytes:
+            base = int(m.bounds[k])
+            pieces = zip(repeat(head), _states(m.tables[k], block), repeat(mid),
+                         map(m.tactics.__getitem__, m.tac[base + block].tolist()),
+                         map(tails.__getitem__, combo[base + block].tolist()))
+            return b"".join(chain.from_iterable(pieces))
+
+        with atomic_path(path) as tmp:
+            fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+            try:
+                os.ftruncate(fd, total)
+                run_forked([partial(write_share, a, b) for a, b in zip(cuts, cuts[1:]) if b > a])
+            finally:
+                os.close(fd)
     return _measured_checks(m, keep, is_val, hashes, benchmark, train_path, val_path)
 
 

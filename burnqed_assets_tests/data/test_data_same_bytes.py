@@ -127,6 +127,26 @@ def _same_files(a: Path, b: Path, names: list[str]) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
+def _index_arrays(jsonl: Path) -> dict:
+    with np.load(pairs_mod.index_path(jsonl)) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("meta").tobytes())
+    meta.pop("mtime_ns")
+    return {"meta": meta, **arrays}
+
+
+def _same_pool_in_parts(traced: Path, out: Path, expected: dict) -> None:
+    whole = _index_arrays(out / "clean.jsonl")
+    for workers, block_bytes in ((2, 4096), (3, 700)):
+        dest = out / f"clean_w{workers}.jsonl"
+        assert build_clean_pool(traced, dest, workers=workers, block_bytes=block_bytes).as_dict() == expected
+        assert dest.read_bytes() == (out / "clean.jsonl").read_bytes()
+        parted = _index_arrays(dest)
+        assert parted.keys() == whole.keys()
+        for key, value in whole.items():
+            assert np.array_equal(parted[key], value) if key != "meta" else parted[key] == value, key
+
+
 def _run_both(tmp_path: Path, traced: Path, github: Path, benchmark: set[str], contaminated: list[str],
               statements: dict[str, Statement]):
     old, new = tmp_path / "old", tmp_path / "new"
@@ -139,6 +159,8 @@ def _run_both(tmp_path: Path, traced: Path, github: Path, benchmark: set[str], c
     duck_res = build_clean_pool_duckdb(traced, new / "clean_duck.jsonl")
     assert duck_res.as_dict() == ref.as_dict()
     assert (new / "clean_duck.jsonl").read_bytes() == (old / "clean.jsonl").read_bytes()
+    # the sweep split over forked workers and small blocks: the same pool, report and index
+    _same_pool_in_parts(traced, new, ref.as_dict())
     # M.9
     ref_gh = legacy.filter_lean_github(github, old / "gh.jsonl", seed=3, trivial_keep_rate=0.3)
     res_gh = filter_lean_github(github, new / "gh.jsonl", seed=3, trivial_keep_rate=0.3)
@@ -272,3 +294,96 @@ def test_the_index_goes_stale_after_an_edit(tmp_path):
 
     with pytest.raises(BadInputError, match=rf"clean\.jsonl:{len(table) + 2}: malformed JSON"):
         pairs_mod.read_pairs(tmp_path / "clean.jsonl")
+
+
+def test_a_bad_line_in_a_workers_part_takes_the_line_checked_sweep(tmp_path):
+    traced, _, _ = _generator()(tmp_path, 600, seed=2)
+    lines = traced.read_bytes().splitlines(keepends=True)
+    lines[-40] = b'{"theorem": "goedel::x", "state": 7, "tactic": "rfl"}\n'  # in the last part
+    traced.write_bytes(b"".join(lines))
+    ref = legacy.build_clean_pool(traced, tmp_path / "old.jsonl")
+    res = build_clean_pool(traced, tmp_path / "new.jsonl", workers=2, block_bytes=2048)
+    assert res.bad_lines == 1 and res.bad_line_examples[0].startswith(f"{traced}:{len(lines) - 39}:")
+    assert res.as_dict() == ref.as_dict()
+    assert (tmp_path / "new.jsonl").read_bytes() == (tmp_path / "old.jsonl").read_bytes()
+
+
+def test_a_hash_match_that_is_not_a_copy_is_never_dropped(tmp_path, monkeypatch):
+    """Pair hashes that collide all the time: every match is checked against the earlier line,
+    and a file with a match that is not a copy is swept by DuckDB (same pool, same report)."""
+    from burnqed_assets.data import integrity
+
+    traced, _, _ = _generator()(tmp_path, 800, seed=4)
+    ref = legacy.build_clean_pool(traced, tmp_path / "old.jsonl")
+    real = integrity._pair_hashes
+    monkeypatch.setattr(integrity, "_pair_hashes", lambda *cols: real(*cols) % 7)  # forked workers see it too
+    fallbacks = []
+    monkeypatch.setattr(integrity, "build_clean_pool_duckdb",
+                        lambda *a, **k: fallbacks.append(1) or build_clean_pool_duckdb(*a, **k))
+    for workers in (1, 2):
+        res = build_clean_pool(traced, tmp_path / f"new{workers}.jsonl", workers=workers, block_bytes=4096)
+        assert res.as_dict() == ref.as_dict() and res.duplicate_pairs > 0
+        assert (tmp_path / f"new{workers}.jsonl").read_bytes() == (tmp_path / "old.jsonl").read_bytes()
+    assert len(fallbacks) == 2
+    # hashes that only match true copies: the Python sweep confirms them and keeps its result
+    monkeypatch.setattr(integrity, "_pair_hashes", real)
+    res = build_clean_pool(traced, tmp_path / "new.jsonl", workers=2, block_bytes=4096)
+    assert len(fallbacks) == 2 and res.as_dict() == ref.as_dict()
+
+
+def test_the_sweep_uses_a_worker_per_cpu_only_for_a_large_file(monkeypatch):
+    from burnqed_assets.data import integrity
+
+    monkeypatch.setattr(integrity, "usable_cpus", lambda: 4)
+    per = integrity.SWEEP_BYTES_PER_WORKER
+    assert integrity.sweep_workers(0) == 1
+    assert integrity.sweep_workers(per - 1) == 1
+    assert integrity.sweep_workers(2 * per) == 2
+    assert integrity.sweep_workers(100 * per) == 4
+
+
+def test_a_split_written_by_several_processes_has_the_same_bytes(tmp_path, monkeypatch):
+    """train/val cut into shares, each built and written at its offset by a forked process."""
+    from burnqed_assets.data import sft
+
+    traced, github, _ = _generator()(tmp_path, 3000, seed=6)
+    legacy.build_clean_pool(traced, tmp_path / "clean.jsonl")
+    build_clean_pool(traced, tmp_path / "new_clean.jsonl")
+    filter_lean_github(github, tmp_path / "gh.jsonl")
+    legacy.build_sft_dataset(tmp_path / "clean.jsonl", tmp_path / "gh.jsonl", tmp_path / "old")
+    monkeypatch.setattr(sft, "usable_cpus", lambda: 3)
+    monkeypatch.setattr(sft, "_WRITE_BYTES_PER_WORKER", 10_000)
+    forks = []
+    real = sft.run_forked
+    monkeypatch.setattr(sft, "run_forked", lambda tasks: forks.append(len(tasks)) or real(tasks))
+    build_sft_dataset(tmp_path / "new_clean.jsonl", tmp_path / "gh.jsonl", tmp_path / "new")
+    assert forks == [3, 3]  # train and val, three shares each
+    _same_files(tmp_path / "old", tmp_path / "new", ["train.jsonl", "val.jsonl", "stats.json"])
+    assert verify_split(tmp_path / "new", reread=True) == verify_split(tmp_path / "new")
+
+
+def test_a_failed_forked_writer_fails_the_step(tmp_path):
+    from burnqed_assets.data.io import run_forked
+
+    def fail() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(RuntimeError, match=r"1 of 2 forked worker\(s\) failed \(exit codes \[3\]\)"):
+        run_forked([lambda: None, fail, lambda: None])
+
+
+def test_a_sweep_worker_that_dies_fails_the_step_and_writes_nothing(tmp_path, monkeypatch):
+    from burnqed_assets.data import integrity
+
+    traced, _, _ = _generator()(tmp_path, 600, seed=3)
+    parent, real = os.getpid(), integrity._scan_block
+
+    def dying(block: bytes, offset: int):
+        if os.getpid() != parent:
+            os._exit(9)  # a worker killed mid-part (out of memory, say)
+        return real(block, offset)
+
+    monkeypatch.setattr(integrity, "_scan_block", dying)
+    with pytest.raises(RuntimeError, match=r"worker died \(exit code 9\)"):
+        build_clean_pool(traced, tmp_path / "clean.jsonl", workers=2, block_bytes=4096)
+    assert not (tmp_path / "clean.jsonl").exists()

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import msgspec
 import numpy as np
 
-from burnqed_assets.data.io import LineReport, usable_cpus
+from burnqed_assets.data.io import LineReport, forked_workers, pwrite_all
 from burnqed_assets.data.pairs import (
     DUCKDB_TRIM_CHARS,
     INT64_MAX,
@@ -56,7 +56,6 @@ MALFORMED_REASONS = ("empty_state", "no_goals_state", "no_turnstile", "empty_tac
 EXAMPLES = 10
 SWEEP_BLOCK_BYTES = 512 << 10  # the file is decoded in blocks of whole lines of about this size
 SWEEP_BYTES_PER_WORKER = 4 << 20  # a smaller share of the file costs more to hand over than to scan
-SWEEP_MAX_WORKERS = 8
 
 
 @dataclass
@@ -376,9 +375,8 @@ def _parts(path: Path, workers: int) -> list[tuple[int, int]]:
 
 
 def sweep_workers(size: int) -> int:
-    """Processes for a sweep of a file of `size` bytes: one per usable CPU (at most
-    SWEEP_MAX_WORKERS), each with at least SWEEP_BYTES_PER_WORKER of the file."""
-    return max(1, min(usable_cpus(), SWEEP_MAX_WORKERS, size // SWEEP_BYTES_PER_WORKER))
+    """Processes for a sweep of a file of `size` bytes (`data.io.forked_workers`)."""
+    return forked_workers(size, SWEEP_BYTES_PER_WORKER)
 
 
 def _scan_part(path: Path, start: int, end: int, block_bytes: int) -> list[_BlockScan] | None:
@@ -411,10 +409,7 @@ def _part_worker(conn: Any, path: Path, start: int, end: int, block_bytes: int) 
                 mask = np.zeros(len(block), dtype=np.bool_)
                 mask[lines] = True
                 data = kept_lines(block.data, block.line_start, mask)
-            view = memoryview(duckdb_escapes(data) if block.may_escape else data)  # same length
-            while view:
-                n = os.pwrite(fd, view, offset)
-                view, offset = view[n:], offset + n
+            pwrite_all(fd, duckdb_escapes(data) if block.may_escape else data, offset)  # same length
     finally:
         os.close(fd)
     conn.send("written")

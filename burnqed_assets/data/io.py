@@ -113,10 +113,7 @@ class ConcurrentWrite:
     def _run(self, buffers: list[bytes], offsets: list[int]) -> None:
         try:
             for data, offset in zip(buffers, offsets):
-                view = memoryview(data)
-                while view:
-                    written = os.pwrite(self._fd, view, offset)
-                    view, offset = view[written:], offset + written
+                pwrite_all(self._fd, data, offset)
         except BaseException as exc:  # handed to `wait`
             self._errors.append(exc)
 
@@ -128,9 +125,26 @@ class ConcurrentWrite:
             raise self._errors[0]
 
 
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of `data` at `offset` of the open file `fd` (`os.pwrite` may write less)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+MAX_FORKED_WORKERS = 8  # processes one data step forks, at most
+
+
+def forked_workers(size: int, bytes_per_worker: int) -> int:
+    """Processes for work on `size` bytes: one per usable CPU (at most MAX_FORKED_WORKERS), each
+    with at least `bytes_per_worker` of it (a smaller share costs more to fork than it saves)."""
+    return max(1, min(usable_cpus(), MAX_FORKED_WORKERS, size // bytes_per_worker))
 
 
 def run_forked(tasks: list[Callable[[], None]]) -> None:

@@ -172,10 +172,10 @@ class EncodedBlock:
             return EncodedBlock(None, size=int(lengths.sum()), owner=self.owner, ref=self.ref, lines=lines[mask], **kept)
         return EncodedBlock(kept_lines(self.data, self.line_start, mask), **kept)
 
-    def without_data(self, owner: BlockOwner | None = None, ref: int = -1) -> EncodedBlock:
-        """The block's spans, its bytes left with `owner` (block number `ref` there)."""
-        return EncodedBlock(None, self.line_start, self.state_start, self.state_end, self.may_escape, self.size,
-                            owner, ref)
+    def without_data(self) -> EncodedBlock:
+        """The block's spans without its bytes (left with the process that holds them, which the
+        receiving side names as `owner`)."""
+        return EncodedBlock(None, self.line_start, self.state_start, self.state_end, self.may_escape, self.size)
 
 
 def kept_lines(data: bytes, line_start: np.ndarray, mask: np.ndarray) -> bytes:
@@ -298,9 +298,11 @@ class PairsWriter:
             # the file is written by two threads here and by the blocks' owners, while the
             # index columns are built here
             writing = ConcurrentWrite(tmp, buffers, offsets=offsets, size=pos)
-            for owner, jobs in elsewhere.values():
-                owner.start_writing(tmp, jobs)
+            started: list[BlockOwner] = []
             try:
+                for owner, jobs in elsewhere.values():
+                    owner.start_writing(tmp, jobs)
+                    started.append(owner)
                 if keep is not None:
                     columns = {k: v[keep] for k, v in columns.items()}
                 n = int(columns["theorem_id"].size)
@@ -322,7 +324,7 @@ class PairsWriter:
                               tactic_text=tactic_text, tactic_offsets=tactic_offsets)
             finally:
                 writing.wait()
-                for owner, _ in elsewhere.values():
+                for owner in started:
                     owner.wait()
         meta.update(_stamp(dest))
         buf = io.BytesIO()

@@ -40,7 +40,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-from burnqed_assets.data.io import atomic_open, atomic_path, read_json, run_forked, usable_cpus, write_json
+from burnqed_assets.data.io import (
+    atomic_open,
+    atomic_path,
+    forked_workers,
+    pwrite_all,
+    read_json,
+    run_forked,
+    write_json,
+)
 from burnqed_assets.data.pairs import DUCKDB_TRIM_CHARS, PairTable, json_bytes, json_text, read_pairs, text_of
 from burnqed_assets.data.prompt import PROMPT_PREFIX, PROMPT_SUFFIX
 from burnqed_assets.data.schema import GOEDEL_SOURCE, SOURCE_PREFIX
@@ -51,8 +59,7 @@ PAIR_REQUIRED = ("theorem", "state", "tactic", "source")
 _BARE = re.compile(r"^[a-z_]+::")
 _LAST_COMPONENT = re.compile(r"([^.]+)\Z")  # RE2's `([^.]+)$`: `$` is the end of the text
 _EXAMPLES = 20
-_WRITE_WORKERS = 8  # processes that write one split file, at most
-_WRITE_BYTES_PER_WORKER = 16 << 20  # a smaller share costs more to fork than to write
+_WRITE_BYTES_PER_WORKER = 16 << 20  # a split file's share per writing process, at least
 _HEXDIGEST = methodcaller("hexdigest")
 
 
@@ -457,29 +464,24 @@ def _write_split(m: _Merged, keep: np.ndarray, is_val: np.ndarray, hashes: np.nd
     for path, rows_of_split in ((train_path, keep & ~is_val), (val_path, is_val)):
         # every line's length is known before it is built: the file is cut into shares of about
         # equal bytes, each built and written at its own offset by its own process
-        table_of, rows, sizes = [], [], []  # the file's lines in order, table by table
-        for k, t in enumerate(m.tables):
-            r = np.flatnonzero(rows_of_split[m.rows(k)])
-            base = int(m.bounds[k])
-            table_of.append(np.full(r.size, k, dtype=np.int64))
-            rows.append(r)
-            sizes.append(len(head) + len(mid) + t.state_end[r] - t.state_start[r] + tactic_len[m.tac[base + r]]
-                         + tail_len[combo[base + r]])
-        table_of, rows, ends = np.concatenate(table_of), np.concatenate(rows), np.cumsum(np.concatenate(sizes))
+        rows = [np.flatnonzero(rows_of_split[m.rows(k)]) for k in range(len(m.tables))]  # the file's lines, in order
+        first_line = np.cumsum([0] + [r.size for r in rows])  # of each table's rows in the file
+        ends = np.cumsum(np.concatenate([
+            len(head) + len(mid) + t.state_end[r] - t.state_start[r] + tactic_len[m.tac[int(m.bounds[k]) + r]]
+            + tail_len[combo[int(m.bounds[k]) + r]] for k, (t, r) in enumerate(zip(m.tables, rows))]))
         total = int(ends[-1]) if ends.size else 0
-        workers = max(1, min(usable_cpus(), _WRITE_WORKERS, total // _WRITE_BYTES_PER_WORKER))
-        cuts = [0, *np.searchsorted(ends, np.arange(1, workers) * total // workers).tolist(), rows.size]
+        workers = forked_workers(total, _WRITE_BYTES_PER_WORKER)
+        cuts = [0, *np.searchsorted(ends, np.arange(1, workers) * total // workers).tolist(), ends.size]
 
         def write_share(a: int, b: int) -> None:
             at = int(ends[a - 1]) if a else 0
             for c in range(a, b, 16384):
                 d = min(b, c + 16384)
-                ks = np.unique(table_of[c:d])
-                data = b"".join(lines_of(int(k), rows[c:d][table_of[c:d] == k]) for k in ks.tolist())
-                view = memoryview(data)
-                while view:
-                    n = os.pwrite(fd, view, at)
-                    view, at = view[n:], at + n
+                data = b"".join(lines_of(k, rows[k][max(c, lo) - lo: min(d, hi) - lo])
+                                for k, (lo, hi) in enumerate(zip(first_line[:-1].tolist(), first_line[1:].tolist()))
+                                if max(c, lo) < min(d, hi))
+                pwrite_all(fd, data, at)
+                at += len(data)
 
         def lines_of(k: int, block: np.ndarray) -> bytes:
             base = int(m.bounds[k])

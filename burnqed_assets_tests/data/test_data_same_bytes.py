@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from burnqed_assets.data import io as data_io
 from burnqed_assets.data import pairs as pairs_mod
 from burnqed_assets.data.exploration import explore
 from burnqed_assets.data.integrity import build_clean_pool, build_clean_pool_duckdb
@@ -334,7 +335,7 @@ def test_a_hash_match_that_is_not_a_copy_is_never_dropped(tmp_path, monkeypatch)
 def test_the_sweep_uses_a_worker_per_cpu_only_for_a_large_file(monkeypatch):
     from burnqed_assets.data import integrity
 
-    monkeypatch.setattr(integrity, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(data_io, "usable_cpus", lambda: 4)
     per = integrity.SWEEP_BYTES_PER_WORKER
     assert integrity.sweep_workers(0) == 1
     assert integrity.sweep_workers(per - 1) == 1
@@ -351,7 +352,7 @@ def test_a_split_written_by_several_processes_has_the_same_bytes(tmp_path, monke
     build_clean_pool(traced, tmp_path / "new_clean.jsonl")
     filter_lean_github(github, tmp_path / "gh.jsonl")
     legacy.build_sft_dataset(tmp_path / "clean.jsonl", tmp_path / "gh.jsonl", tmp_path / "old")
-    monkeypatch.setattr(sft, "usable_cpus", lambda: 3)
+    monkeypatch.setattr(data_io, "usable_cpus", lambda: 3)
     monkeypatch.setattr(sft, "_WRITE_BYTES_PER_WORKER", 10_000)
     forks = []
     real = sft.run_forked

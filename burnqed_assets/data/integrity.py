@@ -36,6 +36,7 @@ from burnqed_assets.data.pairs import (
     INT64_MIN,
     EncodedBlock,
     PairsWriter,
+    add_rows,
     duckdb_blank,
     duckdb_escapes,
     json_bytes,
@@ -655,9 +656,7 @@ def build_clean_pool_duckdb(traced_path: str | os.PathLike[str], dest: str | os.
     writer = PairsWriter()
     cur = con.execute(f"""SELECT theorem, state, tactic, state_after, coalesce(depth, 0),
         coalesce(source, {duck.sql_str(GOEDEL_SOURCE)}) FROM traced WHERE NOT dropped ORDER BY _line""")
-    while batch := cur.fetchmany(8192):
-        for row in batch:
-            writer.add(*row)
+    add_rows(writer.add, cur)
     clean_pairs = writer.write(dest)
     dropped = [{"theorem": th, "reason": "contaminated (sorry/admit/cheat/sorryAx)", "first_line": loc(n)}
                for th, n in con.execute("SELECT theorem, first_line FROM bad_theorems ORDER BY first_line").fetchall()]

@@ -20,7 +20,7 @@ from typing import Any
 
 from burnqed_assets.data import duck
 from burnqed_assets.data.io import LineReport
-from burnqed_assets.data.pairs import PairsWriter
+from burnqed_assets.data.pairs import PairsWriter, add_rows
 from burnqed_assets.data.schema import LEAN_GITHUB_SOURCE, SOURCE_PREFIX, TURNSTILE
 
 TRIVIAL_TACTICS = ("rfl", "simp", "trivial", "exact?", "decide")
@@ -108,9 +108,7 @@ def filter_lean_github(src: str | os.PathLike[str], dest: str | os.PathLike[str]
         f"""SELECT CASE WHEN starts_with(full_name, {prefix}) THEN full_name ELSE {prefix} || full_name END,
                state_before, tactic, state_after, CAST(NULL AS BIGINT), {duck.sql_str(LEAN_GITHUB_SOURCE)}
         FROM judged WHERE drop_reason IS NULL ORDER BY _file, _line""")
-    while batch := cur.fetchmany(8192):
-        for row in batch:
-            writer.add(*row)
+    add_rows(writer.add, cur)
     kept_pairs = writer.write(dest)
     trivial_rows, trivial_kept, kept_theorems = con.execute(
         "SELECT count(*) FILTER (WHERE trivial), count(*) FILTER (WHERE trivial AND drop_reason IS NULL), "

@@ -24,11 +24,11 @@ import mmap
 import os
 import re
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -77,6 +77,13 @@ def text_of(escaped: bytes) -> str:
 def duckdb_blank(s: str) -> bool:
     """DuckDB's `s = '' OR (starts_with(s, ' ') AND trim(s) = '')` (the SQL `duck.blank`)."""
     return not s or (s[0] == " " and not s.strip(DUCKDB_TRIM_CHARS))
+
+
+def add_rows(add: Callable[..., None], cur: Any) -> None:
+    """`add(*row)` for every row of a DuckDB cursor, fetched in batches."""
+    while batch := cur.fetchmany(8192):
+        for row in batch:
+            add(*row)
 
 
 def index_path(jsonl: str | os.PathLike[str]) -> Path:
@@ -493,9 +500,7 @@ def _via_duckdb(path: Path, required: Sequence[str]) -> PairTable:
     duck.load_jsonl(con, path, "_pairs_in", columns, tuple(dict.fromkeys((*required, "tactic"))))
     cols = _Columns()
     cur = con.execute("SELECT theorem, state, tactic, depth, source FROM _pairs_in ORDER BY _line")
-    while batch := cur.fetchmany(8192):
-        for row in batch:
-            cols.add(*row)
+    add_rows(cols.add, cur)
     con.execute("DROP TABLE _pairs_in")
     return cols.table(path)
 

@@ -45,8 +45,6 @@ class ReleaseInfo:
     release_dir: str
 
 
-
-
 def _write_proofs(dest: Path, lean_dir: Path | None, proofs_jsonl: Path | None) -> tuple[int, str]:
     """Stream proofs into Parquet in batches (a migrated corpus is ~30K files)."""
     files = sorted(lean_dir.rglob("*.lean")) if lean_dir and lean_dir.is_dir() else []
